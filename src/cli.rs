@@ -1,0 +1,422 @@
+//! The command line: `graft train`, `graft predict`, `graft layers`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use graft::config::{
+    DevicePreference, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
+};
+use graft::models::{ModelKind, Network, NetworkSpec};
+use graft::predict::Predictor;
+use graft::train::{self, TrainEvent};
+
+/// Graft: fine-tune a pre-trained image network on your own labelled folders.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do; without a command the app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The sub-commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a new head (and optionally fine-tune) on an image folder.
+    Train(TrainArgs),
+    /// Classify images with a trained run, or with a model's own ImageNet classifier.
+    Predict(PredictArgs),
+    /// List a model's layer groups (the units that can be frozen).
+    Layers(LayersArgs),
+}
+
+fn parse_model(name: &str) -> Result<ModelKind, String> {
+    ModelKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown model `{name}`; choose one of {}", names.join(", "))
+    })
+}
+
+/// `graft train` flags; each overrides the config file (if any), which overrides the defaults.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Image folder: one sub-folder per class (or train/ and val/ with class sub-folders).
+    #[arg(long)]
+    data: PathBuf,
+    /// A JSON config to start from (e.g. a run's config.json).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Model: efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelKind>,
+    /// Pre-trained weight file to use instead of the bundled one.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Start from random weights.
+    #[arg(long)]
+    from_scratch: bool,
+    /// Stage-1 epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// adamw, adam or sgd.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// cosine or constant.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Frozen groups: all-but-head, none, or a comma-separated list (see `graft layers`).
+    #[arg(long)]
+    freeze: Option<String>,
+    /// Stage-2 epochs (fine-tuning with more layers unfrozen); 0 skips stage 2.
+    #[arg(long)]
+    fine_tune_epochs: Option<usize>,
+    /// Groups to unfreeze in stage 2 (comma-separated); default all.
+    #[arg(long)]
+    unfreeze: Option<String>,
+    /// Stage-2 learning rate as a fraction of stage 1's.
+    #[arg(long)]
+    fine_tune_lr_factor: Option<f64>,
+    /// Input side in pixels (default: the model's own).
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Validation fraction for a folder without train/ and val/.
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Seed for split, order, augmentation and head initialisation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Turn training augmentation off.
+    #[arg(long)]
+    no_augment: bool,
+    /// auto, cpu or gpu.
+    #[arg(long)]
+    device: Option<String>,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Hidden dense layer width in the head.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Head dropout.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Use at most this many images per class.
+    #[arg(long)]
+    max_per_class: Option<usize>,
+    /// Folder for run folders (default: the user's Graft data folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The config these flags describe.
+    pub fn to_config(&self) -> Result<TrainConfig, String> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => TrainConfig::default(),
+        };
+        c.data = self.data.clone();
+        if let Some(m) = self.model {
+            c.model = m;
+        }
+        if self.weights.is_some() {
+            c.weights = self.weights.clone();
+        }
+        c.from_scratch |= self.from_scratch;
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.optimizer.lr = v;
+        }
+        if let Some(v) = &self.optimizer {
+            c.optimizer.kind = match v.as_str() {
+                "adamw" => OptimizerKind::AdamW,
+                "adam" => OptimizerKind::Adam,
+                "sgd" => OptimizerKind::Sgd,
+                other => return Err(format!("unknown optimizer `{other}` (adamw, adam, sgd)")),
+            };
+        }
+        if let Some(v) = &self.schedule {
+            c.optimizer.schedule = match v.as_str() {
+                "cosine" => LrSchedule::Cosine,
+                "constant" => LrSchedule::Constant,
+                other => return Err(format!("unknown schedule `{other}` (cosine, constant)")),
+            };
+        }
+        if let Some(v) = &self.freeze {
+            c.freeze = FreezePlan::parse(v);
+        }
+        if let Some(epochs) = self.fine_tune_epochs {
+            let mut ft = c.fine_tune.take().unwrap_or_default();
+            ft.epochs = epochs;
+            c.fine_tune = (epochs > 0).then_some(ft);
+        }
+        if self.unfreeze.is_some() || self.fine_tune_lr_factor.is_some() {
+            let ft = c.fine_tune.get_or_insert_with(FineTuneConfig::default);
+            if let Some(list) = &self.unfreeze {
+                ft.unfreeze = list
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty() && s != "all")
+                    .collect();
+            }
+            if let Some(f) = self.fine_tune_lr_factor {
+                ft.lr_factor = f;
+            }
+        }
+        if self.input_size.is_some() {
+            c.input_size = self.input_size;
+        }
+        if let Some(v) = self.val_fraction {
+            c.split.val_fraction = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if self.no_augment {
+            c.augment.enabled = false;
+        }
+        if let Some(v) = &self.device {
+            c.device = match v.as_str() {
+                "auto" => DevicePreference::Auto,
+                "cpu" => DevicePreference::Cpu,
+                "gpu" => DevicePreference::Gpu,
+                other => return Err(format!("unknown device `{other}` (auto, cpu, gpu)")),
+            };
+        }
+        if self.patience.is_some() {
+            c.early_stopping_patience = self.patience;
+        }
+        if self.hidden.is_some() {
+            c.head.hidden = self.hidden;
+        }
+        if let Some(v) = self.dropout {
+            c.head.dropout = v;
+        }
+        if self.max_per_class.is_some() {
+            c.max_images_per_class = self.max_per_class;
+        }
+        if self.out.is_some() {
+            c.runs_dir = self.out.clone();
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+/// `graft predict` flags.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A run folder written by `graft train`.
+    #[arg(long, conflicts_with = "model")]
+    run: Option<PathBuf>,
+    /// Use this model's own ImageNet classifier instead of a run.
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelKind>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    top: usize,
+    /// Images to classify.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+/// `graft layers` flags.
+#[derive(Args, Debug)]
+pub struct LayersArgs {
+    /// The model.
+    #[arg(long, value_parser = parse_model, default_value = "efficientnet-lite0")]
+    model: ModelKind,
+    /// Output classes of the new head.
+    #[arg(long, default_value_t = 5)]
+    classes: usize,
+}
+
+fn bar(done: usize, total: usize, width: usize) -> String {
+    let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+    format!("{}{}", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+/// Runs `graft train`, printing progress; returns the process exit code.
+pub fn train(args: &TrainArgs) -> i32 {
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut handle = train::spawn(config.clone(), None);
+    let total_epochs = config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs);
+    let mut stderr = std::io::stderr();
+    loop {
+        let Some(event) = handle.next_timeout(Duration::from_millis(200)) else {
+            if handle.is_ended() {
+                return 1;
+            }
+            continue;
+        };
+        match event {
+            TrainEvent::Device { description, .. } => println!("device: {description}"),
+            TrainEvent::Preparing { done, total } => {
+                let _ = write!(stderr, "\rdecoding [{}] {done}/{total}", bar(done, total, 30));
+                if done == total {
+                    let _ = writeln!(stderr);
+                }
+            }
+            TrainEvent::DataReady(d) => {
+                println!("data: {} ({:?})", d.root.display(), d.layout);
+                println!("classes ({}):", d.classes.len());
+                for (i, c) in d.classes.iter().enumerate() {
+                    println!("  {c:<24} train {:>5}  val {:>5}", d.train_counts[i], d.val_counts[i]);
+                }
+                println!("skipped files: {}", d.skipped.len());
+            }
+            TrainEvent::Warning(w) => println!("warning: {w}"),
+            TrainEvent::Started(info) => {
+                let frozen = info.frozen.iter().filter(|f| **f).count();
+                println!(
+                    "model: {} at {} px, {} of {} layer groups frozen, {} of {} parameters trainable",
+                    info.model,
+                    info.input_size,
+                    frozen,
+                    info.groups.len(),
+                    info.trainable_params,
+                    info.total_params
+                );
+                println!("run folder: {}", info.run_dir.display());
+            }
+            TrainEvent::StageStarted {
+                stage,
+                epochs,
+                lr,
+                trainable_params,
+            } => println!(
+                "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
+            ),
+            TrainEvent::Batch(b) => {
+                let _ = write!(
+                    stderr,
+                    "\repoch {}/{total_epochs} [{}] {}/{} loss {:.4} {:.1} img/s   ",
+                    b.epoch,
+                    bar(b.batch, b.batches, 30),
+                    b.batch,
+                    b.batches,
+                    b.loss,
+                    b.images_per_sec
+                );
+                if b.batch == b.batches {
+                    let _ = writeln!(stderr);
+                }
+            }
+            TrainEvent::Epoch(m) => {
+                let val = match (m.val_loss, m.val_accuracy) {
+                    (Some(l), Some(a)) => format!("val loss {l:.4}  val acc {:.1} %", a * 100.0),
+                    _ => "no validation set".into(),
+                };
+                println!(
+                    "epoch {}/{total_epochs}: train loss {:.4}  {val}  {:.1} img/s  {:.1} s",
+                    m.epoch, m.train_loss, m.images_per_sec, m.seconds
+                );
+            }
+            TrainEvent::Checkpoint { path, epoch } => {
+                println!("checkpoint (epoch {epoch}): {}", path.display())
+            }
+            TrainEvent::Paused => println!("paused"),
+            TrainEvent::Resumed => println!("resumed"),
+            TrainEvent::Finished(s) => {
+                let how = if s.cancelled {
+                    "cancelled"
+                } else if s.early_stopped {
+                    "stopped early"
+                } else {
+                    "finished"
+                };
+                let acc = s
+                    .best_val_accuracy
+                    .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+                println!(
+                    "{how} after {} epochs in {:.1} s; best epoch {:?}, val accuracy {acc}",
+                    s.epochs, s.seconds, s.best_epoch
+                );
+                println!("run folder: {}", s.run_dir.display());
+                return 0;
+            }
+            TrainEvent::Failed(message) => {
+                eprintln!("error: {message}");
+                return 1;
+            }
+        }
+    }
+}
+
+/// Runs `graft predict`; returns the process exit code.
+pub fn predict(args: &PredictArgs) -> i32 {
+    let device = graft::device::select(DevicePreference::Auto).device;
+    let predictor = match (&args.run, args.model) {
+        (Some(run), _) => Predictor::from_run(run, &device),
+        (None, Some(model)) => Predictor::imagenet(model, None, &device),
+        (None, None) => {
+            eprintln!("error: give --run DIR (a trained run) or --model NAME (ImageNet classes)");
+            return 2;
+        }
+    };
+    let predictor = match predictor {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut failures = 0;
+    for path in &args.images {
+        match predictor.top_k_file(path, args.top) {
+            Ok(top) => {
+                println!("{}", path.display());
+                for (class, p) in top {
+                    println!("  {:>6.2} %  {class}", p * 100.0);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failures += 1;
+            }
+        }
+    }
+    if failures > 0 { 1 } else { 0 }
+}
+
+/// Runs `graft layers`.
+pub fn layers(args: &LayersArgs) -> i32 {
+    let spec = NetworkSpec {
+        kind: args.model,
+        classes: args.classes,
+        head: Default::default(),
+        input_size: args.model.input_size(),
+    };
+    let network = Network::new(&spec, &burn::tensor::Device::flex());
+    println!("{:<10} {:<34} {:>10}  output", "group", "what", "params");
+    for g in network.layer_groups(spec.input_size) {
+        println!(
+            "{:<10} {:<34} {:>10}  {:?}",
+            g.name, g.description, g.params, g.output_shape
+        );
+    }
+    0
+}

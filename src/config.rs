@@ -1,0 +1,397 @@
+//! The one training configuration: the GUI edits it, the CLI builds it from flags, a run folder
+//! and a saved project store it. Every field has a default, so old files keep loading.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::ModelKind;
+
+/// Everything that decides what a training run does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The image folder: `root/<class>/**/*.png`, or `root/train/<class>` + `root/val/<class>`.
+    pub data: PathBuf,
+    /// How the folder is split and decoded.
+    pub split: SplitConfig,
+    /// Which network to start from.
+    pub model: ModelKind,
+    /// A weight file to load instead of the bundled or cached one.
+    pub weights: Option<PathBuf>,
+    /// Start from random weights instead of the pre-trained ones.
+    pub from_scratch: bool,
+    /// Input side in pixels; `None` uses the size the model was trained on.
+    pub input_size: Option<u32>,
+    /// The new classifier head.
+    pub head: HeadConfig,
+    /// Which layer groups stay frozen in stage 1.
+    pub freeze: FreezePlan,
+    /// Optional stage 2: unfreeze more groups and fine-tune at a lower learning rate.
+    pub fine_tune: Option<FineTuneConfig>,
+    /// Optimiser and learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Stage-1 epochs.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Seed for the split, the shuffling, augmentation and the new head's initial weights.
+    pub seed: u64,
+    /// Stop when validation loss has not improved for this many epochs.
+    pub early_stopping_patience: Option<usize>,
+    /// Training-time augmentation.
+    pub augment: AugmentConfig,
+    /// Where the run trains.
+    pub device: DevicePreference,
+    /// Folder that receives one sub-folder per run; `None` uses the user's data folder.
+    pub runs_dir: Option<PathBuf>,
+    /// Use at most this many images per class (a quick look at a big folder); `None` uses all.
+    pub max_images_per_class: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::new(),
+            split: SplitConfig::default(),
+            model: ModelKind::EfficientNetLite0,
+            weights: None,
+            from_scratch: false,
+            input_size: None,
+            head: HeadConfig::default(),
+            freeze: FreezePlan::AllButHead,
+            fine_tune: None,
+            optimizer: OptimizerConfig::default(),
+            epochs: 5,
+            batch_size: 16,
+            seed: 42,
+            early_stopping_patience: None,
+            augment: AugmentConfig::default(),
+            device: DevicePreference::Auto,
+            runs_dir: None,
+            max_images_per_class: None,
+        }
+    }
+}
+
+/// How a folder without `train/` and `val/` is split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SplitConfig {
+    /// Fraction of each class held out for validation.
+    pub val_fraction: f64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self { val_fraction: 0.2 }
+    }
+}
+
+/// The classifier put on top of the pre-trained features.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeadConfig {
+    /// Dropout before the classifier (and before the hidden layer, when there is one).
+    pub dropout: f64,
+    /// Width of an optional hidden dense layer (ReLU) between the features and the classifier.
+    pub hidden: Option<usize>,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            dropout: 0.2,
+            hidden: None,
+        }
+    }
+}
+
+/// Which layer groups are frozen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreezePlan {
+    /// Everything but the new head is frozen: the classic feature-extraction recipe.
+    AllButHead,
+    /// Nothing is frozen: fine-tune the whole network.
+    Nothing,
+    /// Exactly these groups (by name, as [`crate::models::LayerGroup::name`]) are frozen.
+    Groups(BTreeSet<String>),
+}
+
+impl Default for FreezePlan {
+    fn default() -> Self {
+        Self::AllButHead
+    }
+}
+
+impl FreezePlan {
+    /// For each group name, whether this plan freezes it.
+    pub fn resolve(&self, group_names: &[String]) -> Vec<bool> {
+        let last = group_names.len().saturating_sub(1);
+        group_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match self {
+                Self::AllButHead => i != last,
+                Self::Nothing => false,
+                Self::Groups(set) => set.contains(name),
+            })
+            .collect()
+    }
+
+    /// Parses the CLI form: `all-but-head`, `none`, or a comma-separated list of group names.
+    pub fn parse(text: &str) -> Self {
+        match text.trim() {
+            "all-but-head" | "default" => Self::AllButHead,
+            "none" | "nothing" => Self::Nothing,
+            list => Self::Groups(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Stage 2 of the recipe: unfreeze and fine-tune at a lower learning rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FineTuneConfig {
+    /// Epochs of stage 2.
+    pub epochs: usize,
+    /// Groups to unfreeze for stage 2 (by name); empty unfreezes everything.
+    pub unfreeze: BTreeSet<String>,
+    /// Stage-2 learning rate as a fraction of stage 1's (default: 10× lower).
+    pub lr_factor: f64,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            unfreeze: BTreeSet::new(),
+            lr_factor: 0.1,
+        }
+    }
+}
+
+/// The optimiser family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam.
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+    /// SGD with momentum.
+    Sgd,
+}
+
+/// The learning-rate schedule over a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate every step.
+    Constant,
+    /// Cosine decay from the rate to zero over the stage.
+    Cosine,
+}
+
+/// Optimiser settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimizerConfig {
+    /// Which optimiser.
+    pub kind: OptimizerKind,
+    /// Stage-1 learning rate.
+    pub lr: f64,
+    /// Weight decay (AdamW: decoupled; SGD and Adam: L2 penalty).
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// How the rate changes over a stage.
+    pub schedule: LrSchedule,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::AdamW,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            schedule: LrSchedule::Cosine,
+        }
+    }
+}
+
+/// Training-time augmentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AugmentConfig {
+    /// Master switch: off trains on the same centre crop used for validation.
+    pub enabled: bool,
+    /// Random resized crop: the smallest fraction of the image area a crop may keep.
+    pub min_crop_area: f64,
+    /// Random horizontal flip.
+    pub horizontal_flip: bool,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_crop_area: 0.35,
+            horizontal_flip: true,
+        }
+    }
+}
+
+/// Where to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePreference {
+    /// A GPU through wgpu when a hardware adapter exists, otherwise the CPU.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// wgpu, whatever adapter it finds (a software one too).
+    Gpu,
+}
+
+/// A configuration value that cannot work, with the field it concerns.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid setting `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The field, as it is named in the config file.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn check(ok: bool, field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            field,
+            reason: reason.into(),
+        })
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value a run depends on; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let lr = self.optimizer.lr;
+        check(
+            lr.is_finite() && lr > 0.0,
+            "optimizer.lr",
+            format!("must be a positive number, got {lr}"),
+        )?;
+        check(
+            self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0,
+            "optimizer.weight_decay",
+            "must be zero or positive",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.optimizer.momentum),
+            "optimizer.momentum",
+            "must be in [0, 1)",
+        )?;
+        check(self.epochs >= 1, "epochs", "must be at least 1")?;
+        check(
+            (1..=4096).contains(&self.batch_size),
+            "batch_size",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            (0.0..0.9).contains(&self.split.val_fraction),
+            "split.val_fraction",
+            format!("must be in [0, 0.9), got {}", self.split.val_fraction),
+        )?;
+        check(
+            (0.0..1.0).contains(&self.head.dropout),
+            "head.dropout",
+            "must be in [0, 1)",
+        )?;
+        check(
+            self.head.hidden != Some(0),
+            "head.hidden",
+            "must be at least 1 when set",
+        )?;
+        if let Some(size) = self.input_size {
+            check(
+                (16..=1024).contains(&size),
+                "input_size",
+                format!("must be between 16 and 1024 pixels, got {size}"),
+            )?;
+        }
+        check(
+            self.augment.min_crop_area > 0.0 && self.augment.min_crop_area <= 1.0,
+            "augment.min_crop_area",
+            "must be in (0, 1]",
+        )?;
+        if let Some(ft) = &self.fine_tune {
+            check(
+                ft.lr_factor.is_finite() && ft.lr_factor > 0.0,
+                "fine_tune.lr_factor",
+                "must be a positive number",
+            )?;
+        }
+        check(
+            self.max_images_per_class != Some(0),
+            "max_images_per_class",
+            "must be at least 1 when set",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips_through_json() {
+        let config = TrainConfig::default();
+        config.validate().unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        let config: TrainConfig = serde_json::from_str(r#"{"epochs": 9}"#).unwrap();
+        assert_eq!(config.epochs, 9);
+        assert_eq!(config.batch_size, TrainConfig::default().batch_size);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut config = TrainConfig::default();
+        config.optimizer.lr = -1.0;
+        assert_eq!(config.validate().unwrap_err().field, "optimizer.lr");
+        let mut config = TrainConfig::default();
+        config.split.val_fraction = 0.95;
+        assert_eq!(config.validate().unwrap_err().field, "split.val_fraction");
+    }
+
+    #[test]
+    fn freeze_plans_resolve_by_name() {
+        let names: Vec<String> = ["stem", "block0", "head"].map(String::from).to_vec();
+        assert_eq!(
+            FreezePlan::AllButHead.resolve(&names),
+            [true, true, false]
+        );
+        assert_eq!(FreezePlan::Nothing.resolve(&names), [false, false, false]);
+        assert_eq!(
+            FreezePlan::parse("stem, head").resolve(&names),
+            [true, false, true]
+        );
+    }
+}

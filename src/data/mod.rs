@@ -1,0 +1,288 @@
+//! Image folders: finding classes and files, decoding them on worker threads, splitting them, and
+//! turning them into batches.
+
+pub mod batches;
+pub mod decode;
+pub mod preprocess;
+pub mod rng;
+pub mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+pub use decode::DecodeError;
+pub use scan::{Layout, Scan, scan_folder};
+
+/// A data set that cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The path is not a folder.
+    #[error("{path} is not a folder: point Graft at a folder with one sub-folder per class")]
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A folder could not be listed.
+    #[error("cannot read folder {path}: {reason}")]
+    Unreadable {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Fewer than two classes with usable images.
+    #[error(
+        "{root} has {} class{} with usable images ({}): Graft needs at least two sub-folders, one per class, each with images",
+        usable.len(), if usable.len() == 1 { "" } else { "es" },
+        if usable.is_empty() { "none".to_string() } else { usable.join(", ") }
+    )]
+    TooFewClasses {
+        /// The data set root.
+        root: PathBuf,
+        /// The classes that do have images.
+        usable: Vec<String>,
+    },
+    /// Preparation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A file that was left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was left out.
+    pub reason: DecodeError,
+}
+
+/// One usable image, decoded and resized for training.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Class index.
+    pub label: usize,
+    /// The image resized so its shorter side is [`preprocess::resize_side`] of the input size.
+    pub image: Arc<RgbImage>,
+}
+
+/// A decoded, split data set, ready for training at one input size.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// The folder.
+    pub root: PathBuf,
+    /// How the folder was laid out.
+    pub layout: Layout,
+    /// Class names, sorted; classes without a usable image are not among them.
+    pub classes: Vec<String>,
+    /// Training images.
+    pub train: Vec<Sample>,
+    /// Validation images.
+    pub val: Vec<Sample>,
+    /// Files that could not be used.
+    pub skipped: Vec<SkippedFile>,
+    /// Class folders left with no usable image (not trained on).
+    pub empty_classes: Vec<String>,
+    /// The input side the images were prepared for.
+    pub input_size: u32,
+}
+
+/// How to prepare a folder.
+#[derive(Clone, Debug)]
+pub struct PrepareOptions {
+    /// Network input side.
+    pub input_size: u32,
+    /// Validation fraction for a flat folder.
+    pub val_fraction: f64,
+    /// Split seed.
+    pub seed: u64,
+    /// Cap on images per class.
+    pub max_images_per_class: Option<usize>,
+    /// Decoding threads.
+    pub threads: usize,
+}
+
+/// Decodes `files` on `threads` worker threads; results keep the input order.
+///
+/// `progress(done, total)` is called from the workers; `cancel` stops early.
+pub fn decode_all(
+    files: &[PathBuf],
+    resize_to: u32,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Vec<Result<RgbImage, DecodeError>>, DataError> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<RgbImage, DecodeError>>> = vec![None; files.len()];
+    let chunks: Vec<Vec<(usize, Result<RgbImage, DecodeError>)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        if cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        let decoded = decode::decode_file(path)
+                            .map(|img| preprocess::resize_shorter_side(&img, resize_to));
+                        out.push((i, decoded));
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, files.len());
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    if cancel.load(Ordering::Relaxed) {
+        return Err(DataError::Cancelled);
+    }
+    for (i, r) in chunks.into_iter().flatten() {
+        results[i] = Some(r);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(DecodeError::Io("decoder thread failed".into()))))
+        .collect())
+}
+
+/// Scans, decodes and splits `root`.
+pub fn prepare(
+    root: &Path,
+    options: &PrepareOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Dataset, DataError> {
+    let mut scan = scan_folder(root)?;
+    if let Some(cap) = options.max_images_per_class {
+        let mut rng = rng::Rng::new(options.seed, 11);
+        let mut kept = Vec::new();
+        for class in 0..scan.classes.len() {
+            let mut of_class: Vec<_> = scan.files.iter().filter(|f| f.class == class).cloned().collect();
+            rng.shuffle(&mut of_class);
+            of_class.truncate(cap);
+            of_class.sort_by(|a, b| a.path.cmp(&b.path));
+            kept.extend(of_class);
+        }
+        scan.files = kept;
+    }
+    let paths: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
+    let resize_to = preprocess::resize_side(options.input_size);
+    let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
+
+    let mut skipped = Vec::new();
+    let mut per_class: Vec<Vec<(Sample, bool)>> = vec![Vec::new(); scan.classes.len()];
+    for (file, result) in scan.files.iter().zip(decoded) {
+        match result {
+            Ok(image) => per_class[file.class].push((
+                Sample {
+                    path: file.path.clone(),
+                    label: file.class,
+                    image: Arc::new(image),
+                },
+                file.in_val_folder,
+            )),
+            Err(reason) => skipped.push(SkippedFile {
+                path: file.path.clone(),
+                reason,
+            }),
+        }
+    }
+
+    let empty_classes: Vec<String> = scan
+        .classes
+        .iter()
+        .zip(&per_class)
+        .filter(|(_, s)| s.is_empty())
+        .map(|(c, _)| c.clone())
+        .collect();
+    let usable: Vec<(String, Vec<(Sample, bool)>)> = scan
+        .classes
+        .into_iter()
+        .zip(per_class)
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    if usable.len() < 2 {
+        return Err(DataError::TooFewClasses {
+            root: root.to_path_buf(),
+            usable: usable.into_iter().map(|(c, _)| c).collect(),
+        });
+    }
+
+    let mut classes = Vec::new();
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    let mut rng = rng::Rng::new(options.seed, 7);
+    for (label, (name, samples)) in usable.into_iter().enumerate() {
+        classes.push(name);
+        let mut samples: Vec<(Sample, bool)> = samples
+            .into_iter()
+            .map(|(mut s, v)| {
+                s.label = label;
+                (s, v)
+            })
+            .collect();
+        match scan.layout {
+            Layout::TrainVal => {
+                for (s, in_val) in samples {
+                    if in_val { val.push(s) } else { train.push(s) }
+                }
+            }
+            Layout::Flat => {
+                rng.shuffle(&mut samples);
+                let n_val = val_count(samples.len(), options.val_fraction);
+                for (i, (s, _)) in samples.into_iter().enumerate() {
+                    if i < n_val { val.push(s) } else { train.push(s) }
+                }
+            }
+        }
+    }
+    train.sort_by(|a, b| a.path.cmp(&b.path));
+    val.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        layout: scan.layout,
+        classes,
+        train,
+        val,
+        skipped,
+        empty_classes,
+        input_size: options.input_size,
+    })
+}
+
+/// Validation images for a class of `n`: the fraction, rounded, but at least one (and at least one
+/// left to train on) whenever the class has two or more and the fraction is not zero.
+pub fn val_count(n: usize, fraction: f64) -> usize {
+    if n < 2 || fraction <= 0.0 {
+        return 0;
+    }
+    ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_of_two_or_more_gets_a_val_image() {
+        assert_eq!(val_count(1, 0.2), 0);
+        assert_eq!(val_count(2, 0.2), 1);
+        assert_eq!(val_count(3, 0.2), 1);
+        assert_eq!(val_count(10, 0.2), 2);
+        assert_eq!(val_count(126, 0.2), 25);
+        assert_eq!(val_count(2, 0.8), 1);
+        assert_eq!(val_count(10, 0.0), 0);
+    }
+}

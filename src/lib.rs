@@ -1,0 +1,17 @@
+//! Graft: transfer learning on images.
+//!
+//! The engine — [`data`] (image folders), [`models`] (pre-trained networks and their layer groups),
+//! [`train`] (the background training engine) — never imports egui: it runs the same from the
+//! GUI, the CLI and tests. The GUI lives in the binary.
+
+pub mod assets;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod models;
+pub mod predict;
+pub mod run_dir;
+pub mod train;
+
+pub use config::TrainConfig;

@@ -1,0 +1,188 @@
+//! Classifying images with a trained run, or with a model's own ImageNet classifier.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::HeadConfig;
+use crate::data::DecodeError;
+use crate::data::decode::decode_file;
+use crate::data::preprocess::{eval_view, push_chw, resize_shorter_side, resize_side};
+use crate::models::{ModelKind, Network, NetworkSpec, WeightsError};
+use crate::run_dir::{files, read_run};
+
+/// Why a predictor could not be built or an image not classified.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The run folder is incomplete or unreadable.
+    #[error("cannot use run {dir}: {reason}")]
+    Run {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The weights could not be loaded.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// No weights for the model.
+    #[error("no pre-trained weights for {0} were found")]
+    NoWeights(&'static str),
+    /// The class names could not be read.
+    #[error("cannot read the class names: {0}")]
+    Classes(String),
+    /// An image could not be decoded.
+    #[error("{path}: {reason}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: DecodeError,
+    },
+    /// The device failed.
+    #[error("the compute device failed: {0}")]
+    Device(String),
+}
+
+/// A network in inference mode with its class names and preprocessing.
+pub struct Predictor {
+    network: Network,
+    classes: Vec<String>,
+    kind: ModelKind,
+    input_size: u32,
+    device: Device,
+}
+
+impl Predictor {
+    /// The model's own ImageNet classifier, before any fine-tuning.
+    pub fn imagenet(kind: ModelKind, weights: Option<&Path>, device: &Device) -> Result<Self, PredictError> {
+        let classes = crate::assets::imagenet_classes().map_err(|e| PredictError::Classes(e.to_string()))?;
+        let path = match weights {
+            Some(p) => p.to_path_buf(),
+            None => kind.find_weights().ok_or(PredictError::NoWeights(kind.name()))?,
+        };
+        let spec = NetworkSpec {
+            kind,
+            classes: classes.len(),
+            head: HeadConfig { dropout: 0.0, hidden: None },
+            input_size: kind.input_size(),
+        };
+        let (network, _) = Network::pretrained(&spec, &path, true, device)?;
+        Ok(Self {
+            network: network.valid(),
+            classes,
+            kind,
+            input_size: kind.input_size(),
+            device: device.clone(),
+        })
+    }
+
+    /// The best checkpoint of a run folder.
+    pub fn from_run(dir: &Path, device: &Device) -> Result<Self, PredictError> {
+        let run_error = |reason: String| PredictError::Run {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let (config, classes) = read_run(dir).map_err(run_error)?;
+        let input_size = config.input_size.unwrap_or(config.model.input_size());
+        let spec = NetworkSpec {
+            kind: config.model,
+            classes: classes.len(),
+            head: config.head.clone(),
+            input_size,
+        };
+        let mut network = Network::new(&spec, device);
+        let checkpoint = dir.join(files::CHECKPOINT);
+        if !checkpoint.is_file() {
+            return Err(run_error(format!(
+                "{} is missing (the run saved no checkpoint)",
+                checkpoint.display()
+            )));
+        }
+        let mut store = SafetensorsStore::from_file(&checkpoint);
+        network
+            .load_from(&mut store)
+            .map_err(|e| run_error(format!("{}: {e}", checkpoint.display())))?;
+        Ok(Self {
+            network: network.valid(),
+            classes,
+            kind: config.model,
+            input_size,
+            device: device.clone(),
+        })
+    }
+
+    /// Class names, in output order.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// The input side.
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+    }
+
+    /// Logits for images already decoded to RGB at any size.
+    pub fn logits(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>, PredictError> {
+        let side = self.input_size;
+        let mut pixels = Vec::new();
+        for image in images {
+            let base = resize_shorter_side(image, resize_side(side));
+            push_chw(&eval_view(&base, side), &self.kind.normalization(), &mut pixels);
+        }
+        self.logits_from_pixels(pixels, images.len())
+    }
+
+    /// Logits for already-normalised NCHW input.
+    pub fn logits_from_pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, PredictError> {
+        let s = self.input_size as usize;
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), &self.device);
+        let logits = self.network.forward(x);
+        let data = logits
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| PredictError::Device(format!("{e:?}")))?;
+        Ok(data.chunks(self.classes.len()).map(|c| c.to_vec()).collect())
+    }
+
+    /// The `k` most likely classes for one image file, with probabilities.
+    pub fn top_k_file(&self, path: &Path, k: usize) -> Result<Vec<(String, f32)>, PredictError> {
+        let image = decode_file(path).map_err(|reason| PredictError::Image {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let logits = self.logits(std::slice::from_ref(&image))?;
+        Ok(top_k(&logits[0], &self.classes, k))
+    }
+}
+
+/// Softmax over `logits`, then the `k` largest with their class names.
+pub fn top_k(logits: &[f32], classes: &[String], k: usize) -> Vec<(String, f32)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let mut ranked: Vec<(usize, f32)> = exps.into_iter().map(|e| e / sum).enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked
+        .into_iter()
+        .take(k)
+        .map(|(i, p)| (classes.get(i).cloned().unwrap_or_else(|| format!("#{i}")), p))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_ranks_by_probability_and_sums_to_one() {
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let top = top_k(&[1.0, 3.0, 2.0], &classes, 3);
+        assert_eq!(top[0].0, "b");
+        assert_eq!(top[1].0, "c");
+        let total: f32 = top.iter().map(|t| t.1).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}

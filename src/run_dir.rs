@@ -1,0 +1,155 @@
+//! A run's folder: `config.json`, `labels.json`, `metrics.jsonl`, `model.safetensors` (the best
+//! checkpoint) and `run.json` (data summary and outcome). Every file is written atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::train::{DataSummary, EpochMetrics, RunSummary};
+
+/// File names inside a run folder.
+pub mod files {
+    /// The resolved training config.
+    pub const CONFIG: &str = "config.json";
+    /// The class names, in output order.
+    pub const LABELS: &str = "labels.json";
+    /// One JSON object per epoch.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// The best model's weights.
+    pub const CHECKPOINT: &str = "model.safetensors";
+    /// Data summary, device and outcome.
+    pub const RUN: &str = "run.json";
+}
+
+/// `run.json`: what a run was trained on and how it ended.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunRecord {
+    /// Graft's version.
+    pub graft_version: String,
+    /// The device, for people.
+    pub device: String,
+    /// Input side.
+    pub input_size: u32,
+    /// The data as trained on.
+    pub data: Option<DataSummary>,
+    /// The outcome (absent while running).
+    pub summary: Option<RunSummary>,
+}
+
+/// An open run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// The folder.
+    pub path: PathBuf,
+    metrics: Vec<EpochMetrics>,
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC for a Unix time.
+fn timestamp(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+impl RunDir {
+    /// Creates a new, uniquely named run folder under `parent`.
+    pub fn create(parent: &Path, model: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(parent)?;
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let stem = format!("{}-{model}", timestamp(unix));
+        for n in 0..1000 {
+            let name = if n == 0 {
+                stem.clone()
+            } else {
+                format!("{stem}-{n}")
+            };
+            let path = parent.join(name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    return Ok(Self {
+                        path,
+                        metrics: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "no free run folder name under {}",
+            parent.display()
+        )))
+    }
+
+    /// Writes the config and the labels.
+    pub fn write_start(&self, config: &TrainConfig, classes: &[String]) -> std::io::Result<()> {
+        write_json_atomic(&self.path.join(files::CONFIG), config)?;
+        write_json_atomic(&self.path.join(files::LABELS), &classes)
+    }
+
+    /// Appends an epoch to `metrics.jsonl` (rewritten whole, atomically).
+    pub fn push_metrics(&mut self, metrics: &EpochMetrics) -> std::io::Result<()> {
+        self.metrics.push(metrics.clone());
+        let mut text = String::new();
+        for m in &self.metrics {
+            text.push_str(&serde_json::to_string(m).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        write_atomic(&self.path.join(files::METRICS), text.as_bytes())
+    }
+
+    /// Writes `run.json`.
+    pub fn write_record(&self, record: &RunRecord) -> std::io::Result<()> {
+        write_json_atomic(&self.path.join(files::RUN), record)
+    }
+
+    /// Where the checkpoint goes.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.path.join(files::CHECKPOINT)
+    }
+}
+
+/// Reads a run folder's config and labels.
+pub fn read_run(dir: &Path) -> Result<(TrainConfig, Vec<String>), String> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let config: TrainConfig = serde_json::from_slice(&read(files::CONFIG)?)
+        .map_err(|e| format!("{}: {e}", dir.join(files::CONFIG).display()))?;
+    let labels: Vec<String> = serde_json::from_slice(&read(files::LABELS)?)
+        .map_err(|e| format!("{}: {e}", dir.join(files::LABELS).display()))?;
+    Ok((config, labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(1_795_833_045), "20261128-023045");
+    }
+}

@@ -1,0 +1,549 @@
+//! The training loop itself, run on the engine's thread.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::events::{BatchProgress, DataSummary, EpochMetrics, RunInfo, RunSummary, TrainEvent};
+use super::loss::cross_entropy;
+use super::{Control, EventSink, optim};
+use crate::config::{ConfigError, TrainConfig};
+use crate::data::batches::{self, Batch, View};
+use crate::data::rng::Rng;
+use crate::data::{self, DataError, Dataset, PrepareOptions, Sample};
+use crate::device;
+use crate::models::{ModelKind, Network, NetworkSpec, WeightsError};
+use crate::run_dir::{RunDir, RunRecord};
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data set cannot be used.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The weights cannot be loaded.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// No pre-trained weights were found.
+    #[error(
+        "no pre-trained weights for {model}: looked for {file} in {searched}; pass a weight file or train from scratch"
+    )]
+    NoWeights {
+        /// The model.
+        model: &'static str,
+        /// The file name looked for.
+        file: String,
+        /// The folders searched.
+        searched: String,
+    },
+    /// Every group is frozen.
+    #[error("every layer group is frozen, so there is nothing to train: unfreeze at least the head")]
+    NothingToTrain,
+    /// No training image.
+    #[error("no training images left after the split")]
+    NoTrainingImages,
+    /// The loss became NaN or infinite.
+    #[error(
+        "the training loss became {value} at epoch {epoch}, batch {batch}: the learning rate ({lr:e}) is probably too high"
+    )]
+    NonFiniteLoss {
+        /// The value.
+        value: f64,
+        /// Epoch.
+        epoch: usize,
+        /// Batch.
+        batch: usize,
+        /// Learning rate of that step.
+        lr: f64,
+    },
+    /// The run folder could not be written.
+    #[error("cannot write the run folder {path}: {reason}")]
+    RunFolder {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The device failed to compute or read back a value.
+    #[error("the compute device failed: {0}")]
+    Device(String),
+}
+
+fn folder_error(path: &std::path::Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::RunFolder {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Validation loss and accuracy of `network` on `samples` (centre crops).
+pub fn evaluate(
+    network: &Network,
+    samples: &[Sample],
+    side: u32,
+    kind: ModelKind,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64), TrainError> {
+    if samples.is_empty() {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let order: Vec<usize> = (0..samples.len()).collect();
+    let rx = batches::stream(
+        samples.to_vec(),
+        order,
+        batch_size,
+        side,
+        kind.normalization(),
+        View::Eval,
+    );
+    let mut loss_sum = 0.0;
+    let mut correct = 0usize;
+    for batch in rx.iter() {
+        let n = batch.len();
+        let (x, y) = tensors(batch, device);
+        let logits = network.forward(x);
+        let loss = cross_entropy(logits.clone(), y.clone());
+        let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
+        loss_sum += scalar(loss)? * n as f64;
+        correct += scalar_int(hits)? as usize;
+    }
+    Ok((
+        loss_sum / samples.len() as f64,
+        correct as f64 / samples.len() as f64,
+    ))
+}
+
+fn tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let n = batch.len();
+    let s = batch.side as usize;
+    let x = Tensor::<4>::from_data(TensorData::new(batch.images, [n, 3, s, s]), device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), device);
+    (x, y)
+}
+
+fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
+    t.try_into_scalar::<f32>()
+        .map(f64::from)
+        .map_err(|e| TrainError::Device(format!("{e:?}")))
+}
+
+fn scalar_int(t: Tensor<1, Int>) -> Result<i64, TrainError> {
+    t.try_into_scalar::<i64>()
+        .map_err(|e| TrainError::Device(format!("{e:?}")))
+}
+
+fn summarize(dataset: &Dataset) -> DataSummary {
+    let count = |samples: &[Sample]| {
+        let mut counts = vec![0; dataset.classes.len()];
+        for s in samples {
+            counts[s.label] += 1;
+        }
+        counts
+    };
+    DataSummary {
+        root: dataset.root.clone(),
+        layout: dataset.layout,
+        classes: dataset.classes.clone(),
+        train_counts: count(&dataset.train),
+        val_counts: count(&dataset.val),
+        skipped: dataset.skipped.clone(),
+        empty_classes: dataset.empty_classes.clone(),
+    }
+}
+
+/// Builds the network the config asks for: pre-trained backbone (or random) and a new head.
+fn build_network(
+    config: &TrainConfig,
+    classes: usize,
+    input_size: u32,
+    device: &Device,
+) -> Result<(Network, Option<PathBuf>), TrainError> {
+    let spec = NetworkSpec {
+        kind: config.model,
+        classes,
+        head: config.head.clone(),
+        input_size,
+    };
+    if config.from_scratch || config.model.weights_file_name().is_none() {
+        return Ok((Network::new(&spec, device), None));
+    }
+    let path = match &config.weights {
+        Some(path) => path.clone(),
+        None => config.model.find_weights().ok_or_else(|| TrainError::NoWeights {
+            model: config.model.name(),
+            file: config.model.weights_file_name().unwrap_or_default().into(),
+            searched: crate::assets::weight_search_dirs()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?,
+    };
+    let (network, _report) = Network::pretrained(&spec, &path, false, device)?;
+    Ok((network, Some(path)))
+}
+
+fn trainable_params(network: &Network, input_size: u32, frozen: &[bool]) -> usize {
+    network
+        .layer_groups(input_size)
+        .iter()
+        .zip(frozen)
+        .filter(|(_, f)| !**f)
+        .map(|(g, _)| g.params)
+        .sum()
+}
+
+/// State carried from epoch to epoch.
+struct Progress {
+    epoch: usize,
+    best: Option<(usize, f64, f64)>,
+    since_best: usize,
+    cancelled: bool,
+    early_stopped: bool,
+}
+
+/// Everything a stage needs that does not change between stages.
+struct Context<'a> {
+    config: &'a TrainConfig,
+    control: &'a Control,
+    events: &'a EventSink,
+    dataset: &'a Dataset,
+    device: Device,
+    run: RunDir,
+    input_size: u32,
+}
+
+impl Context<'_> {
+    /// One stage of `epochs` epochs at base rate `lr`. Returns the trained network.
+    fn stage(
+        &mut self,
+        stage: u8,
+        epochs: usize,
+        lr: f64,
+        mut network: Network,
+        mut optimizer: ModuleOptimizer,
+        progress: &mut Progress,
+    ) -> Result<Network, TrainError> {
+        let config = self.config;
+        let train = &self.dataset.train;
+        let batches_per_epoch = train.len().div_ceil(config.batch_size);
+        let total_steps = epochs * batches_per_epoch;
+        let kind = config.model;
+        let mut shuffle = Rng::new(config.seed, 5 + stage as u64);
+        for stage_epoch in 0..epochs {
+            progress.epoch += 1;
+            let epoch = progress.epoch;
+            let started = Instant::now();
+            let mut order: Vec<usize> = (0..train.len()).collect();
+            shuffle.shuffle(&mut order);
+            let view = View::Train {
+                augment: config.augment.clone(),
+                seed: config.seed.wrapping_add(epoch as u64 * 7919),
+            };
+            let rx = batches::stream(
+                train.clone(),
+                order,
+                config.batch_size,
+                self.input_size,
+                kind.normalization(),
+                view,
+            );
+            let mut loss_sum = 0.0;
+            let mut seen = 0usize;
+            let mut step_start = Instant::now();
+            for (b, batch) in rx.iter().enumerate() {
+                let events = self.events;
+                self.control.wait_while_paused(
+                    || events.send(TrainEvent::Paused),
+                    || events.send(TrainEvent::Resumed),
+                );
+                if self.control.is_cancelled() {
+                    progress.cancelled = true;
+                    progress.epoch -= 1;
+                    return Ok(network);
+                }
+                let n = batch.len();
+                let step = stage_epoch * batches_per_epoch + b;
+                let step_lr = optim::lr_at(config.optimizer.schedule, lr, step, total_steps);
+                let (x, y) = tensors(batch, &self.device);
+                let loss = cross_entropy(network.forward(x), y);
+                let value = scalar(loss.clone())?;
+                if !value.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        value,
+                        epoch,
+                        batch: b + 1,
+                        lr: step_lr,
+                    });
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &network);
+                network = optimizer.step(step_lr, network, grads);
+                loss_sum += value * n as f64;
+                seen += n;
+                let now = Instant::now();
+                let secs = now.duration_since(step_start).as_secs_f64();
+                step_start = now;
+                self.events.send(TrainEvent::Batch(BatchProgress {
+                    stage,
+                    epoch,
+                    batch: b + 1,
+                    batches: batches_per_epoch,
+                    loss: value,
+                    lr: step_lr,
+                    images_per_sec: n as f64 / secs.max(1e-9),
+                }));
+            }
+            let train_secs = started.elapsed().as_secs_f64();
+            let (val_loss, val_accuracy) = evaluate(
+                &network.valid(),
+                &self.dataset.val,
+                self.input_size,
+                kind,
+                config.batch_size,
+                &self.device.clone().without_autodiff(),
+            )?;
+            let has_val = !self.dataset.val.is_empty();
+            let metrics = EpochMetrics {
+                stage,
+                epoch,
+                train_loss: loss_sum / seen.max(1) as f64,
+                val_loss: has_val.then_some(val_loss),
+                val_accuracy: has_val.then_some(val_accuracy),
+                images_per_sec: seen as f64 / train_secs.max(1e-9),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            self.run
+                .push_metrics(&metrics)
+                .map_err(folder_error(&self.run.path))?;
+            self.events.send(TrainEvent::Epoch(metrics));
+
+            // Without a validation set the latest epoch counts as the best.
+            let score = if has_val { val_loss } else { -(epoch as f64) };
+            let improved = progress.best.is_none_or(|(_, best, _)| score < best);
+            if improved {
+                progress.best = Some((epoch, score, val_accuracy));
+                progress.since_best = 0;
+                let path = self.run.checkpoint_path();
+                save_checkpoint(&network.valid(), &path)?;
+                self.events.send(TrainEvent::Checkpoint { path, epoch });
+            } else {
+                progress.since_best += 1;
+                if config
+                    .early_stopping_patience
+                    .is_some_and(|p| progress.since_best >= p)
+                {
+                    progress.early_stopped = true;
+                    return Ok(network);
+                }
+            }
+        }
+        Ok(network)
+    }
+}
+
+/// Saves the network's weights (written to a scratch file and renamed by the store).
+pub fn save_checkpoint(network: &Network, path: &std::path::Path) -> Result<(), TrainError> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    network
+        .save_into(&mut store)
+        .map_err(|e| TrainError::RunFolder {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+/// Runs a whole training run on the calling thread, reporting through `events`.
+pub fn run(
+    config: &TrainConfig,
+    control: &Control,
+    events: &EventSink,
+) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    config.validate()?;
+    let compute = device::select(config.device);
+    events.send(TrainEvent::Device {
+        backend: compute.backend,
+        description: compute.description.clone(),
+    });
+
+    let input_size = config.input_size.unwrap_or(config.model.input_size());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let last_report = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |done: usize, total: usize| {
+        // About a hundred updates at most, and the last one always.
+        let step = (total / 100).max(1);
+        if done == total || done >= last_report.load(std::sync::atomic::Ordering::Relaxed) + step
+        {
+            last_report.store(done, std::sync::atomic::Ordering::Relaxed);
+            events.send(TrainEvent::Preparing { done, total });
+        }
+    };
+    let dataset = data::prepare(
+        &config.data,
+        &PrepareOptions {
+            input_size,
+            val_fraction: config.split.val_fraction,
+            seed: config.seed,
+            max_images_per_class: config.max_images_per_class,
+            threads,
+        },
+        &progress,
+        control.cancel_flag(),
+    )?;
+    let summary = summarize(&dataset);
+    events.send(TrainEvent::DataReady(summary.clone()));
+    for skipped in &dataset.skipped {
+        events.send(TrainEvent::Warning(format!(
+            "skipped {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        )));
+    }
+    for class in &dataset.empty_classes {
+        events.send(TrainEvent::Warning(format!(
+            "class folder `{class}` has no usable image and is left out"
+        )));
+    }
+    if dataset.train.is_empty() {
+        return Err(TrainError::NoTrainingImages);
+    }
+    if dataset.val.is_empty() {
+        events.send(TrainEvent::Warning(
+            "no validation images: the checkpoint is simply the last epoch".into(),
+        ));
+    }
+
+    let device = compute.device.clone().autodiff();
+    device.seed(config.seed);
+    let (network, weights) =
+        build_network(config, dataset.classes.len(), input_size, &device)?;
+    let groups = network.layer_groups(input_size);
+    let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    let frozen = config.freeze.resolve(&names);
+    if frozen.iter().all(|f| *f) {
+        return Err(TrainError::NothingToTrain);
+    }
+    let network = network.with_frozen(&frozen);
+    let total_params: usize = groups.iter().map(|g| g.params).sum();
+    let stage1_params = trainable_params(&network, input_size, &frozen);
+
+    let runs_root = config
+        .runs_dir
+        .clone()
+        .unwrap_or_else(crate::assets::default_runs_dir);
+    let run = RunDir::create(&runs_root, config.model.name()).map_err(folder_error(&runs_root))?;
+    run.write_start(config, &dataset.classes)
+        .map_err(folder_error(&run.path))?;
+    let mut record = RunRecord {
+        graft_version: env!("CARGO_PKG_VERSION").into(),
+        device: compute.description.clone(),
+        input_size,
+        data: Some(summary),
+        summary: None,
+    };
+    run.write_record(&record).map_err(folder_error(&run.path))?;
+    events.send(TrainEvent::Started(RunInfo {
+        run_dir: run.path.clone(),
+        model: config.model.name().into(),
+        input_size,
+        groups,
+        frozen: frozen.clone(),
+        total_params,
+        trainable_params: stage1_params,
+        weights,
+    }));
+
+    let run_path = run.path.clone();
+    let mut ctx = Context {
+        config,
+        control,
+        events,
+        dataset: &dataset,
+        device,
+        run,
+        input_size,
+    };
+    let mut progress = Progress {
+        epoch: 0,
+        best: None,
+        since_best: 0,
+        cancelled: false,
+        early_stopped: false,
+    };
+    let lr = config.optimizer.lr;
+    events.send(TrainEvent::StageStarted {
+        stage: 1,
+        epochs: config.epochs,
+        lr,
+        trainable_params: stage1_params,
+    });
+    let mut network = ctx.stage(
+        1,
+        config.epochs,
+        lr,
+        network,
+        optim::build(&config.optimizer),
+        &mut progress,
+    )?;
+
+    if let Some(fine_tune) = &config.fine_tune
+        && !progress.cancelled
+        && !progress.early_stopped
+        && fine_tune.epochs > 0
+    {
+        let thawed: Vec<bool> = names
+            .iter()
+            .zip(&frozen)
+            .map(|(name, was_frozen)| {
+                *was_frozen && !(fine_tune.unfreeze.is_empty() || fine_tune.unfreeze.contains(name))
+            })
+            .collect();
+        network = network.with_frozen(&thawed);
+        let stage_lr = lr * fine_tune.lr_factor;
+        let params = trainable_params(&network, input_size, &thawed);
+        events.send(TrainEvent::StageStarted {
+            stage: 2,
+            epochs: fine_tune.epochs,
+            lr: stage_lr,
+            trainable_params: params,
+        });
+        progress.since_best = 0;
+        network = ctx.stage(
+            2,
+            fine_tune.epochs,
+            stage_lr,
+            network,
+            optim::build(&config.optimizer),
+            &mut progress,
+        )?;
+    }
+    drop(network);
+
+    let summary = RunSummary {
+        run_dir: run_path.clone(),
+        epochs: progress.epoch,
+        best_epoch: progress.best.map(|b| b.0),
+        best_val_loss: progress
+            .best
+            .and_then(|b| (!dataset.val.is_empty()).then_some(b.1)),
+        best_val_accuracy: progress
+            .best
+            .and_then(|b| (!dataset.val.is_empty()).then_some(b.2)),
+        cancelled: progress.cancelled,
+        early_stopped: progress.early_stopped,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    record.summary = Some(summary.clone());
+    ctx.run
+        .write_record(&record)
+        .map_err(folder_error(&run_path))?;
+    Ok(summary)
+}

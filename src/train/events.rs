@@ -1,0 +1,170 @@
+//! What the training engine tells its caller, in order.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Layout, SkippedFile};
+use crate::device::Backend;
+use crate::models::LayerGroup;
+
+/// The data set as the run sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    /// The folder.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// Class names (only classes with images).
+    pub classes: Vec<String>,
+    /// Training images per class.
+    pub train_counts: Vec<usize>,
+    /// Validation images per class.
+    pub val_counts: Vec<usize>,
+    /// Files left out, with reasons.
+    pub skipped: Vec<SkippedFile>,
+    /// Class folders without a usable image.
+    pub empty_classes: Vec<String>,
+}
+
+/// The model as the run trains it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's folder.
+    pub run_dir: PathBuf,
+    /// The model's name.
+    pub model: String,
+    /// Input side in pixels.
+    pub input_size: u32,
+    /// The layer groups, input to head.
+    pub groups: Vec<LayerGroup>,
+    /// Whether each group is frozen in stage 1.
+    pub frozen: Vec<bool>,
+    /// All parameters.
+    pub total_params: usize,
+    /// Parameters trained in stage 1.
+    pub trainable_params: usize,
+    /// Where the pre-trained weights came from (`None`: from scratch).
+    pub weights: Option<PathBuf>,
+}
+
+/// One training step's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// 1 (head) or 2 (fine-tune).
+    pub stage: u8,
+    /// Epoch, counted from 1 across both stages.
+    pub epoch: usize,
+    /// Batch within the epoch, from 1.
+    pub batch: usize,
+    /// Batches in the epoch.
+    pub batches: usize,
+    /// Training loss of this batch.
+    pub loss: f64,
+    /// Learning rate used for this step.
+    pub lr: f64,
+    /// Throughput of this step (images per second, including waiting for data).
+    pub images_per_sec: f64,
+}
+
+/// One epoch's metrics; also one line of the run's `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1 or 2.
+    pub stage: u8,
+    /// Epoch, from 1 across both stages.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Mean validation loss (`None` without a validation set).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy in `[0, 1]`.
+    pub val_accuracy: Option<f64>,
+    /// Training images per second over the epoch.
+    pub images_per_sec: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run's folder.
+    pub run_dir: PathBuf,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// The epoch of the saved checkpoint.
+    pub best_epoch: Option<usize>,
+    /// Its validation loss.
+    pub best_val_loss: Option<f64>,
+    /// Its validation accuracy.
+    pub best_val_accuracy: Option<f64>,
+    /// Stopped by the user.
+    pub cancelled: bool,
+    /// Stopped because validation loss stopped improving.
+    pub early_stopped: bool,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+/// A message from the training thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TrainEvent {
+    /// The device the run uses.
+    Device {
+        /// Which backend.
+        backend: Backend,
+        /// For people.
+        description: String,
+    },
+    /// Decoding progress.
+    Preparing {
+        /// Files decoded.
+        done: usize,
+        /// Files in all.
+        total: usize,
+    },
+    /// The data set is decoded and split.
+    DataReady(DataSummary),
+    /// Something the user should know that does not stop the run.
+    Warning(String),
+    /// The model is built and the run folder exists; training starts.
+    Started(RunInfo),
+    /// A stage begins.
+    StageStarted {
+        /// 1 or 2.
+        stage: u8,
+        /// Its epochs.
+        epochs: usize,
+        /// Its base learning rate.
+        lr: f64,
+        /// Parameters it trains.
+        trainable_params: usize,
+    },
+    /// A step finished.
+    Batch(BatchProgress),
+    /// An epoch finished.
+    Epoch(EpochMetrics),
+    /// The best model so far was saved.
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its epoch.
+        epoch: usize,
+    },
+    /// Paused at a batch boundary.
+    Paused,
+    /// Running again.
+    Resumed,
+    /// The run ended normally, early, or by the user's cancel.
+    Finished(RunSummary),
+    /// The run failed; the message says why.
+    Failed(String),
+}
+
+impl TrainEvent {
+    /// Whether no event follows this one.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Finished(_) | Self::Failed(_))
+    }
+}

@@ -1,0 +1,197 @@
+//! Whole training runs through the engine: the event stream, the run folder, cancel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TempDir;
+use graft::config::{DevicePreference, TrainConfig};
+use graft::predict::Predictor;
+use graft::run_dir::files;
+use graft::train::{self, TrainEvent};
+
+fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.data = data.to_path_buf();
+    c.runs_dir = Some(runs.to_path_buf());
+    c.input_size = Some(64);
+    c.batch_size = 8;
+    c.epochs = 2;
+    c.augment.enabled = false;
+    c.device = DevicePreference::Cpu;
+    c
+}
+
+fn collect(handle: &mut train::TrainHandle) -> Vec<TrainEvent> {
+    let mut events = Vec::new();
+    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
+        let last = e.is_terminal();
+        events.push(e);
+        if last {
+            break;
+        }
+    }
+    events
+}
+
+/// A short name per event, to check the order.
+fn tag(e: &TrainEvent) -> &'static str {
+    match e {
+        TrainEvent::Device { .. } => "device",
+        TrainEvent::Preparing { .. } => "preparing",
+        TrainEvent::DataReady(_) => "data",
+        TrainEvent::Warning(_) => "warning",
+        TrainEvent::Started(_) => "started",
+        TrainEvent::StageStarted { .. } => "stage",
+        TrainEvent::Batch(_) => "batch",
+        TrainEvent::Epoch(_) => "epoch",
+        TrainEvent::Checkpoint { .. } => "checkpoint",
+        TrainEvent::Paused => "paused",
+        TrainEvent::Resumed => "resumed",
+        TrainEvent::Finished(_) => "finished",
+        TrainEvent::Failed(_) => "failed",
+    }
+}
+
+#[test]
+fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
+    let data = TempDir::new("two-epochs-data");
+    common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 8);
+    let runs = TempDir::new("two-epochs-runs");
+    let config = small_config(data.path(), runs.path());
+    let mut handle = train::spawn(config, None);
+    let events = collect(&mut handle);
+    let tags: Vec<&str> = events.iter().map(tag).collect();
+    if let Some(TrainEvent::Failed(m)) = events.last() {
+        panic!("run failed: {m}");
+    }
+
+    // Order: device, preparing…, data, started, stage, then per epoch batches → epoch
+    // (→ checkpoint), then finished.
+    let mut compact: Vec<&str> = tags.clone();
+    compact.dedup();
+    let expected_prefix = ["device", "preparing", "data", "started", "stage", "batch", "epoch"];
+    assert_eq!(&compact[..7], &expected_prefix, "event order: {compact:?}");
+    assert_eq!(compact.last(), Some(&"finished"));
+
+    // 3 classes × 8 images, 20 % val → 2 val + 6 train per class → 18 train → 3 batches of 8.
+    let batches: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Batch(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches.len(), 6);
+    assert!(batches.iter().all(|b| b.batches == 3 && b.loss.is_finite()));
+    let epochs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Epoch(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0].epoch, 1);
+    assert_eq!(epochs[1].epoch, 2);
+    assert!(
+        epochs[1].train_loss < epochs[0].train_loss,
+        "training loss did not fall: {} then {}",
+        epochs[0].train_loss,
+        epochs[1].train_loss
+    );
+    assert!(epochs.iter().all(|m| m.val_accuracy.is_some()));
+
+    let TrainEvent::Finished(summary) = events.last().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(summary.epochs, 2);
+    assert!(!summary.cancelled);
+    let dir = &summary.run_dir;
+    for name in [files::CONFIG, files::LABELS, files::METRICS, files::CHECKPOINT, files::RUN] {
+        assert!(dir.join(name).is_file(), "{name} missing from the run folder");
+    }
+    let metrics = std::fs::read_to_string(dir.join(files::METRICS)).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+
+    // The checkpoint predicts: the run's own labels come back, probabilities sum to one.
+    let predictor = Predictor::from_run(dir, &burn::tensor::Device::flex()).unwrap();
+    assert_eq!(predictor.classes(), ["bird", "fruit", "vehicle"]);
+    let image = std::fs::read_dir(data.path().join("fruit")).unwrap().next().unwrap().unwrap().path();
+    let top = predictor.top_k_file(&image, 3).unwrap();
+    assert_eq!(top.len(), 3);
+    let total: f32 = top.iter().map(|t| t.1).sum();
+    assert!((total - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn cancel_mid_epoch_stops_within_one_batch_and_keeps_the_checkpoint() {
+    let data = TempDir::new("cancel-data");
+    common::demo_subset(data.path(), &["bird", "bug"], 10);
+    let runs = TempDir::new("cancel-runs");
+    let mut config = small_config(data.path(), runs.path());
+    config.batch_size = 2;
+    config.epochs = 3;
+    let mut handle = train::spawn(config, None);
+    let mut after_cancel = 0;
+    let mut cancelled = false;
+    let mut finished = None;
+    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
+        match &e {
+            TrainEvent::Batch(b) if cancelled => {
+                after_cancel += 1;
+                let _ = b;
+            }
+            TrainEvent::Batch(b) if b.epoch == 2 && b.batch == 2 => {
+                handle.cancel();
+                cancelled = true;
+            }
+            TrainEvent::Failed(m) => panic!("run failed: {m}"),
+            TrainEvent::Finished(s) => {
+                finished = Some(s.clone());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let summary = finished.expect("no Finished event");
+    assert!(summary.cancelled);
+    assert!(after_cancel <= 1, "{after_cancel} batches ran after cancel");
+    assert_eq!(summary.epochs, 1, "only epoch 1 completed");
+    // Epoch 1's checkpoint is whole and loads.
+    Predictor::from_run(&summary.run_dir, &burn::tensor::Device::flex()).unwrap();
+}
+
+#[test]
+fn pause_then_resume_continues_the_run() {
+    let data = TempDir::new("pause-data");
+    common::demo_subset(data.path(), &["bird", "bug"], 5);
+    let runs = TempDir::new("pause-runs");
+    let mut config = small_config(data.path(), runs.path());
+    config.batch_size = 2;
+    config.epochs = 1;
+    let mut handle = train::spawn(config, None);
+    let mut saw = Vec::new();
+    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
+        match &e {
+            TrainEvent::Batch(b) if b.batch == 1 => handle.pause(),
+            TrainEvent::Paused => handle.resume(),
+            TrainEvent::Failed(m) => panic!("run failed: {m}"),
+            _ => {}
+        }
+        let end = e.is_terminal();
+        saw.push(tag(&e));
+        if end {
+            break;
+        }
+    }
+    let paused = saw.iter().position(|t| *t == "paused").expect("no Paused event");
+    assert_eq!(saw[paused + 1], "resumed");
+    assert_eq!(saw.last(), Some(&"finished"));
+}

@@ -1,0 +1,51 @@
+//! Keeps the wgpu path working: a tiny network trains one epoch on whatever adapter wgpu finds
+//! (lavapipe in CI).
+
+mod common;
+
+use std::time::Duration;
+
+use common::TempDir;
+use graft::config::{DevicePreference, TrainConfig};
+use graft::device::Backend;
+use graft::models::ModelKind;
+use graft::train::{self, TrainEvent};
+
+#[test]
+fn tiny_network_trains_on_wgpu() {
+    if graft::device::list_adapters().is_empty() {
+        panic!("no wgpu adapter: install a Vulkan driver (mesa-vulkan-drivers) to run this test");
+    }
+    let data = TempDir::new("wgpu-data");
+    common::demo_subset(data.path(), &["bird", "fruit"], 4);
+    let runs = TempDir::new("wgpu-runs");
+    let mut config = TrainConfig::default();
+    config.data = data.path().to_path_buf();
+    config.runs_dir = Some(runs.path().to_path_buf());
+    config.model = ModelKind::TinyTest;
+    config.input_size = Some(32);
+    config.batch_size = 3;
+    config.epochs = 1;
+    config.device = DevicePreference::Gpu;
+    let started = std::time::Instant::now();
+    let mut handle = train::spawn(config, None);
+    let mut backend = None;
+    let mut first_step = None;
+    loop {
+        match handle.next_timeout(Duration::from_secs(1200)) {
+            Some(TrainEvent::Device { backend: b, description }) => {
+                eprintln!("device: {description}");
+                backend = Some(b);
+            }
+            Some(TrainEvent::Batch(_)) if first_step.is_none() => {
+                first_step = Some(started.elapsed());
+            }
+            Some(TrainEvent::Failed(m)) => panic!("wgpu run failed: {m}"),
+            Some(TrainEvent::Finished(_)) => break,
+            Some(_) => {}
+            None => panic!("no Finished event"),
+        }
+    }
+    eprintln!("first wgpu step after {:?}, whole run {:?}", first_step, started.elapsed());
+    assert_eq!(backend, Some(Backend::Wgpu));
+}
