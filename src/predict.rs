@@ -142,7 +142,7 @@ impl Predictor {
         let logits = self.network.forward(x);
         let data = logits
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .map_err(|e| PredictError::Device(format!("{e:?}")))?;
         Ok(data.chunks(self.classes.len()).map(|c| c.to_vec()).collect())
     }

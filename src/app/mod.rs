@@ -8,7 +8,7 @@ struct PlaceholderApp {
 
 impl eframe::App for PlaceholderApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show_inside(ui, |ui| {
+        egui::CentralPanel::default().show(ui, |ui| {
             ui.heading("Graft");
             ui.label("Transfer learning on your own images.");
             ui.add_space(8.0);
