@@ -55,7 +55,10 @@ pub fn default_runs_dir() -> PathBuf {
 
 /// Folders searched for pre-trained weight files, in order.
 pub fn weight_search_dirs() -> Vec<PathBuf> {
-    vec![assets_dir().join("weights"), user_data_dir().join("weights")]
+    vec![
+        assets_dir().join("weights"),
+        user_data_dir().join("weights"),
+    ]
 }
 
 /// The 1000 ImageNet-1k class names in index order.

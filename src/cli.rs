@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a new head (and optionally fine-tune) on an image folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Classify images with a trained run, or with a model's own ImageNet classifier.
     Predict(PredictArgs),
     /// List a model's layer groups (the units that can be frozen).
@@ -121,8 +121,7 @@ impl TrainArgs {
     pub fn to_config(&self) -> Result<TrainConfig, String> {
         let mut c = match &self.config {
             Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => TrainConfig::default(),
@@ -249,7 +248,10 @@ pub struct LayersArgs {
 }
 
 fn bar(done: usize, total: usize, width: usize) -> String {
-    let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
     format!("{}{}", "#".repeat(filled), "-".repeat(width - filled))
 }
 
@@ -275,7 +277,11 @@ pub fn train(args: &TrainArgs) -> i32 {
         match event {
             TrainEvent::Device { description, .. } => println!("device: {description}"),
             TrainEvent::Preparing { done, total } => {
-                let _ = write!(stderr, "\rdecoding [{}] {done}/{total}", bar(done, total, 30));
+                let _ = write!(
+                    stderr,
+                    "\rdecoding [{}] {done}/{total}",
+                    bar(done, total, 30)
+                );
                 if done == total {
                     let _ = writeln!(stderr);
                 }
@@ -284,7 +290,10 @@ pub fn train(args: &TrainArgs) -> i32 {
                 println!("data: {} ({:?})", d.root.display(), d.layout);
                 println!("classes ({}):", d.classes.len());
                 for (i, c) in d.classes.iter().enumerate() {
-                    println!("  {c:<24} train {:>5}  val {:>5}", d.train_counts[i], d.val_counts[i]);
+                    println!(
+                        "  {c:<24} train {:>5}  val {:>5}",
+                        d.train_counts[i], d.val_counts[i]
+                    );
                 }
                 println!("skipped files: {}", d.skipped.len());
             }

@@ -109,21 +109,16 @@ impl Default for HeadConfig {
 }
 
 /// Which layer groups are frozen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FreezePlan {
     /// Everything but the new head is frozen: the classic feature-extraction recipe.
+    #[default]
     AllButHead,
     /// Nothing is frozen: fine-tune the whole network.
     Nothing,
     /// Exactly these groups (by name, as [`crate::models::LayerGroup::name`]) are frozen.
     Groups(BTreeSet<String>),
-}
-
-impl Default for FreezePlan {
-    fn default() -> Self {
-        Self::AllButHead
-    }
 }
 
 impl FreezePlan {
@@ -384,10 +379,7 @@ mod tests {
     #[test]
     fn freeze_plans_resolve_by_name() {
         let names: Vec<String> = ["stem", "block0", "head"].map(String::from).to_vec();
-        assert_eq!(
-            FreezePlan::AllButHead.resolve(&names),
-            [true, true, false]
-        );
+        assert_eq!(FreezePlan::AllButHead.resolve(&names), [true, true, false]);
         assert_eq!(FreezePlan::Nothing.resolve(&names), [false, false, false]);
         assert_eq!(
             FreezePlan::parse("stem, head").resolve(&names),

@@ -37,7 +37,8 @@ pub struct AdapterSummary {
 /// Lists the wgpu adapters on this machine, without creating a device.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     use burn::tensor::wgpu::wgpu;
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     adapters
         .into_iter()

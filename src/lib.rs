@@ -2,8 +2,9 @@
 //!
 //! The engine — [`data`] (image folders), [`models`] (pre-trained networks and their layer groups),
 //! [`train`] (the background training engine) — never imports egui: it runs the same from the
-//! GUI, the CLI and tests. The GUI lives in the binary.
+//! GUI, the CLI and tests. The window is [`app`], the only module that uses egui.
 
+pub mod app;
 pub mod assets;
 pub mod config;
 pub mod data;

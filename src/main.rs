@@ -1,6 +1,5 @@
 //! Graft's executable: with no arguments it opens the app, otherwise it runs a CLI command.
 
-mod app;
 mod cli;
 
 use clap::Parser;
@@ -8,7 +7,7 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     let code = match &args.command {
-        None => app::run(),
+        None => graft::app::run(),
         Some(cli::Command::Train(a)) => cli::train(a),
         Some(cli::Command::Predict(a)) => cli::predict(a),
         Some(cli::Command::Layers(a)) => cli::layers(a),

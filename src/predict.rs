@@ -57,16 +57,26 @@ pub struct Predictor {
 
 impl Predictor {
     /// The model's own ImageNet classifier, before any fine-tuning.
-    pub fn imagenet(kind: ModelKind, weights: Option<&Path>, device: &Device) -> Result<Self, PredictError> {
-        let classes = crate::assets::imagenet_classes().map_err(|e| PredictError::Classes(e.to_string()))?;
+    pub fn imagenet(
+        kind: ModelKind,
+        weights: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self, PredictError> {
+        let classes =
+            crate::assets::imagenet_classes().map_err(|e| PredictError::Classes(e.to_string()))?;
         let path = match weights {
             Some(p) => p.to_path_buf(),
-            None => kind.find_weights().ok_or(PredictError::NoWeights(kind.name()))?,
+            None => kind
+                .find_weights()
+                .ok_or(PredictError::NoWeights(kind.name()))?,
         };
         let spec = NetworkSpec {
             kind,
             classes: classes.len(),
-            head: HeadConfig { dropout: 0.0, hidden: None },
+            head: HeadConfig {
+                dropout: 0.0,
+                hidden: None,
+            },
             input_size: kind.input_size(),
         };
         let (network, _) = Network::pretrained(&spec, &path, true, device)?;
@@ -130,13 +140,21 @@ impl Predictor {
         let mut pixels = Vec::new();
         for image in images {
             let base = resize_shorter_side(image, resize_side(side));
-            push_chw(&eval_view(&base, side), &self.kind.normalization(), &mut pixels);
+            push_chw(
+                &eval_view(&base, side),
+                &self.kind.normalization(),
+                &mut pixels,
+            );
         }
         self.logits_from_pixels(pixels, images.len())
     }
 
     /// Logits for already-normalised NCHW input.
-    pub fn logits_from_pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, PredictError> {
+    pub fn logits_from_pixels(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+    ) -> Result<Vec<Vec<f32>>, PredictError> {
         let s = self.input_size as usize;
         let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), &self.device);
         let logits = self.network.forward(x);
@@ -144,7 +162,10 @@ impl Predictor {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| PredictError::Device(format!("{e:?}")))?;
-        Ok(data.chunks(self.classes.len()).map(|c| c.to_vec()).collect())
+        Ok(data
+            .chunks(self.classes.len())
+            .map(|c| c.to_vec())
+            .collect())
     }
 
     /// The `k` most likely classes for one image file, with probabilities.
@@ -168,7 +189,12 @@ pub fn top_k(logits: &[f32], classes: &[String], k: usize) -> Vec<(String, f32)>
     ranked
         .into_iter()
         .take(k)
-        .map(|(i, p)| (classes.get(i).cloned().unwrap_or_else(|| format!("#{i}")), p))
+        .map(|(i, p)| {
+            (
+                classes.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
+                p,
+            )
+        })
         .collect()
 }
 

@@ -27,7 +27,10 @@ fn huge_png_header() -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     png.extend(chunk(b"IEND", &[]));
     png
 }
@@ -37,14 +40,20 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
 }
 
 fn jpeg_bytes() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(img)
         .write_to(&mut out, image::ImageFormat::Jpeg)
@@ -53,14 +62,15 @@ fn jpeg_bytes() -> Vec<u8> {
 }
 
 fn config(data: &Path, runs: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.data = data.to_path_buf();
-    c.runs_dir = Some(runs.to_path_buf());
-    c.input_size = Some(32);
-    c.batch_size = 8;
-    c.epochs = 1;
-    c.device = DevicePreference::Cpu;
-    c
+    TrainConfig {
+        data: data.to_path_buf(),
+        runs_dir: Some(runs.to_path_buf()),
+        input_size: Some(32),
+        batch_size: 8,
+        epochs: 1,
+        device: DevicePreference::Cpu,
+        ..TrainConfig::default()
+    }
 }
 
 fn run_to_end(config: TrainConfig) -> Vec<TrainEvent> {
@@ -85,7 +95,11 @@ fn bad_files_are_skipped_with_reasons_and_the_rest_trains() {
     let jpeg = jpeg_bytes();
     std::fs::write(root.join("bird/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(root.join("bird/zero.png"), b"").unwrap();
-    std::fs::write(root.join("bird/text.jpg"), b"this is a text file, not a JPEG\n").unwrap();
+    std::fs::write(
+        root.join("bird/text.jpg"),
+        b"this is a text file, not a JPEG\n",
+    )
+    .unwrap();
     std::fs::write(root.join("fruit/huge.png"), huge_png_header()).unwrap();
     let tests_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     std::fs::copy(tests_data.join("cmyk.jpg"), root.join("fruit/cmyk.jpg")).unwrap();
@@ -115,13 +129,20 @@ fn bad_files_are_skipped_with_reasons_and_the_rest_trains() {
             .find(|s| s.path.file_name().unwrap() == name)
             .map(|s| s.reason.clone())
     };
-    assert!(matches!(reason("truncated.jpg"), Some(DecodeError::Corrupt(_))));
+    assert!(matches!(
+        reason("truncated.jpg"),
+        Some(DecodeError::Corrupt(_))
+    ));
     assert_eq!(reason("zero.png"), Some(DecodeError::Empty));
     assert_eq!(reason("text.jpg"), Some(DecodeError::NotAnImage));
     assert!(matches!(reason("huge.png"), Some(DecodeError::TooLarge(_))));
     assert_eq!(data_event.skipped.len(), 4, "{:?}", data_event.skipped);
     // CMYK and the unicode name are fine images: used, not skipped.
-    let used: usize = data_event.train_counts.iter().chain(&data_event.val_counts).sum();
+    let used: usize = data_event
+        .train_counts
+        .iter()
+        .chain(&data_event.val_counts)
+        .sum();
     assert_eq!(used, 4 + 4 + 2);
     // Each bad file is also reported as a warning naming it.
     let warnings: Vec<&String> = events
@@ -131,13 +152,23 @@ fn bad_files_are_skipped_with_reasons_and_the_rest_trains() {
             _ => None,
         })
         .collect();
-    for name in ["truncated.jpg", "zero.png", "text.jpg", "huge.png", "empty_class"] {
+    for name in [
+        "truncated.jpg",
+        "zero.png",
+        "text.jpg",
+        "huge.png",
+        "empty_class",
+    ] {
         assert!(
             warnings.iter().any(|w| w.contains(name)),
             "no warning names {name}: {warnings:?}"
         );
     }
-    assert_eq!(common::snapshot(root), before, "the data set folder was written to");
+    assert_eq!(
+        common::snapshot(root),
+        before,
+        "the data set folder was written to"
+    );
 }
 
 #[test]

@@ -11,15 +11,17 @@ use graft::run_dir::files;
 use graft::train::{self, TrainEvent};
 
 fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.data = data.to_path_buf();
-    c.runs_dir = Some(runs.to_path_buf());
-    c.input_size = Some(64);
-    c.batch_size = 8;
-    c.epochs = 2;
-    c.augment.enabled = false;
-    c.device = DevicePreference::Cpu;
-    c
+    let mut config = TrainConfig {
+        data: data.to_path_buf(),
+        runs_dir: Some(runs.to_path_buf()),
+        input_size: Some(64),
+        batch_size: 8,
+        epochs: 2,
+        device: DevicePreference::Cpu,
+        ..TrainConfig::default()
+    };
+    config.augment.enabled = false;
+    config
 }
 
 fn collect(handle: &mut train::TrainHandle) -> Vec<TrainEvent> {
@@ -70,7 +72,15 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
     // (→ checkpoint), then finished.
     let mut compact: Vec<&str> = tags.clone();
     compact.dedup();
-    let expected_prefix = ["device", "preparing", "data", "started", "stage", "batch", "epoch"];
+    let expected_prefix = [
+        "device",
+        "preparing",
+        "data",
+        "started",
+        "stage",
+        "batch",
+        "epoch",
+    ];
     assert_eq!(&compact[..7], &expected_prefix, "event order: {compact:?}");
     assert_eq!(compact.last(), Some(&"finished"));
 
@@ -108,8 +118,17 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
     assert_eq!(summary.epochs, 2);
     assert!(!summary.cancelled);
     let dir = &summary.run_dir;
-    for name in [files::CONFIG, files::LABELS, files::METRICS, files::CHECKPOINT, files::RUN] {
-        assert!(dir.join(name).is_file(), "{name} missing from the run folder");
+    for name in [
+        files::CONFIG,
+        files::LABELS,
+        files::METRICS,
+        files::CHECKPOINT,
+        files::RUN,
+    ] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} missing from the run folder"
+        );
     }
     let metrics = std::fs::read_to_string(dir.join(files::METRICS)).unwrap();
     assert_eq!(metrics.lines().count(), 2);
@@ -123,7 +142,12 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
     // The checkpoint predicts: the run's own labels come back, probabilities sum to one.
     let predictor = Predictor::from_run(dir, &burn::tensor::Device::flex()).unwrap();
     assert_eq!(predictor.classes(), ["bird", "fruit", "vehicle"]);
-    let image = std::fs::read_dir(data.path().join("fruit")).unwrap().next().unwrap().unwrap().path();
+    let image = std::fs::read_dir(data.path().join("fruit"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let top = predictor.top_k_file(&image, 3).unwrap();
     assert_eq!(top.len(), 3);
     let total: f32 = top.iter().map(|t| t.1).sum();
@@ -191,7 +215,10 @@ fn pause_then_resume_continues_the_run() {
             break;
         }
     }
-    let paused = saw.iter().position(|t| *t == "paused").expect("no Paused event");
+    let paused = saw
+        .iter()
+        .position(|t| *t == "paused")
+        .expect("no Paused event");
     assert_eq!(saw[paused + 1], "resumed");
     assert_eq!(saw.last(), Some(&"finished"));
 }

@@ -40,14 +40,16 @@ fn frozen_groups_are_bit_identical_and_trained_groups_change() {
     let frozen: BTreeSet<String> = std::iter::once("stem".to_string())
         .chain((0..10).map(|i| format!("block{i}")))
         .collect();
-    let mut config = TrainConfig::default();
-    config.data = data.path().to_path_buf();
-    config.runs_dir = Some(runs.path().to_path_buf());
-    config.input_size = Some(64);
-    config.batch_size = 4;
-    config.epochs = 1;
-    config.freeze = FreezePlan::Groups(frozen.clone());
-    config.device = DevicePreference::Cpu;
+    let config = TrainConfig {
+        data: data.path().to_path_buf(),
+        runs_dir: Some(runs.path().to_path_buf()),
+        input_size: Some(64),
+        batch_size: 4,
+        epochs: 1,
+        freeze: FreezePlan::Groups(frozen.clone()),
+        device: DevicePreference::Cpu,
+        ..TrainConfig::default()
+    };
 
     let mut handle = train::spawn(config.clone(), None);
     let mut run_dir = None;
@@ -74,7 +76,9 @@ fn frozen_groups_are_bit_identical_and_trained_groups_change() {
     let (before, _) = Network::pretrained(&spec, &weights, false, &device).unwrap();
     let mut after = Network::new(&spec, &device);
     after
-        .load_from(&mut SafetensorsStore::from_file(run_dir.join("model.safetensors")))
+        .load_from(&mut SafetensorsStore::from_file(
+            run_dir.join("model.safetensors"),
+        ))
         .unwrap();
 
     let before = tensors(&before);
@@ -97,7 +101,10 @@ fn frozen_groups_are_bit_identical_and_trained_groups_change() {
             assert_eq!(bytes, &after[name], "frozen tensor {name} changed");
             same += 1;
         } else {
-            assert_ne!(bytes, &after[name], "trainable tensor {name} did not change");
+            assert_ne!(
+                bytes, &after[name],
+                "trainable tensor {name} did not change"
+            );
             changed += 1;
         }
     }

@@ -30,8 +30,8 @@ fn lite0_matches_pytorch_logits_and_preprocessing() {
         eprintln!("skipped: ../shared/fixtures is not here");
         return;
     };
-    let bytes = std::fs::read(fixtures.join("reference/efficientnet_lite0_imagenet.safetensors"))
-        .unwrap();
+    let bytes =
+        std::fs::read(fixtures.join("reference/efficientnet_lite0_imagenet.safetensors")).unwrap();
     let reference = SafeTensors::deserialize(&bytes).unwrap();
     let pixels = reference.tensor("pixels").unwrap();
     assert_eq!(pixels.shape(), [20, 224, 224, 3]);

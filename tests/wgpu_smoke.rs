@@ -19,21 +19,26 @@ fn tiny_network_trains_on_wgpu() {
     let data = TempDir::new("wgpu-data");
     common::demo_subset(data.path(), &["bird", "fruit"], 4);
     let runs = TempDir::new("wgpu-runs");
-    let mut config = TrainConfig::default();
-    config.data = data.path().to_path_buf();
-    config.runs_dir = Some(runs.path().to_path_buf());
-    config.model = ModelKind::TinyTest;
-    config.input_size = Some(32);
-    config.batch_size = 3;
-    config.epochs = 1;
-    config.device = DevicePreference::Gpu;
+    let config = TrainConfig {
+        data: data.path().to_path_buf(),
+        runs_dir: Some(runs.path().to_path_buf()),
+        model: ModelKind::TinyTest,
+        input_size: Some(32),
+        batch_size: 3,
+        epochs: 1,
+        device: DevicePreference::Gpu,
+        ..TrainConfig::default()
+    };
     let started = std::time::Instant::now();
     let mut handle = train::spawn(config, None);
     let mut backend = None;
     let mut first_step = None;
     loop {
         match handle.next_timeout(Duration::from_secs(1200)) {
-            Some(TrainEvent::Device { backend: b, description }) => {
+            Some(TrainEvent::Device {
+                backend: b,
+                description,
+            }) => {
                 eprintln!("device: {description}");
                 backend = Some(b);
             }
@@ -46,6 +51,10 @@ fn tiny_network_trains_on_wgpu() {
             None => panic!("no Finished event"),
         }
     }
-    eprintln!("first wgpu step after {:?}, whole run {:?}", first_step, started.elapsed());
+    eprintln!(
+        "first wgpu step after {:?}, whole run {:?}",
+        first_step,
+        started.elapsed()
+    );
     assert_eq!(backend, Some(Backend::Wgpu));
 }

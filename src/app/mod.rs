@@ -1,23 +1,149 @@
-//! The desktop window. Until the full app lands it says what works today.
+//! The Graft window. Panels are thin views over [`state::AppState`]; effects go through the
+//! [`dispatch::Dispatcher`], which folds the engine's events back into the state each frame.
+//! This is the only part of the library that uses egui.
+
+pub mod dispatch;
+mod panels;
+pub mod run_view;
+pub mod state;
+
+use std::time::Instant;
 
 use eframe::egui;
 
-struct PlaceholderApp {
-    demo: String,
+use dispatch::{Action, Dispatcher};
+use state::AppState;
+
+/// The whole app: state plus the dispatcher that runs its effects.
+#[derive(Default)]
+pub struct GraftApp {
+    /// What the window shows.
+    pub state: AppState,
+    /// Runs effects.
+    pub dispatcher: Dispatcher,
 }
 
-impl eframe::App for PlaceholderApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.heading("Graft");
-            ui.label("Transfer learning on your own images.");
-            ui.add_space(8.0);
-            ui.label(
-                "The training window is not built yet. The engine works today from the command line:",
-            );
-            ui.code(format!("graft train --data {}", self.demo));
-            ui.code("graft predict --run RUN_FOLDER IMAGE...");
+/// Frames kept for the frame-time readout.
+const FRAME_HISTORY: usize = 120;
+
+impl GraftApp {
+    /// An app over `state`; an empty data folder becomes the bundled demo set.
+    pub fn new(mut state: AppState) -> Self {
+        let data = &state.project.config.data;
+        if data.as_os_str().is_empty() || !data.exists() {
+            state.project.config.data = crate::assets::demo_dataset();
+        }
+        for run in &mut state.project.runs {
+            if run.is_active() {
+                run.status = run_view::RunStatus::Failed("the app closed during this run".into());
+            }
+        }
+        Self {
+            state,
+            dispatcher: Dispatcher::default(),
+        }
+    }
+
+    /// Mean and worst UI time per frame over the recent frames, in seconds.
+    pub fn frame_time_stats(&self) -> (f64, f64) {
+        let times = &self.state.live.frame_times;
+        let n = times.len().max(1) as f64;
+        let mean = times.iter().sum::<f64>() / n;
+        let max = times.iter().copied().fold(0.0, f64::max);
+        (mean, max)
+    }
+
+    /// Draws one frame and carries out what the user asked for.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        if !self.dispatcher.is_started() {
+            self.dispatcher.start(&mut self.state, ui.ctx());
+        }
+        self.dispatcher.poll(&mut self.state);
+
+        let mut actions = Vec::new();
+        let dropped: Vec<_> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
         });
+        if !dropped.is_empty() {
+            actions.push(Action::Dropped(dropped));
+        }
+
+        let state = &mut self.state;
+        egui::Panel::top("top").show(ui, |ui| top_bar(ui, state, &mut actions));
+        egui::Panel::left("data_model")
+            .resizable(true)
+            .default_size(340.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    panels::data::show(ui, state, &mut actions);
+                    ui.separator();
+                    panels::model::show(ui, state, &mut actions);
+                });
+            });
+        egui::Panel::right("layers")
+            .resizable(true)
+            .default_size(320.0)
+            .show(ui, |ui| panels::layers::show(ui, state));
+        egui::CentralPanel::default().show(ui, |ui| panels::train::show(ui, state, &mut actions));
+
+        for action in actions {
+            self.dispatcher.handle(action, &mut self.state);
+        }
+        let times = &mut self.state.live.frame_times;
+        times.push_back(started.elapsed().as_secs_f64());
+        while times.len() > FRAME_HISTORY {
+            times.pop_front();
+        }
+    }
+}
+
+fn top_bar(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        ui.menu_button("Project", |ui| {
+            if ui.button("Open…").clicked() {
+                actions.push(Action::PickProject);
+            }
+            if ui.button("Save").clicked() {
+                actions.push(Action::SaveProject);
+            }
+            if ui.button("Save as…").clicked() {
+                actions.push(Action::SaveProjectAs);
+            }
+            if !state.recent_projects.is_empty() {
+                ui.separator();
+                ui.weak("Recent");
+                for path in state.recent_projects.clone() {
+                    if ui.button(path.display().to_string()).clicked() {
+                        actions.push(Action::OpenProject(path));
+                    }
+                }
+            }
+        });
+        ui.strong("Graft");
+        if let Some(message) = &state.live.messages.project {
+            ui.weak(message);
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            match &state.live.device {
+                Some(d) => ui.label(format!("Device: {d}")),
+                None => ui.weak("Looking for a GPU…"),
+            };
+        });
+    });
+}
+
+impl eframe::App for GraftApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.state);
     }
 }
 
@@ -26,15 +152,22 @@ pub fn run() -> i32 {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Graft")
-            .with_inner_size([640.0, 360.0]),
+            .with_inner_size([1280.0, 800.0])
+            .with_drag_and_drop(true),
         ..Default::default()
     };
-    let demo = graft::assets::demo_dataset().display().to_string();
-    match eframe::run_native(
+    let result = eframe::run_native(
         "Graft",
         options,
-        Box::new(|_cc| Ok(Box::new(PlaceholderApp { demo }))),
-    ) {
+        Box::new(|cc| {
+            let state: AppState = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default();
+            Ok(Box::new(GraftApp::new(state)))
+        }),
+    );
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: cannot open the window: {e}");

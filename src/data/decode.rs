@@ -133,7 +133,8 @@ mod tests {
     #[test]
     fn grey_sixteen_bit_and_grey_alpha_become_rgb() {
         let grey16 = image::ImageBuffer::<Luma<u16>, _>::from_pixel(3, 2, Luma([65535u16]));
-        let rgb = decode_bytes(&encode(DynamicImage::ImageLuma16(grey16), ImageFormat::Png)).unwrap();
+        let rgb =
+            decode_bytes(&encode(DynamicImage::ImageLuma16(grey16), ImageFormat::Png)).unwrap();
         assert_eq!(rgb.dimensions(), (3, 2));
         assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
         let ga = image::ImageBuffer::<LumaA<u8>, _>::from_pixel(1, 1, LumaA([0u8, 255]));
@@ -144,7 +145,10 @@ mod tests {
     #[test]
     fn bad_bytes_get_the_right_reason() {
         assert_eq!(decode_bytes(b""), Err(DecodeError::Empty));
-        assert_eq!(decode_bytes(b"hello, I am text"), Err(DecodeError::NotAnImage));
+        assert_eq!(
+            decode_bytes(b"hello, I am text"),
+            Err(DecodeError::NotAnImage)
+        );
         let png = encode(DynamicImage::new_rgb8(64, 64), ImageFormat::Png);
         assert!(matches!(
             decode_bytes(&png[..png.len() / 2]),

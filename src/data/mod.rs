@@ -3,6 +3,7 @@
 
 pub mod batches;
 pub mod decode;
+pub mod inspect;
 pub mod preprocess;
 pub mod rng;
 pub mod scan;
@@ -169,7 +170,12 @@ pub fn prepare(
         let mut rng = rng::Rng::new(options.seed, 11);
         let mut kept = Vec::new();
         for class in 0..scan.classes.len() {
-            let mut of_class: Vec<_> = scan.files.iter().filter(|f| f.class == class).cloned().collect();
+            let mut of_class: Vec<_> = scan
+                .files
+                .iter()
+                .filter(|f| f.class == class)
+                .cloned()
+                .collect();
             rng.shuffle(&mut of_class);
             of_class.truncate(cap);
             of_class.sort_by(|a, b| a.path.cmp(&b.path));
@@ -243,7 +249,11 @@ pub fn prepare(
                 rng.shuffle(&mut samples);
                 let n_val = val_count(samples.len(), options.val_fraction);
                 for (i, (s, _)) in samples.into_iter().enumerate() {
-                    if i < n_val { val.push(s) } else { train.push(s) }
+                    if i < n_val {
+                        val.push(s)
+                    } else {
+                        train.push(s)
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! From a decoded image to the network's input: resize, crop, augment, normalise.
 
-use image::imageops::{self, FilterType};
 use image::RgbImage;
+use image::imageops::{self, FilterType};
 
 use super::rng::Rng;
 use crate::config::AugmentConfig;
@@ -19,9 +19,15 @@ pub fn resize_side(input_size: u32) -> u32 {
 pub fn resize_shorter_side(image: &RgbImage, side: u32) -> RgbImage {
     let (w, h) = image.dimensions();
     let (nw, nh) = if w <= h {
-        (side, ((h as f64 * side as f64 / w as f64).round() as u32).max(side))
+        (
+            side,
+            ((h as f64 * side as f64 / w as f64).round() as u32).max(side),
+        )
     } else {
-        (((w as f64 * side as f64 / h as f64).round() as u32).max(side), side)
+        (
+            ((w as f64 * side as f64 / h as f64).round() as u32).max(side),
+            side,
+        )
     };
     if (nw, nh) == (w, h) {
         return image.clone();
@@ -110,7 +116,10 @@ mod tests {
     fn normalisation_is_channel_planar() {
         let mut img = RgbImage::new(2, 1);
         img.put_pixel(0, 0, image::Rgb([127, 255, 0]));
-        let norm = Normalization { mean: [127.0; 3], std: [128.0; 3] };
+        let norm = Normalization {
+            mean: [127.0; 3],
+            std: [128.0; 3],
+        };
         let mut out = Vec::new();
         push_chw(&img, &norm, &mut out);
         assert_eq!(out.len(), 6);

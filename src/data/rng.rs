@@ -51,8 +51,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence_and_shuffle_is_a_permutation() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(7, 0); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(7, 0); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 0);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 0);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         let mut items: Vec<usize> = (0..100).collect();
         Rng::new(1, 2).shuffle(&mut items);

@@ -83,7 +83,10 @@ fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 }
 
 fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    Ok(read_dir_sorted(dir)?.into_iter().filter(|p| p.is_dir()).collect())
+    Ok(read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect())
 }
 
 fn folder_name(path: &Path) -> String {

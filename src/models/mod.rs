@@ -6,7 +6,7 @@ mod weights;
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -225,7 +225,7 @@ impl Network {
         let mut groups = vec![LayerGroup {
             name: "stem".into(),
             description: "3×3 conv, stride 2".into(),
-            params: self.backbone.stem.num_params(),
+            params: param_count(&self.backbone.stem),
             output_shape: vec![stem_channels, side, side],
         }];
         for (i, block) in self.backbone.blocks.iter().enumerate() {
@@ -236,7 +236,7 @@ impl Network {
             groups.push(LayerGroup {
                 name: format!("block{i}"),
                 description: format!("MBConv {k}×{k}, stride {stride}"),
-                params: block.num_params(),
+                params: param_count(block),
                 output_shape: vec![out, side, side],
             });
         }
@@ -244,20 +244,17 @@ impl Network {
         groups.push(LayerGroup {
             name: "head_conv".into(),
             description: "1×1 conv to features".into(),
-            params: self.backbone.head_conv.num_params(),
+            params: param_count(&self.backbone.head_conv),
             output_shape: vec![head_channels, side, side],
         });
         let classes = self.head.fc.weight.dims()[1];
         groups.push(LayerGroup {
             name: "head".into(),
             description: match &self.head.hidden {
-                Some(h) => format!(
-                    "pool, dropout, dense {}, classifier",
-                    h.weight.dims()[1]
-                ),
+                Some(h) => format!("pool, dropout, dense {}, classifier", h.weight.dims()[1]),
                 None => "pool, dropout, classifier".into(),
             },
-            params: self.head.num_params(),
+            params: param_count(&self.head),
             output_shape: vec![classes],
         });
         groups
@@ -301,10 +298,63 @@ impl Network {
     }
 }
 
+/// Counts learnable values: BatchNorm running statistics are state, not parameters.
+#[derive(Default)]
+struct ParamCounter {
+    path: Vec<String>,
+    count: usize,
+}
+
+impl ModuleVisitor for ParamCounter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let name = self.path.last().map(String::as_str);
+        if !matches!(name, Some("running_mean" | "running_var")) {
+            self.count += param.shape().num_elements();
+        }
+    }
+}
+
+/// Learnable parameters of a module (what PyTorch's `numel` over `parameters()` counts).
+pub fn param_count<M: Module>(module: &M) -> usize {
+    let mut counter = ParamCounter::default();
+    module.visit(&mut counter);
+    counter.count
+}
+
 fn freeze_if<M: Module>(module: M, frozen: bool) -> M {
     if frozen {
         module.freeze()
     } else {
         module.unfreeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lite0_groups_count_what_pytorch_counts() {
+        // Sum of the parameter tensors (BatchNorm statistics excluded) in the Lite0 .pth file.
+        let spec = NetworkSpec {
+            kind: ModelKind::EfficientNetLite0,
+            classes: 1000,
+            head: HeadConfig::default(),
+            input_size: 224,
+        };
+        let groups = Network::new(&spec, &Device::flex()).layer_groups(224);
+        assert_eq!(groups.iter().map(|g| g.params).sum::<usize>(), 4_652_008);
+        assert_eq!(groups.len(), 1 + 16 + 2);
+        assert_eq!(groups[0].output_shape, [32, 112, 112]);
+        assert_eq!(groups[17].output_shape, [1280, 7, 7]);
+        assert_eq!(groups[18].output_shape, [1000]);
     }
 }

@@ -44,7 +44,9 @@ pub enum TrainError {
         searched: String,
     },
     /// Every group is frozen.
-    #[error("every layer group is frozen, so there is nothing to train: unfreeze at least the head")]
+    #[error(
+        "every layer group is frozen, so there is nothing to train: unfreeze at least the head"
+    )]
     NothingToTrain,
     /// No training image.
     #[error("no training images left after the split")]
@@ -177,15 +179,18 @@ fn build_network(
     }
     let path = match &config.weights {
         Some(path) => path.clone(),
-        None => config.model.find_weights().ok_or_else(|| TrainError::NoWeights {
-            model: config.model.name(),
-            file: config.model.weights_file_name().unwrap_or_default().into(),
-            searched: crate::assets::weight_search_dirs()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?,
+        None => config
+            .model
+            .find_weights()
+            .ok_or_else(|| TrainError::NoWeights {
+                model: config.model.name(),
+                file: config.model.weights_file_name().unwrap_or_default().into(),
+                searched: crate::assets::weight_search_dirs()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
     };
     let (network, _report) = Network::pretrained(&spec, &path, false, device)?;
     Ok((network, Some(path)))
@@ -299,6 +304,7 @@ impl Context<'_> {
                     loss: value,
                     lr: step_lr,
                     images_per_sec: n as f64 / secs.max(1e-9),
+                    seconds: secs,
                 }));
             }
             let train_secs = started.elapsed().as_secs_f64();
@@ -380,8 +386,7 @@ pub fn run(
     let progress = |done: usize, total: usize| {
         // About a hundred updates at most, and the last one always.
         let step = (total / 100).max(1);
-        if done == total || done >= last_report.load(std::sync::atomic::Ordering::Relaxed) + step
-        {
+        if done == total || done >= last_report.load(std::sync::atomic::Ordering::Relaxed) + step {
             last_report.store(done, std::sync::atomic::Ordering::Relaxed);
             events.send(TrainEvent::Preparing { done, total });
         }
@@ -423,8 +428,7 @@ pub fn run(
 
     let device = compute.device.clone().autodiff();
     device.seed(config.seed);
-    let (network, weights) =
-        build_network(config, dataset.classes.len(), input_size, &device)?;
+    let (network, weights) = build_network(config, dataset.classes.len(), input_size, &device)?;
     let groups = network.layer_groups(input_size);
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     let frozen = config.freeze.resolve(&names);

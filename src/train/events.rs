@@ -65,6 +65,8 @@ pub struct BatchProgress {
     pub lr: f64,
     /// Throughput of this step (images per second, including waiting for data).
     pub images_per_sec: f64,
+    /// Wall time of this step, including waiting for data.
+    pub seconds: f64,
 }
 
 /// One epoch's metrics; also one line of the run's `metrics.jsonl`.

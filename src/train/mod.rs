@@ -154,7 +154,9 @@ pub fn spawn(config: TrainConfig, notify: Option<Notify>) -> TrainHandle {
         Err(e) => {
             // Nothing will send; leave a Failed event for the caller.
             let (tx, rx) = channel();
-            let _ = tx.send(TrainEvent::Failed(format!("cannot start the training thread: {e}")));
+            let _ = tx.send(TrainEvent::Failed(format!(
+                "cannot start the training thread: {e}"
+            )));
             return TrainHandle {
                 events: rx,
                 control,

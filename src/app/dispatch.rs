@@ -1,0 +1,363 @@
+//! The one place in the app that spawns threads, opens dialogs and touches disk. Panels send
+//! [`Action`]s; background work answers through a channel that [`Dispatcher::poll`] folds into
+//! the state every frame. Nothing here blocks the UI thread.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use super::run_view::RunView;
+use super::state::{AppState, FolderState, Project};
+use crate::config::DevicePreference;
+use crate::data::inspect::{FolderReport, inspect_folder};
+use crate::fsutil::write_json_atomic;
+use crate::models::{LayerGroup, ModelKind, Network, NetworkSpec};
+use crate::train::{self, TrainHandle};
+
+/// Something the user asked for that needs more than a state change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Show the folder picker.
+    PickDataFolder,
+    /// Use this folder as the data set.
+    SetDataFolder(PathBuf),
+    /// Files or folders were dropped on the window.
+    Dropped(Vec<PathBuf>),
+    /// The model changed: describe its layers.
+    ModelChanged(ModelKind),
+    /// Start training with the current settings.
+    StartTraining,
+    /// Pause the active run.
+    Pause,
+    /// Resume the active run.
+    Resume,
+    /// Stop the active run (the best checkpoint stays).
+    Stop,
+    /// Save the project to its file (or ask where).
+    SaveProject,
+    /// Ask where, then save.
+    SaveProjectAs,
+    /// Ask which project to open.
+    PickProject,
+    /// Open this project file.
+    OpenProject(PathBuf),
+}
+
+/// Answers from background work.
+enum Reply {
+    Folder(PathBuf, Box<Result<FolderReport, String>>),
+    Layers(ModelKind, Vec<LayerGroup>),
+    Device(String),
+    PickedFolder(PathBuf),
+    PickedProject(PathBuf),
+    SaveTo(PathBuf),
+    Saved(Result<PathBuf, String>),
+    Opened(PathBuf, Result<Box<Project>, String>),
+}
+
+/// Runs actions and collects their results.
+pub struct Dispatcher {
+    tx: Sender<Reply>,
+    rx: Receiver<Reply>,
+    training: Option<TrainHandle>,
+    ctx: Option<egui::Context>,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        let (tx, rx) = channel();
+        Self {
+            tx,
+            rx,
+            training: None,
+            ctx: None,
+        }
+    }
+}
+
+/// Runs `job` on a new thread and sends its reply; asks egui to repaint when done.
+fn background(
+    tx: &Sender<Reply>,
+    ctx: &Option<egui::Context>,
+    job: impl FnOnce() -> Option<Reply> + Send + 'static,
+) {
+    let tx = tx.clone();
+    let ctx = ctx.clone();
+    std::thread::spawn(move || {
+        if let Some(reply) = job() {
+            let _ = tx.send(reply);
+        }
+        if let Some(ctx) = ctx {
+            ctx.request_repaint();
+        }
+    });
+}
+
+/// The layer groups of `kind` (built with random weights: the shapes are what matter).
+pub fn describe_model(kind: ModelKind, classes: usize) -> Vec<LayerGroup> {
+    let spec = NetworkSpec {
+        kind,
+        classes: classes.max(2),
+        head: Default::default(),
+        input_size: kind.input_size(),
+    };
+    Network::new(&spec, &burn::tensor::Device::flex()).layer_groups(kind.input_size())
+}
+
+impl Dispatcher {
+    /// Starts the work every fresh window needs: device probe, folder scan, layer list.
+    pub fn start(&mut self, state: &mut AppState, ctx: &egui::Context) {
+        self.ctx = Some(ctx.clone());
+        background(&self.tx, &self.ctx, || {
+            Some(Reply::Device(
+                crate::device::select(DevicePreference::Auto).description,
+            ))
+        });
+        let data = state.project.config.data.clone();
+        if !data.as_os_str().is_empty() {
+            self.handle(Action::SetDataFolder(data), state);
+        }
+        self.handle(Action::ModelChanged(state.project.config.model), state);
+    }
+
+    /// Whether [`Dispatcher::start`] ran.
+    pub fn is_started(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    /// Carries out one action.
+    pub fn handle(&mut self, action: Action, state: &mut AppState) {
+        match action {
+            Action::PickDataFolder => {
+                let dialog = rfd::AsyncFileDialog::new().set_title("Choose a data set folder");
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_folder())
+                        .map(|f| Reply::PickedFolder(f.path().to_path_buf()))
+                });
+            }
+            Action::SetDataFolder(path) => {
+                state.project.config.data = path.clone();
+                state.live.folder = FolderState::Scanning(path.clone());
+                state.live.messages.data = None;
+                background(&self.tx, &self.ctx, move || {
+                    let report = inspect_folder(&path).map_err(|e| e.to_string());
+                    Some(Reply::Folder(path, Box::new(report)))
+                });
+            }
+            Action::Dropped(paths) => match paths.as_slice() {
+                [one] if one.is_dir() => self.handle(Action::SetDataFolder(one.clone()), state),
+                [] => {}
+                [one] => {
+                    state.live.messages.data = Some(format!(
+                        "{} is a file. Drop a folder that holds one sub-folder per class.",
+                        one.display()
+                    ))
+                }
+                _ => {
+                    state.live.messages.data = Some(format!(
+                        "{} items were dropped. Drop one folder that holds one sub-folder per class.",
+                        paths.len()
+                    ))
+                }
+            },
+            Action::ModelChanged(kind) => {
+                state.project.config.model = kind;
+                state.live.layers = None;
+                let classes = match &state.live.folder {
+                    FolderState::Ready(r) => r.classes.len(),
+                    _ => 2,
+                };
+                background(&self.tx, &self.ctx, move || {
+                    Some(Reply::Layers(kind, describe_model(kind, classes)))
+                });
+            }
+            Action::StartTraining => self.start_training(state),
+            Action::Pause => {
+                if let Some(h) = &self.training {
+                    h.pause();
+                }
+            }
+            Action::Resume => {
+                if let Some(h) = &self.training {
+                    h.resume();
+                }
+            }
+            Action::Stop => {
+                if let Some(h) = &self.training {
+                    h.cancel();
+                }
+            }
+            Action::SaveProject => match state.project_path.clone() {
+                Some(path) => self.save_project(state, path),
+                None => self.handle(Action::SaveProjectAs, state),
+            },
+            Action::SaveProjectAs => {
+                let dialog = rfd::AsyncFileDialog::new()
+                    .set_title("Save project")
+                    .add_filter("Graft project", &["graft.json", "json"])
+                    .set_file_name("project.graft.json");
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.save_file())
+                        .map(|f| Reply::SaveTo(f.path().to_path_buf()))
+                });
+            }
+            Action::PickProject => {
+                let dialog = rfd::AsyncFileDialog::new()
+                    .set_title("Open project")
+                    .add_filter("Graft project", &["json"]);
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_file())
+                        .map(|f| Reply::PickedProject(f.path().to_path_buf()))
+                });
+            }
+            Action::OpenProject(path) => {
+                background(&self.tx, &self.ctx, move || {
+                    let project = read_project(&path);
+                    Some(Reply::Opened(path, project))
+                });
+            }
+        }
+    }
+
+    fn save_project(&mut self, state: &mut AppState, path: PathBuf) {
+        let project = state.project.clone();
+        background(&self.tx, &self.ctx, move || {
+            let result = write_json_atomic(&path, &project)
+                .map(|()| path.clone())
+                .map_err(|e| format!("cannot save {}: {e}", path.display()));
+            Some(Reply::Saved(result))
+        });
+    }
+
+    fn start_training(&mut self, state: &mut AppState) {
+        if state.is_training() {
+            return;
+        }
+        let config = state.project.config.clone();
+        if let Err(e) = config.validate() {
+            state.live.messages.train = Some(e.to_string());
+            return;
+        }
+        if !matches!(state.live.folder, FolderState::Ready(_)) {
+            state.live.messages.train = Some("Choose a data set folder first.".into());
+            return;
+        }
+        state.live.messages.train = None;
+        let total_epochs = config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs);
+        let label = format!(
+            "run {}: {}, {}",
+            state.project.runs.len() + 1,
+            config.model.name(),
+            state.freeze_summary()
+        );
+        state.project.runs.push(RunView::new(label, total_epochs));
+        state.live.active_run = Some(state.project.runs.len() - 1);
+        let notify: Option<train::Notify> = self
+            .ctx
+            .clone()
+            .map(|ctx| std::sync::Arc::new(move || ctx.request_repaint()) as train::Notify);
+        self.training = Some(train::spawn(config, notify));
+    }
+
+    /// Folds every waiting reply and training event into `state`. Never blocks.
+    pub fn poll(&mut self, state: &mut AppState) {
+        while let Ok(reply) = self.rx.try_recv() {
+            self.apply(reply, state);
+        }
+        if let Some(handle) = &mut self.training {
+            let mut run = state
+                .live
+                .active_run
+                .and_then(|i| state.project.runs.get_mut(i));
+            // A bounded number per frame keeps a frame short even when events pile up.
+            for _ in 0..1000 {
+                let Some(event) = handle.try_next() else {
+                    break;
+                };
+                if let Some(run) = run.as_deref_mut() {
+                    run.apply(&event);
+                }
+            }
+            if handle.is_ended() {
+                self.training = None;
+                if let Some(super::run_view::RunStatus::Failed(m)) = state
+                    .live
+                    .active_run
+                    .and_then(|i| state.project.runs.get(i))
+                    .map(|r| &r.status)
+                {
+                    state.live.messages.train = Some(format!("Training failed: {m}"));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, reply: Reply, state: &mut AppState) {
+        match reply {
+            Reply::Folder(path, result) => {
+                // A later choice wins over an older scan that finishes late.
+                if state.project.config.data != path {
+                    return;
+                }
+                state.live.folder = match *result {
+                    Ok(report) => {
+                        let classes = report.classes.len();
+                        if classes < 2 {
+                            state.live.messages.data = Some(format!(
+                                "{} has {classes} class folder{}: Graft needs at least two sub-folders, one per class.",
+                                path.display(),
+                                if classes == 1 { "" } else { "s" }
+                            ));
+                        }
+                        FolderState::Ready(report)
+                    }
+                    Err(e) => {
+                        state.live.messages.data = Some(e.clone());
+                        FolderState::Error(e)
+                    }
+                };
+                let kind = state.project.config.model;
+                self.handle(Action::ModelChanged(kind), state);
+            }
+            Reply::Layers(kind, layers) => {
+                if state.project.config.model == kind {
+                    state.live.layers = Some(layers);
+                }
+            }
+            Reply::Device(d) => state.live.device = Some(d),
+            Reply::PickedFolder(p) => self.handle(Action::SetDataFolder(p), state),
+            Reply::PickedProject(p) => self.handle(Action::OpenProject(p), state),
+            Reply::SaveTo(p) => self.save_project(state, p),
+            Reply::Saved(Ok(p)) => {
+                state.live.messages.project = Some(format!("Saved {}", p.display()));
+                state.remember_project(p);
+            }
+            Reply::Saved(Err(e)) => state.live.messages.project = Some(e),
+            Reply::Opened(path, Ok(project)) => {
+                if state.is_training() {
+                    state.live.messages.project =
+                        Some("Stop the run before opening another project.".into());
+                    return;
+                }
+                let data = project.config.data.clone();
+                state.project = *project;
+                state.live.active_run = None;
+                state.live.messages.project = Some(format!("Opened {}", path.display()));
+                state.remember_project(path);
+                self.handle(Action::SetDataFolder(data), state);
+            }
+            Reply::Opened(path, Err(e)) => {
+                state.recent_projects.retain(|p| p != &path);
+                state.live.messages.project = Some(e);
+            }
+        }
+    }
+}
+
+fn read_project(path: &Path) -> Result<Box<Project>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .map(Box::new)
+        .map_err(|e| format!("{} is not a Graft project: {e}", path.display()))
+}

@@ -1,0 +1,6 @@
+//! The window's panels: each a function over the app state that may push actions.
+
+pub mod data;
+pub mod layers;
+pub mod model;
+pub mod train;

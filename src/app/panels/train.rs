@@ -1,0 +1,230 @@
+//! Training: settings, controls, progress and the live curves.
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot, Points};
+
+use crate::app::dispatch::Action;
+use crate::app::run_view::{RunStatus, RunView};
+use crate::app::state::AppState;
+use crate::config::{FineTuneConfig, OptimizerKind};
+
+fn settings(ui: &mut egui::Ui, state: &mut AppState) {
+    let c = &mut state.project.config;
+    egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+        ui.label("Epochs").on_hover_text("Passes over the training images in stage 1.");
+        ui.add(egui::DragValue::new(&mut c.epochs).range(1..=500));
+        ui.end_row();
+        ui.label("Batch size").on_hover_text("Images per step. Larger is faster per image but needs more memory.");
+        ui.add(egui::DragValue::new(&mut c.batch_size).range(1..=512));
+        ui.end_row();
+        ui.label("Learning rate").on_hover_text("Step size. 1e-3 suits a new head; fine-tuning uses a lower one.");
+        ui.add(
+            egui::DragValue::new(&mut c.optimizer.lr)
+                .range(1e-6..=1.0)
+                .speed(1e-4)
+                .custom_formatter(|v, _| format!("{v:.1e}")),
+        );
+        ui.end_row();
+        ui.label("Optimiser");
+        egui::ComboBox::from_id_salt("optimizer")
+            .selected_text(format!("{:?}", c.optimizer.kind))
+            .show_ui(ui, |ui| {
+                for kind in [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd] {
+                    ui.selectable_value(&mut c.optimizer.kind, kind, format!("{kind:?}"));
+                }
+            });
+        ui.end_row();
+        ui.label("Augmentation").on_hover_text("Random crops and flips: more variety from the same images.");
+        ui.checkbox(&mut c.augment.enabled, "random crop + flip");
+        ui.end_row();
+        ui.label("Fine-tune").on_hover_text(
+            "Stage 2: after the head is trained, unfreeze every layer and train on at a lower learning rate.",
+        );
+        let mut two_stage = c.fine_tune.is_some();
+        if ui.checkbox(&mut two_stage, "then unfreeze all").changed() {
+            c.fine_tune = two_stage.then(FineTuneConfig::default);
+        }
+        ui.end_row();
+        if let Some(ft) = &mut c.fine_tune {
+            ui.label("  its epochs");
+            ui.add(egui::DragValue::new(&mut ft.epochs).range(1..=500));
+            ui.end_row();
+            ui.label("  its LR factor").on_hover_text("Stage-2 learning rate = stage 1's × this.");
+            ui.add(egui::DragValue::new(&mut ft.lr_factor).range(0.001..=1.0).speed(0.01));
+            ui.end_row();
+        }
+    });
+}
+
+fn progress(ui: &mut egui::Ui, run: &RunView) {
+    match &run.status {
+        RunStatus::Preparing { done, total } => {
+            ui.add(
+                egui::ProgressBar::new(*done as f32 / (*total).max(1) as f32)
+                    .text(format!("decoding images {done}/{total}")),
+            );
+        }
+        RunStatus::Training | RunStatus::Paused => {
+            let eta = run
+                .eta_seconds()
+                .map_or(String::new(), |s| format!(", {:.0} s left", s));
+            let paused = if run.status == RunStatus::Paused {
+                " — paused"
+            } else {
+                ""
+            };
+            ui.add(egui::ProgressBar::new(run.fraction_done()).text(format!(
+                "epoch {}/{}, batch {}/{}  ·  {:.1} img/s{eta}{paused}",
+                run.epoch, run.total_epochs, run.batch, run.batches, run.images_per_sec
+            )));
+        }
+        RunStatus::Finished(s) => {
+            let how = if s.cancelled {
+                "Stopped"
+            } else if s.early_stopped {
+                "Stopped early"
+            } else {
+                "Finished"
+            };
+            let acc = s.best_val_accuracy.map_or(String::new(), |a| {
+                format!(", best val accuracy {:.1} %", a * 100.0)
+            });
+            ui.label(format!(
+                "{how} after {} epochs in {:.0} s{acc}",
+                s.epochs, s.seconds
+            ));
+        }
+        RunStatus::Failed(m) => {
+            ui.colored_label(ui.visuals().error_fg_color, format!("Failed: {m}"));
+        }
+    }
+}
+
+/// Colour of run `i` on the plots.
+fn run_color(i: usize) -> egui::Color32 {
+    const COLORS: [egui::Color32; 6] = [
+        egui::Color32::from_rgb(66, 133, 244),
+        egui::Color32::from_rgb(234, 67, 53),
+        egui::Color32::from_rgb(52, 168, 83),
+        egui::Color32::from_rgb(251, 188, 5),
+        egui::Color32::from_rgb(171, 71, 188),
+        egui::Color32::from_rgb(0, 172, 193),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
+    let height = (ui.available_height() / 2.0 - 10.0).max(120.0);
+    Plot::new("loss")
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label("epoch")
+        .y_axis_label("loss")
+        .include_y(0.0)
+        .show(ui, |plot| {
+            for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
+                let color = run_color(i);
+                plot.line(
+                    Line::new(
+                        format!("{} · batch loss", run.label),
+                        run.batch_loss.clone(),
+                    )
+                    .color(color.gamma_multiply(0.35)),
+                );
+                plot.line(
+                    Line::new(
+                        format!("{} · smoothed", run.label),
+                        run.smoothed_loss.clone(),
+                    )
+                    .color(color)
+                    .width(2.0),
+                );
+                plot.line(
+                    Line::new(format!("{} · val loss", run.label), run.val_loss.clone())
+                        .color(color)
+                        .style(egui_plot::LineStyle::dashed_loose()),
+                );
+                plot.points(
+                    Points::new(format!("{} · val loss", run.label), run.val_loss.clone())
+                        .color(color)
+                        .radius(3.0),
+                );
+            }
+        });
+    Plot::new("accuracy")
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label("epoch")
+        .y_axis_label("val accuracy %")
+        .include_y(0.0)
+        .include_y(100.0)
+        .show(ui, |plot| {
+            for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
+                let color = run_color(i);
+                plot.line(Line::new(run.label.clone(), run.val_accuracy.clone()).color(color));
+                plot.points(
+                    Points::new(run.label.clone(), run.val_accuracy.clone())
+                        .color(color)
+                        .radius(3.0),
+                );
+            }
+        });
+}
+
+/// Draws the train panel.
+pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    ui.heading("Train");
+    let training = state.is_training();
+    egui::CollapsingHeader::new("Settings")
+        .default_open(true)
+        .show(ui, |ui| {
+            ui.add_enabled_ui(!training, |ui| settings(ui, state));
+        });
+    let active = state
+        .live
+        .active_run
+        .and_then(|i| state.project.runs.get(i));
+    let paused = active.is_some_and(|r| r.status == RunStatus::Paused);
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!training, egui::Button::new("▶ Start"))
+            .clicked()
+        {
+            actions.push(Action::StartTraining);
+        }
+        if paused {
+            if ui.button("▶ Resume").clicked() {
+                actions.push(Action::Resume);
+            }
+        } else if ui
+            .add_enabled(training, egui::Button::new("⏸ Pause"))
+            .clicked()
+        {
+            actions.push(Action::Pause);
+        }
+        if ui
+            .add_enabled(training, egui::Button::new("⏹ Stop"))
+            .clicked()
+        {
+            actions.push(Action::Stop);
+        }
+    });
+    if let Some(message) = &state.live.messages.train {
+        ui.colored_label(ui.visuals().error_fg_color, message);
+    }
+    if let Some(run) = active {
+        progress(ui, run);
+    }
+    if !state.project.runs.is_empty() {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Runs:");
+            for (i, run) in state.project.runs.iter_mut().enumerate() {
+                ui.checkbox(
+                    &mut run.visible,
+                    egui::RichText::new(&run.label).color(run_color(i)),
+                );
+            }
+        });
+    }
+    curves(ui, &state.project.runs);
+}

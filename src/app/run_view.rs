@@ -1,0 +1,189 @@
+//! One training run as the window shows it: curves, progress and status, folded from the
+//! engine's events.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::train::{RunSummary, TrainEvent};
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// Decoding images.
+    Preparing {
+        /// Files decoded.
+        done: usize,
+        /// Files in all.
+        total: usize,
+    },
+    /// Training.
+    Training,
+    /// Paused by the user.
+    Paused,
+    /// Ended normally, early or by Stop.
+    Finished(RunSummary),
+    /// Failed with this message.
+    Failed(String),
+}
+
+/// A run's curves and progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunView {
+    /// Legend text: model and freeze plan.
+    pub label: String,
+    /// Shown on the plots.
+    pub visible: bool,
+    /// Training loss per batch: x = epochs done (fractional), y = loss.
+    pub batch_loss: Vec<[f64; 2]>,
+    /// Exponential moving average of `batch_loss`.
+    pub smoothed_loss: Vec<[f64; 2]>,
+    /// Validation loss per epoch.
+    pub val_loss: Vec<[f64; 2]>,
+    /// Validation accuracy per epoch, in percent.
+    pub val_accuracy: Vec<[f64; 2]>,
+    /// Current status.
+    pub status: RunStatus,
+    /// Epochs planned (both stages).
+    pub total_epochs: usize,
+    /// Latest epoch and batch seen.
+    pub epoch: usize,
+    /// Latest batch within the epoch.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Recent throughput.
+    pub images_per_sec: f64,
+    /// Mean seconds per batch so far (for the ETA).
+    pub seconds_per_batch: f64,
+    /// Batches seen so far.
+    pub batches_seen: usize,
+    /// The device, for people.
+    pub device: String,
+    /// The run's folder, once it exists.
+    pub run_dir: Option<PathBuf>,
+    /// Trainable parameters in the current stage.
+    pub trainable_params: usize,
+    /// Warnings, in order.
+    pub warnings: Vec<String>,
+}
+
+impl Default for RunView {
+    fn default() -> Self {
+        Self {
+            label: String::new(),
+            visible: true,
+            batch_loss: Vec::new(),
+            smoothed_loss: Vec::new(),
+            val_loss: Vec::new(),
+            val_accuracy: Vec::new(),
+            status: RunStatus::Preparing { done: 0, total: 0 },
+            total_epochs: 0,
+            epoch: 0,
+            batch: 0,
+            batches: 0,
+            images_per_sec: 0.0,
+            seconds_per_batch: 0.0,
+            batches_seen: 0,
+            device: String::new(),
+            run_dir: None,
+            trainable_params: 0,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Weight of the newest batch in the smoothed curve.
+const SMOOTHING: f64 = 0.1;
+
+impl RunView {
+    /// A run about to start.
+    pub fn new(label: String, total_epochs: usize) -> Self {
+        Self {
+            label,
+            total_epochs,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the run is still going.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status,
+            RunStatus::Preparing { .. } | RunStatus::Training | RunStatus::Paused
+        )
+    }
+
+    /// Fraction of all planned batches done.
+    pub fn fraction_done(&self) -> f32 {
+        if self.batches == 0 || self.total_epochs == 0 {
+            return 0.0;
+        }
+        let done = (self.epoch.saturating_sub(1) * self.batches + self.batch) as f32;
+        (done / (self.total_epochs * self.batches) as f32).min(1.0)
+    }
+
+    /// Estimated seconds left, from the mean batch time so far.
+    pub fn eta_seconds(&self) -> Option<f64> {
+        if self.batches_seen == 0 || self.batches == 0 {
+            return None;
+        }
+        let done = self.epoch.saturating_sub(1) * self.batches + self.batch;
+        let left = (self.total_epochs * self.batches).saturating_sub(done);
+        Some(left as f64 * self.seconds_per_batch)
+    }
+
+    /// Folds one engine event into the view.
+    pub fn apply(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::Device { description, .. } => self.device = description.clone(),
+            TrainEvent::Preparing { done, total } => {
+                self.status = RunStatus::Preparing {
+                    done: *done,
+                    total: *total,
+                }
+            }
+            TrainEvent::DataReady(_) => {}
+            TrainEvent::Warning(w) => self.warnings.push(w.clone()),
+            TrainEvent::Started(info) => {
+                self.run_dir = Some(info.run_dir.clone());
+                self.trainable_params = info.trainable_params;
+                self.status = RunStatus::Training;
+            }
+            TrainEvent::StageStarted {
+                trainable_params, ..
+            } => self.trainable_params = *trainable_params,
+            TrainEvent::Batch(b) => {
+                self.epoch = b.epoch;
+                self.batch = b.batch;
+                self.batches = b.batches;
+                self.images_per_sec = b.images_per_sec;
+                let x = (b.epoch - 1) as f64 + b.batch as f64 / b.batches.max(1) as f64;
+                self.batch_loss.push([x, b.loss]);
+                let smooth = match self.smoothed_loss.last() {
+                    Some([_, prev]) => prev + SMOOTHING * (b.loss - prev),
+                    None => b.loss,
+                };
+                self.smoothed_loss.push([x, smooth]);
+                self.batches_seen += 1;
+                self.seconds_per_batch +=
+                    (b.seconds - self.seconds_per_batch) / self.batches_seen as f64;
+            }
+            TrainEvent::Epoch(m) => {
+                let x = m.epoch as f64;
+                if let Some(l) = m.val_loss {
+                    self.val_loss.push([x, l]);
+                }
+                if let Some(a) = m.val_accuracy {
+                    self.val_accuracy.push([x, a * 100.0]);
+                }
+            }
+            TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Paused => self.status = RunStatus::Paused,
+            TrainEvent::Resumed => self.status = RunStatus::Training,
+            TrainEvent::Finished(s) => self.status = RunStatus::Finished(s.clone()),
+            TrainEvent::Failed(m) => self.status = RunStatus::Failed(m.clone()),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Plain state behind the window: what is saved (a project), and what only lives while the app
+//! runs. Panels read and edit it; effects go through [`super::dispatch::Action`]s.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::run_view::RunView;
+use crate::config::{FreezePlan, TrainConfig};
+use crate::data::inspect::FolderReport;
+use crate::models::LayerGroup;
+
+/// What a project file holds, and what returns when the app restarts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Project {
+    /// Data folder, model, freeze plan and hyperparameters.
+    pub config: TrainConfig,
+    /// Runs so far, with their curves.
+    pub runs: Vec<RunView>,
+}
+
+/// The data folder as last inspected.
+#[derive(Clone, Debug, Default)]
+pub enum FolderState {
+    /// Nothing chosen yet.
+    #[default]
+    None,
+    /// Being inspected in the background.
+    Scanning(PathBuf),
+    /// Inspected.
+    Ready(FolderReport),
+    /// Could not be used.
+    Error(String),
+}
+
+/// Messages shown next to where the user acted.
+#[derive(Clone, Debug, Default)]
+pub struct Messages {
+    /// Data panel.
+    pub data: Option<String>,
+    /// Model panel.
+    pub model: Option<String>,
+    /// Train panel.
+    pub train: Option<String>,
+    /// Project menu.
+    pub project: Option<String>,
+}
+
+/// Everything the window shows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppState {
+    /// The current project.
+    pub project: Project,
+    /// Where the project was last saved or opened from.
+    pub project_path: Option<PathBuf>,
+    /// Recently opened or saved projects, newest first.
+    pub recent_projects: Vec<PathBuf>,
+    /// Not saved: rebuilt while the app runs.
+    #[serde(skip)]
+    pub live: Live,
+}
+
+/// State that only exists while the app runs.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// The data folder.
+    pub folder: FolderState,
+    /// Layer groups of the selected model (`None` while they are computed).
+    pub layers: Option<Vec<LayerGroup>>,
+    /// The device training will use, once probed.
+    pub device: Option<String>,
+    /// Messages near each panel.
+    pub messages: Messages,
+    /// The layer row last clicked, for shift-click ranges.
+    pub last_layer_click: Option<usize>,
+    /// The run that is training now, as an index into `project.runs`.
+    pub active_run: Option<usize>,
+    /// Recent frame times in seconds (UI work only).
+    pub frame_times: std::collections::VecDeque<f64>,
+}
+
+impl AppState {
+    /// Whether a run is training (layer toggles and settings are locked then).
+    pub fn is_training(&self) -> bool {
+        self.live
+            .active_run
+            .and_then(|i| self.project.runs.get(i))
+            .is_some_and(RunView::is_active)
+    }
+
+    /// Names of the current model's layer groups.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.live
+            .layers
+            .as_ref()
+            .map(|l| l.iter().map(|g| g.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether each layer group is frozen under the current plan.
+    pub fn frozen(&self) -> Vec<bool> {
+        self.project.config.freeze.resolve(&self.layer_names())
+    }
+
+    /// Sets whether the groups `range` are frozen, keeping the others as they are.
+    pub fn set_frozen(&mut self, range: std::ops::RangeInclusive<usize>, frozen: bool) {
+        let names = self.layer_names();
+        let mut now = self.frozen();
+        for i in range {
+            if let Some(f) = now.get_mut(i) {
+                *f = frozen;
+            }
+        }
+        self.project.config.freeze = FreezePlan::Groups(
+            names
+                .into_iter()
+                .zip(now)
+                .filter(|(_, f)| *f)
+                .map(|(n, _)| n)
+                .collect(),
+        );
+    }
+
+    /// Parameters trained under the current plan, and all parameters.
+    pub fn trainable_params(&self) -> (usize, usize) {
+        let Some(layers) = &self.live.layers else {
+            return (0, 0);
+        };
+        let frozen = self.frozen();
+        let total = layers.iter().map(|g| g.params).sum();
+        let trainable = layers
+            .iter()
+            .zip(frozen)
+            .filter(|(_, f)| !f)
+            .map(|(g, _)| g.params)
+            .sum();
+        (trainable, total)
+    }
+
+    /// A short description of the freeze plan, for legends.
+    pub fn freeze_summary(&self) -> String {
+        let frozen = self.frozen();
+        let n = frozen.iter().filter(|f| **f).count();
+        match &self.project.config.freeze {
+            FreezePlan::AllButHead => "all but head frozen".into(),
+            FreezePlan::Nothing => "nothing frozen".into(),
+            FreezePlan::Groups(_) if n == 0 => "nothing frozen".into(),
+            FreezePlan::Groups(_) => format!("{n}/{} groups frozen", frozen.len()),
+        }
+    }
+
+    /// Remembers `path` at the top of the recent projects.
+    pub fn remember_project(&mut self, path: PathBuf) {
+        self.recent_projects.retain(|p| p != &path);
+        self.recent_projects.insert(0, path.clone());
+        self.recent_projects.truncate(8);
+        self.project_path = Some(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_layers(n: usize) -> AppState {
+        let mut state = AppState::default();
+        state.live.layers = Some(
+            (0..n)
+                .map(|i| LayerGroup {
+                    name: format!("g{i}"),
+                    description: String::new(),
+                    params: 10 * (i + 1),
+                    output_shape: vec![],
+                })
+                .collect(),
+        );
+        state
+    }
+
+    #[test]
+    fn default_plan_freezes_all_but_the_last_group() {
+        let state = state_with_layers(4);
+        assert_eq!(state.frozen(), [true, true, true, false]);
+        assert_eq!(state.trainable_params(), (40, 100));
+    }
+
+    #[test]
+    fn toggling_a_range_changes_only_that_range() {
+        let mut state = state_with_layers(4);
+        state.set_frozen(1..=2, false);
+        assert_eq!(state.frozen(), [true, false, false, false]);
+        state.set_frozen(0..=0, false);
+        assert_eq!(state.frozen(), [false, false, false, false]);
+        assert_eq!(state.trainable_params(), (100, 100));
+    }
+}

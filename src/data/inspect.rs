@@ -1,0 +1,96 @@
+//! A quick look at a folder for the data panel: classes, files, and the files that are plainly
+//! not usable, from their headers alone (a full decode happens when training starts).
+
+use std::path::{Path, PathBuf};
+
+use image::ImageReader;
+
+use super::decode::{DecodeError, MAX_SIDE};
+use super::scan::{Layout, scan_folder};
+use super::{DataError, SkippedFile};
+
+/// One class as the folder holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassFiles {
+    /// Class name.
+    pub name: String,
+    /// Files that look usable.
+    pub files: Vec<PathBuf>,
+    /// Of those, how many come from a `val/` folder.
+    pub in_val_folder: usize,
+}
+
+/// What the data panel shows about a folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FolderReport {
+    /// The folder.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// Classes, sorted, each with its usable-looking files.
+    pub classes: Vec<ClassFiles>,
+    /// Files whose header already shows they cannot be used.
+    pub problems: Vec<SkippedFile>,
+}
+
+impl FolderReport {
+    /// Images across all classes.
+    pub fn total(&self) -> usize {
+        self.classes.iter().map(|c| c.files.len()).sum()
+    }
+}
+
+/// Reads the header of `path` and says why it cannot be used, if it plainly cannot.
+pub fn check_header(path: &Path) -> Result<(), DecodeError> {
+    let meta = std::fs::metadata(path).map_err(|e| DecodeError::Io(e.to_string()))?;
+    if meta.len() == 0 {
+        return Err(DecodeError::Empty);
+    }
+    let reader = ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| DecodeError::Io(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(DecodeError::NotAnImage);
+    }
+    let (w, h) = reader.into_dimensions().map_err(DecodeError::from)?;
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(DecodeError::TooLarge(format!(
+            "{w}×{h} pixels; at most {MAX_SIDE} per side"
+        )));
+    }
+    Ok(())
+}
+
+/// Scans `root` and checks every file's header.
+pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
+    let scan = scan_folder(root)?;
+    let mut classes: Vec<ClassFiles> = scan
+        .classes
+        .iter()
+        .map(|name| ClassFiles {
+            name: name.clone(),
+            files: Vec::new(),
+            in_val_folder: 0,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for file in scan.files {
+        match check_header(&file.path) {
+            Ok(()) => {
+                let class = &mut classes[file.class];
+                class.files.push(file.path);
+                class.in_val_folder += usize::from(file.in_val_folder);
+            }
+            Err(reason) => problems.push(SkippedFile {
+                path: file.path,
+                reason,
+            }),
+        }
+    }
+    Ok(FolderReport {
+        root: root.to_path_buf(),
+        layout: scan.layout,
+        classes,
+        problems,
+    })
+}

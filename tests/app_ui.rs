@@ -1,0 +1,215 @@
+//! The window, driven through egui_kittest over the real app state and dispatcher.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use graft::app::GraftApp;
+use graft::app::run_view::RunStatus;
+use graft::app::state::{AppState, FolderState};
+use graft::config::DevicePreference;
+
+fn app_on(data: &Path, runs: &Path) -> GraftApp {
+    let mut state = AppState::default();
+    let c = &mut state.project.config;
+    c.data = data.to_path_buf();
+    c.runs_dir = Some(runs.to_path_buf());
+    c.input_size = Some(32);
+    c.batch_size = 4;
+    c.augment.enabled = false;
+    c.device = DevicePreference::Cpu;
+    GraftApp::new(state)
+}
+
+fn harness(app: GraftApp) -> Harness<'static, GraftApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut GraftApp| app.frame(ui), app)
+}
+
+/// Steps the UI until `done` holds, like a user waiting; fails after `limit`.
+fn step_until(
+    harness: &mut Harness<'static, GraftApp>,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&GraftApp) -> bool,
+) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        let t = Instant::now();
+        harness.step();
+        frames.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    frames
+}
+
+/// A file dropped on the window, as the windowing layer would hand it to egui.
+#[derive(Debug)]
+struct DroppedPath(std::path::PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Waits for the folder scan and the layer list, then lets the grids settle (a grid's first
+/// frame only measures, so its rows cannot be clicked yet).
+fn wait_ready(h: &mut Harness<'static, GraftApp>) {
+    step_until(h, Duration::from_secs(60), "folder and layers", |app| {
+        matches!(app.state.live.folder, FolderState::Ready(_)) && app.state.live.layers.is_some()
+    });
+    h.run_steps(3);
+}
+
+#[test]
+fn toggling_layers_changes_the_freeze_plan() {
+    let data = TempDir::new("ui-layers");
+    common::demo_subset(data.path(), &["bird", "fruit"], 3);
+    let runs = TempDir::new("ui-layers-runs");
+    let mut h = harness(app_on(data.path(), runs.path()));
+    wait_ready(&mut h);
+    let names = h.state().state.layer_names();
+    let idx = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(
+        h.state().state.frozen()[idx("block3")],
+        "default plan freezes block3"
+    );
+
+    h.get_by_label("block3").click();
+    h.run_steps(2);
+    let frozen = h.state().state.frozen();
+    assert!(!frozen[idx("block3")], "click thawed block3");
+    assert!(
+        frozen[idx("block2")] && frozen[idx("block4")],
+        "neighbours unchanged"
+    );
+
+    // Shift-click block6: block3..=block6 take block6's new state (thawed).
+    h.get_by_label("block6")
+        .click_modifiers(egui::Modifiers::SHIFT);
+    h.run_steps(2);
+    let frozen = h.state().state.frozen();
+    for n in ["block3", "block4", "block5", "block6"] {
+        assert!(
+            !frozen[idx(n)],
+            "{n} should be trainable after the shift-click"
+        );
+    }
+    assert!(frozen[idx("block7")]);
+
+    h.get_by_label("Unfreeze all").click();
+    h.run_steps(2);
+    assert!(h.state().state.frozen().iter().all(|f| !f));
+    h.get_by_label("Freeze all but head").click();
+    h.run_steps(2);
+    let frozen = h.state().state.frozen();
+    assert!(frozen[..frozen.len() - 1].iter().all(|f| *f) && !frozen[frozen.len() - 1]);
+}
+
+#[test]
+fn start_shows_live_curve_points_and_stop_ends_the_run() {
+    let data = TempDir::new("ui-train");
+    common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 6);
+    let runs = TempDir::new("ui-train-runs");
+    let mut app = app_on(data.path(), runs.path());
+    app.state.project.config.epochs = 200; // long enough to be stopped
+    let mut h = harness(app);
+    wait_ready(&mut h);
+
+    h.get_by_label("▶ Start").click();
+    let frames = step_until(&mut h, Duration::from_secs(300), "curve points", |app| {
+        app.state
+            .project
+            .runs
+            .first()
+            .is_some_and(|r| r.batch_loss.len() >= 5 && !r.val_accuracy.is_empty())
+    });
+    assert!(h.state().state.is_training());
+    // Layer toggles are locked while training.
+    assert!(
+        h.query_by_label_contains("locked while a run trains")
+            .is_some()
+    );
+
+    // The UI thread never waits on training: frame times while events stream.
+    let mut sorted: Vec<f64> = frames.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let worst = sorted[sorted.len() - 1];
+    let (app_mean, app_max) = h.state().frame_time_stats();
+    eprintln!(
+        "frames while training: {} frames, harness step median {median:.1} ms, worst {worst:.1} ms; \
+         app UI work mean {:.2} ms, max {:.2} ms",
+        sorted.len(),
+        app_mean * 1e3,
+        app_max * 1e3
+    );
+
+    h.get_by_label("⏹ Stop").click();
+    step_until(&mut h, Duration::from_secs(120), "the run to stop", |app| {
+        !app.state.is_training()
+    });
+    match &h.state().state.project.runs[0].status {
+        RunStatus::Finished(s) => assert!(s.cancelled),
+        other => panic!("expected a stopped run, got {other:?}"),
+    }
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Stopped after").is_some());
+}
+
+#[test]
+fn dropping_a_file_says_a_folder_is_expected() {
+    let data = TempDir::new("ui-drop");
+    common::demo_subset(data.path(), &["bird", "fruit"], 2);
+    let runs = TempDir::new("ui-drop-runs");
+    let mut h = harness(app_on(data.path(), runs.path()));
+    wait_ready(&mut h);
+    let file = data
+        .path()
+        .join("bird")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(DroppedPath(file)));
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Drop a folder").is_some());
+    // The data set did not change.
+    assert_eq!(h.state().state.project.config.data, data.path());
+}
+
+#[test]
+fn a_training_failure_shows_in_the_window() {
+    let data = TempDir::new("ui-fail");
+    common::demo_subset(data.path(), &["bird"], 3);
+    let runs = TempDir::new("ui-fail-runs");
+    let mut h = harness(app_on(data.path(), runs.path()));
+    wait_ready(&mut h);
+    h.get_by_label("▶ Start").click();
+    step_until(&mut h, Duration::from_secs(120), "the failure", |app| {
+        app.state
+            .project
+            .runs
+            .first()
+            .is_some_and(|r| matches!(r.status, RunStatus::Failed(_)))
+    });
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Training failed").is_some());
+}
