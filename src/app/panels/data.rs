@@ -24,10 +24,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             ui.label("No data set chosen.");
         }
         FolderState::Scanning(path) => {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label(format!("Reading {}", path.display()));
-            });
+            ui.label(format!("Reading {} …", path.display()));
         }
         FolderState::Error(e) => {
             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -51,6 +48,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                 .max()
                 .unwrap_or(1)
                 .max(1);
+            let total = report.total().max(1);
             egui::Grid::new("classes")
                 .striped(true)
                 .num_columns(4)
@@ -70,7 +68,9 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                         ui.label(n.to_string());
                         ui.label(format!("{} / {val}", n - val));
                         ui.add(
-                            egui::ProgressBar::new(n as f32 / largest as f32).desired_width(100.0),
+                            egui::ProgressBar::new(n as f32 / largest as f32)
+                                .desired_width(100.0)
+                                .text(format!("{:.0} %", 100.0 * n as f64 / total as f64)),
                         );
                         ui.end_row();
                     }

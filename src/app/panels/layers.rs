@@ -17,10 +17,7 @@ fn format_params(n: usize) -> String {
 pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
     ui.heading("Layers");
     let Some(layers) = state.live.layers.clone() else {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label("Reading the model…");
-        });
+        ui.label("Reading the model …");
         return;
     };
     let locked = state.is_training();

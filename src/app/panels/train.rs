@@ -8,50 +8,76 @@ use crate::app::run_view::{RunStatus, RunView};
 use crate::app::state::AppState;
 use crate::config::{FineTuneConfig, OptimizerKind};
 
+/// A label with a tooltip, and the widget it names (so screen readers read the label).
+fn row(
+    ui: &mut egui::Ui,
+    label: &str,
+    tip: &str,
+    widget: impl FnOnce(&mut egui::Ui) -> egui::Response,
+) {
+    let label = ui.label(label).on_hover_text(tip);
+    widget(ui).labelled_by(label.id);
+    ui.end_row();
+}
+
 fn settings(ui: &mut egui::Ui, state: &mut AppState) {
     let c = &mut state.project.config;
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
-        ui.label("Epochs").on_hover_text("Passes over the training images in stage 1.");
-        ui.add(egui::DragValue::new(&mut c.epochs).range(1..=500));
-        ui.end_row();
-        ui.label("Batch size").on_hover_text("Images per step. Larger is faster per image but needs more memory.");
-        ui.add(egui::DragValue::new(&mut c.batch_size).range(1..=512));
-        ui.end_row();
-        ui.label("Learning rate").on_hover_text("Step size. 1e-3 suits a new head; fine-tuning uses a lower one.");
-        ui.add(
-            egui::DragValue::new(&mut c.optimizer.lr)
-                .range(1e-6..=1.0)
-                .speed(1e-4)
-                .custom_formatter(|v, _| format!("{v:.1e}")),
+        row(ui, "Epochs", "Passes over the training images in stage 1.", |ui| {
+            ui.add(egui::DragValue::new(&mut c.epochs).range(1..=500))
+        });
+        row(
+            ui,
+            "Batch size",
+            "Images per step. Larger is faster per image but needs more memory.",
+            |ui| ui.add(egui::DragValue::new(&mut c.batch_size).range(1..=512)),
         );
-        ui.end_row();
-        ui.label("Optimiser");
-        egui::ComboBox::from_id_salt("optimizer")
-            .selected_text(format!("{:?}", c.optimizer.kind))
-            .show_ui(ui, |ui| {
-                for kind in [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd] {
-                    ui.selectable_value(&mut c.optimizer.kind, kind, format!("{kind:?}"));
-                }
-            });
-        ui.end_row();
-        ui.label("Augmentation").on_hover_text("Random crops and flips: more variety from the same images.");
-        ui.checkbox(&mut c.augment.enabled, "random crop + flip");
-        ui.end_row();
-        ui.label("Fine-tune").on_hover_text(
-            "Stage 2: after the head is trained, unfreeze every layer and train on at a lower learning rate.",
+        row(
+            ui,
+            "Learning rate",
+            "Step size. 1e-3 suits a new head; fine-tuning uses a lower one.",
+            |ui| {
+                ui.add(
+                    egui::DragValue::new(&mut c.optimizer.lr)
+                        .range(1e-6..=1.0)
+                        .speed(1e-4)
+                        .custom_formatter(|v, _| format!("{v:.1e}")),
+                )
+            },
+        );
+        row(ui, "Optimiser", "AdamW suits most runs; SGD uses momentum 0.9.", |ui| {
+            egui::ComboBox::from_id_salt("optimizer")
+                .selected_text(format!("{:?}", c.optimizer.kind))
+                .show_ui(ui, |ui| {
+                    for kind in [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd] {
+                        ui.selectable_value(&mut c.optimizer.kind, kind, format!("{kind:?}"));
+                    }
+                })
+                .response
+        });
+        row(
+            ui,
+            "Augmentation",
+            "Random crops and flips: more variety from the same images.",
+            |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
         let mut two_stage = c.fine_tune.is_some();
-        if ui.checkbox(&mut two_stage, "then unfreeze all").changed() {
+        row(
+            ui,
+            "Fine-tune",
+            "Stage 2: after the head is trained, unfreeze every layer and train on at a lower learning rate.",
+            |ui| ui.checkbox(&mut two_stage, "then unfreeze all"),
+        );
+        if two_stage != c.fine_tune.is_some() {
             c.fine_tune = two_stage.then(FineTuneConfig::default);
         }
-        ui.end_row();
         if let Some(ft) = &mut c.fine_tune {
-            ui.label("  its epochs");
-            ui.add(egui::DragValue::new(&mut ft.epochs).range(1..=500));
-            ui.end_row();
-            ui.label("  its LR factor").on_hover_text("Stage-2 learning rate = stage 1's × this.");
-            ui.add(egui::DragValue::new(&mut ft.lr_factor).range(0.001..=1.0).speed(0.01));
-            ui.end_row();
+            row(ui, "  its epochs", "Epochs of stage 2.", |ui| {
+                ui.add(egui::DragValue::new(&mut ft.epochs).range(1..=500))
+            });
+            row(ui, "  its LR factor", "Stage-2 learning rate = stage 1's × this.", |ui| {
+                ui.add(egui::DragValue::new(&mut ft.lr_factor).range(0.001..=1.0).speed(0.01))
+            });
         }
     });
 }
