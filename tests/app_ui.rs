@@ -110,6 +110,20 @@ fn toggling_layers_changes_the_freeze_plan() {
     }
     assert!(frozen[idx("block7")]);
 
+    // The same near the end of the list, where the rows sit in the scrolled part.
+    h.get_by_label("block13").click();
+    h.run_steps(2);
+    h.get_by_label("head_conv")
+        .click_modifiers(egui::Modifiers::SHIFT);
+    h.run_steps(2);
+    let frozen = h.state().state.frozen();
+    for n in ["block13", "block14", "block15", "head_conv"] {
+        assert!(
+            !frozen[idx(n)],
+            "{n} should be trainable after the second shift-click"
+        );
+    }
+
     h.get_by_label("Unfreeze all").click();
     h.run_steps(2);
     assert!(h.state().state.frozen().iter().all(|f| !f));

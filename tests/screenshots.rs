@@ -69,10 +69,10 @@ fn make_readme_screenshots() {
 
     // Run 2: thaw the last blocks and train again; picture it mid-run.
     h.get_by_label("block13").click();
-    h.run_steps(1);
+    h.run_steps(2);
     h.get_by_label("head_conv")
         .click_modifiers(egui::Modifiers::SHIFT);
-    h.run_steps(1);
+    h.run_steps(2);
     h.get_by_label("▶ Start").click();
     step_until(&mut h, Duration::from_secs(900), |a| {
         a.state

@@ -47,7 +47,8 @@ pub enum Action {
 /// Answers from background work.
 enum Reply {
     Folder(PathBuf, Box<Result<FolderReport, String>>),
-    Layers(ModelKind, Vec<LayerGroup>),
+    /// Layer groups for the request with this number (older answers are dropped).
+    Layers(u64, Vec<LayerGroup>),
     Device(String),
     PickedFolder(PathBuf),
     PickedProject(PathBuf),
@@ -62,6 +63,7 @@ pub struct Dispatcher {
     rx: Receiver<Reply>,
     training: Option<TrainHandle>,
     ctx: Option<egui::Context>,
+    layers_request: u64,
 }
 
 impl Default for Dispatcher {
@@ -72,6 +74,7 @@ impl Default for Dispatcher {
             rx,
             training: None,
             ctx: None,
+            layers_request: 0,
         }
     }
 }
@@ -168,8 +171,10 @@ impl Dispatcher {
                     FolderState::Ready(r) => r.classes.len(),
                     _ => 2,
                 };
+                self.layers_request += 1;
+                let request = self.layers_request;
                 background(&self.tx, &self.ctx, move || {
-                    Some(Reply::Layers(kind, describe_model(kind, classes)))
+                    Some(Reply::Layers(request, describe_model(kind, classes)))
                 });
             }
             Action::StartTraining => self.start_training(state),
@@ -320,8 +325,8 @@ impl Dispatcher {
                 let kind = state.project.config.model;
                 self.handle(Action::ModelChanged(kind), state);
             }
-            Reply::Layers(kind, layers) => {
-                if state.project.config.model == kind {
+            Reply::Layers(request, layers) => {
+                if request == self.layers_request {
                     state.live.layers = Some(layers);
                 }
             }

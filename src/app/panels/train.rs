@@ -35,7 +35,7 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
         row(
             ui,
             "Learning rate",
-            "Step size. 1e-3 suits a new head; fine-tuning uses a lower one.",
+            "Step size. The default 3e-3 suits a new head; fine-tuning uses a lower one.",
             |ui| {
                 ui.add(
                     egui::DragValue::new(&mut c.optimizer.lr)
