@@ -191,7 +191,17 @@ fn dropping_a_file_says_a_folder_is_expected() {
     let runs = TempDir::new("ui-drop-runs");
     let mut h = harness(app_on(data.path(), runs.path()));
     wait_ready(&mut h);
-    let file = data
+    let notes = data.path().join("notes.txt");
+    std::fs::write(&notes, "not a folder").unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(DroppedPath(notes)));
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Drop a folder").is_some());
+    assert!(h.query_by_label_contains("notes.txt is a file").is_some());
+
+    // An image is not a data set either, but the model shows what it sees in it.
+    let image = data
         .path()
         .join("bird")
         .read_dir()
@@ -202,9 +212,16 @@ fn dropping_a_file_says_a_folder_is_expected() {
         .path();
     h.input_mut()
         .dropped_files
-        .push(std::sync::Arc::new(DroppedPath(file)));
+        .push(std::sync::Arc::new(DroppedPath(image)));
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the ImageNet preview",
+        |app| matches!(app.state.live.preview, Some((_, Ok(_)))),
+    );
     h.run_steps(2);
-    assert!(h.query_by_label_contains("Drop a folder").is_some());
+    assert!(h.query_by_label_contains("ImageNet top-5").is_some());
+    assert!(h.query_by_label_contains("That is an image").is_some());
     // The data set did not change.
     assert_eq!(h.state().state.project.config.data, data.path());
 }

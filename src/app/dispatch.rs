@@ -42,6 +42,12 @@ pub enum Action {
     PickProject,
     /// Open this project file.
     OpenProject(PathBuf),
+    /// Ask for an image and show the model's own ImageNet top-5 for it.
+    PickPreviewImage,
+    /// Show the model's own ImageNet top-5 for this image.
+    PreviewImage(PathBuf),
+    /// Ask for a weight file to start from.
+    PickWeightsFile,
 }
 
 /// Answers from background work.
@@ -55,6 +61,8 @@ enum Reply {
     SaveTo(PathBuf),
     Saved(Result<PathBuf, String>),
     Opened(PathBuf, Result<Box<Project>, String>),
+    Preview(PathBuf, super::state::TopK),
+    PickedWeights(PathBuf),
 }
 
 /// Runs actions and collects their results.
@@ -150,6 +158,13 @@ impl Dispatcher {
             }
             Action::Dropped(paths) => match paths.as_slice() {
                 [one] if one.is_dir() => self.handle(Action::SetDataFolder(one.clone()), state),
+                [one] if is_image_path(one) => {
+                    state.live.messages.data = Some(
+                        "That is an image: its ImageNet classes are shown under Model. To train, drop a folder that holds one sub-folder per class."
+                            .into(),
+                    );
+                    self.handle(Action::PreviewImage(one.clone()), state);
+                }
                 [] => {}
                 [one] => {
                     state.live.messages.data = Some(format!(
@@ -214,6 +229,36 @@ impl Dispatcher {
                 background(&self.tx, &self.ctx, move || {
                     pollster::block_on(dialog.pick_file())
                         .map(|f| Reply::PickedProject(f.path().to_path_buf()))
+                });
+            }
+            Action::PickPreviewImage => {
+                let dialog = rfd::AsyncFileDialog::new()
+                    .set_title("Choose an image")
+                    .add_filter("Images", &crate::data::scan::IMAGE_EXTENSIONS);
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_file()).map(|f| {
+                        let path = f.path().to_path_buf();
+                        let top = imagenet_top5(ModelKind::EfficientNetLite0, None, &path);
+                        Reply::Preview(path, top)
+                    })
+                });
+            }
+            Action::PreviewImage(path) => {
+                let kind = state.project.config.model;
+                let weights = state.project.config.weights.clone();
+                state.live.preview = None;
+                background(&self.tx, &self.ctx, move || {
+                    let top = imagenet_top5(kind, weights.as_deref(), &path);
+                    Some(Reply::Preview(path, top))
+                });
+            }
+            Action::PickWeightsFile => {
+                let dialog = rfd::AsyncFileDialog::new()
+                    .set_title("Choose a weight file")
+                    .add_filter("PyTorch weights", &["pth", "pt"]);
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_file())
+                        .map(|f| Reply::PickedWeights(f.path().to_path_buf()))
                 });
             }
             Action::OpenProject(path) => {
@@ -352,12 +397,32 @@ impl Dispatcher {
                 state.remember_project(path);
                 self.handle(Action::SetDataFolder(data), state);
             }
+            Reply::Preview(path, top) => state.live.preview = Some((path, top)),
+            Reply::PickedWeights(path) => {
+                state.live.messages.model = Some(format!("Weights: {}", path.display()));
+                state.project.config.weights = Some(path);
+                state.project.config.from_scratch = false;
+            }
             Reply::Opened(path, Err(e)) => {
                 state.recent_projects.retain(|p| p != &path);
                 state.live.messages.project = Some(e);
             }
         }
     }
+}
+
+fn is_image_path(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        crate::data::scan::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+    })
+}
+
+/// The model's own ImageNet top-5 for one image, on the CPU (one image needs no GPU).
+fn imagenet_top5(kind: ModelKind, weights: Option<&Path>, image: &Path) -> super::state::TopK {
+    let device = burn::tensor::Device::flex();
+    let predictor =
+        crate::predict::Predictor::imagenet(kind, weights, &device).map_err(|e| e.to_string())?;
+    predictor.top_k_file(image, 5).map_err(|e| e.to_string())
 }
 
 fn read_project(path: &Path) -> Result<Box<Project>, String> {

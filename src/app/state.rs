@@ -34,6 +34,9 @@ pub enum FolderState {
     Error(String),
 }
 
+/// Class names with probabilities, best first, or why there are none.
+pub type TopK = Result<Vec<(String, f32)>, String>;
+
 /// Messages shown next to where the user acted.
 #[derive(Clone, Debug, Default)]
 pub struct Messages {
@@ -77,6 +80,8 @@ pub struct Live {
     pub last_layer_click: Option<usize>,
     /// The run that is training now, as an index into `project.runs`.
     pub active_run: Option<usize>,
+    /// The image last previewed and the model's own ImageNet top-5 for it.
+    pub preview: Option<(PathBuf, TopK)>,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
 }

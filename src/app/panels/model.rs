@@ -45,7 +45,43 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             );
         }
     });
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!locked, egui::Button::new("Open weights file…"))
+            .on_hover_text("Start from a PyTorch .pth file of this architecture.")
+            .clicked()
+        {
+            actions.push(Action::PickWeightsFile);
+        }
+        if ui
+            .button("Try on an image…")
+            .on_hover_text("See what the pre-trained model makes of an image, before any training. You can also drop an image on the window.")
+            .clicked()
+        {
+            actions.push(Action::PickPreviewImage);
+        }
+    });
     if let Some(message) = &state.live.messages.model {
-        ui.colored_label(ui.visuals().error_fg_color, message);
+        ui.label(message);
+    }
+    match &state.live.preview {
+        Some((path, Ok(top))) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            ui.label(format!("ImageNet top-5 for {name}:"));
+            egui::Grid::new("preview").num_columns(2).show(ui, |ui| {
+                for (class, p) in top {
+                    ui.label(format!("{:.1} %", p * 100.0));
+                    ui.label(class);
+                    ui.end_row();
+                }
+            });
+        }
+        Some((_, Err(e))) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
     }
 }
