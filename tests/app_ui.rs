@@ -244,3 +244,52 @@ fn a_training_failure_shows_in_the_window() {
     h.run_steps(2);
     assert!(h.query_by_label_contains("Training failed").is_some());
 }
+
+#[test]
+fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
+    let data = TempDir::new("ui-thumbs");
+    let source = common::demo().join("fruit").read_dir().unwrap().next().unwrap().unwrap().path();
+    for class in ["apples", "pears"] {
+        let dir = data.path().join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..5000 {
+            let link = dir.join(format!("img_{i:05}.png"));
+            if std::fs::hard_link(&source, &link).is_err() {
+                std::fs::copy(&source, &link).unwrap();
+            }
+        }
+    }
+    let runs = TempDir::new("ui-thumbs-runs");
+    let mut h = harness(app_on(data.path(), runs.path()));
+    wait_ready(&mut h);
+    step_until(&mut h, Duration::from_secs(60), "thumbnails", |app| {
+        app.state.live.thumbs.ready() >= 6
+    });
+    // Scroll through the grid while thumbnails stream in; time each frame.
+    h.get_by_label("img_00000.png").hover();
+    let mut frames = Vec::new();
+    for _ in 0..40 {
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -300.0),
+            modifiers: egui::Modifiers::NONE,
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Wheel,
+        });
+        let t = Instant::now();
+        h.step();
+        frames.push(t.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    frames.sort_by(f64::total_cmp);
+    eprintln!(
+        "10 000 images, scrolling: median frame {:.1} ms, worst {:.1} ms; {} thumbnails requested, {} ready",
+        frames[frames.len() / 2],
+        frames[frames.len() - 1],
+        h.state().state.live.thumbs.by_path.len(),
+        h.state().state.live.thumbs.ready()
+    );
+    let requested = h.state().state.live.thumbs.by_path.len();
+    assert!(requested > 6, "scrolling asked for more rows");
+    assert!(requested < 1000, "{requested} thumbnails requested: the grid is not virtualised");
+}

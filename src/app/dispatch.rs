@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::run_view::RunView;
 use super::state::{AppState, FolderState, Project};
+use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::DevicePreference;
 use crate::data::inspect::{FolderReport, inspect_folder};
 use crate::fsutil::write_json_atomic;
@@ -48,6 +49,8 @@ pub enum Action {
     PreviewImage(PathBuf),
     /// Ask for a weight file to start from.
     PickWeightsFile,
+    /// Decode thumbnails for these files.
+    LoadThumbnails(Vec<PathBuf>),
 }
 
 /// Answers from background work.
@@ -72,6 +75,8 @@ pub struct Dispatcher {
     training: Option<TrainHandle>,
     ctx: Option<egui::Context>,
     layers_request: u64,
+    thumb_requests: Option<Sender<PathBuf>>,
+    thumb_results: (Sender<Decoded>, Receiver<Decoded>),
 }
 
 impl Default for Dispatcher {
@@ -83,6 +88,8 @@ impl Default for Dispatcher {
             training: None,
             ctx: None,
             layers_request: 0,
+            thumb_requests: None,
+            thumb_results: channel(),
         }
     }
 }
@@ -120,6 +127,11 @@ impl Dispatcher {
     /// Starts the work every fresh window needs: device probe, folder scan, layer list.
     pub fn start(&mut self, state: &mut AppState, ctx: &egui::Context) {
         self.ctx = Some(ctx.clone());
+        self.thumb_requests = Some(spawn_decoders(
+            2,
+            self.thumb_results.0.clone(),
+            self.ctx.clone(),
+        ));
         background(&self.tx, &self.ctx, || {
             Some(Reply::Device(
                 crate::device::select(DevicePreference::Auto).description,
@@ -150,6 +162,7 @@ impl Dispatcher {
             Action::SetDataFolder(path) => {
                 state.project.config.data = path.clone();
                 state.live.folder = FolderState::Scanning(path.clone());
+                state.live.thumb_class = 0;
                 state.live.messages.data = None;
                 background(&self.tx, &self.ctx, move || {
                     let report = inspect_folder(&path).map_err(|e| e.to_string());
@@ -252,6 +265,13 @@ impl Dispatcher {
                     Some(Reply::Preview(path, top))
                 });
             }
+            Action::LoadThumbnails(paths) => {
+                if let Some(tx) = &self.thumb_requests {
+                    for path in paths {
+                        let _ = tx.send(path);
+                    }
+                }
+            }
             Action::PickWeightsFile => {
                 let dialog = rfd::AsyncFileDialog::new()
                     .set_title("Choose a weight file")
@@ -314,6 +334,15 @@ impl Dispatcher {
     pub fn poll(&mut self, state: &mut AppState) {
         while let Ok(reply) = self.rx.try_recv() {
             self.apply(reply, state);
+        }
+        if let Some(ctx) = &self.ctx {
+            // A bounded number of texture uploads per frame keeps scrolling smooth.
+            for _ in 0..64 {
+                let Ok((path, image)) = self.thumb_results.1.try_recv() else {
+                    break;
+                };
+                state.live.thumbs.insert(ctx, path, image);
+            }
         }
         if let Some(handle) = &mut self.training {
             let mut run = state

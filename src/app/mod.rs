@@ -6,6 +6,7 @@ pub mod dispatch;
 mod panels;
 pub mod run_view;
 pub mod state;
+pub mod thumbnails;
 
 use std::time::Instant;
 

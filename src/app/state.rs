@@ -82,6 +82,10 @@ pub struct Live {
     pub active_run: Option<usize>,
     /// The image last previewed and the model's own ImageNet top-5 for it.
     pub preview: Option<(PathBuf, TopK)>,
+    /// Thumbnails decoded so far.
+    pub thumbs: super::thumbnails::Thumbnails,
+    /// The class whose thumbnails are shown.
+    pub thumb_class: usize,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
 }

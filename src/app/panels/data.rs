@@ -3,7 +3,9 @@
 use eframe::egui;
 
 use crate::app::dispatch::Action;
-use crate::app::state::{AppState, FolderState};
+use crate::app::state::{AppState, FolderState, Live};
+use crate::app::thumbnails::{SIDE, Thumb};
+use crate::data::inspect::FolderReport;
 use crate::data::{Layout, val_count};
 
 /// Draws the data panel.
@@ -19,7 +21,9 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         ui.colored_label(ui.visuals().error_fg_color, message);
     }
     let val_fraction = state.project.config.split.val_fraction;
-    match &state.live.folder {
+    // Taken out while drawing, so the thumbnail grid can update the rest of the live state.
+    let folder = std::mem::take(&mut state.live.folder);
+    match &folder {
         FolderState::None => {
             ui.label("No data set chosen.");
         }
@@ -75,6 +79,10 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                         ui.end_row();
                     }
                 });
+            egui::CollapsingHeader::new("Thumbnails")
+                .id_salt("thumbnails")
+                .default_open(true)
+                .show(ui, |ui| thumbnails(ui, &mut state.live, report, actions));
             if !report.problems.is_empty() {
                 egui::CollapsingHeader::new(format!(
                     "{} files will be skipped",
@@ -93,7 +101,9 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             }
         }
     }
-    if !matches!(state.live.folder, FolderState::Ready(ref r) if r.layout == Layout::TrainVal) {
+    let given_split = matches!(&folder, FolderState::Ready(r) if r.layout == Layout::TrainVal);
+    state.live.folder = folder;
+    if !given_split {
         ui.add_enabled(
             !state.is_training(),
             egui::Slider::new(&mut state.project.config.split.val_fraction, 0.05..=0.5)
@@ -103,5 +113,79 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         .on_hover_text(
             "Share of each class held out to measure accuracy on images the model never trains on.",
         );
+    }
+}
+
+/// A grid of one class's images; only the rows on screen are laid out and decoded.
+fn thumbnails(
+    ui: &mut egui::Ui,
+    live: &mut Live,
+    report: &FolderReport,
+    actions: &mut Vec<Action>,
+) {
+    if report.classes.is_empty() {
+        return;
+    }
+    live.thumb_class = live.thumb_class.min(report.classes.len() - 1);
+    let class = &report.classes[live.thumb_class];
+    let label = ui.label("Images of");
+    egui::ComboBox::from_id_salt("thumb_class")
+        .selected_text(format!("{} ({})", class.name, class.files.len()))
+        .show_ui(ui, |ui| {
+            for (i, c) in report.classes.iter().enumerate() {
+                ui.selectable_value(&mut live.thumb_class, i, &c.name);
+            }
+        })
+        .response
+        .labelled_by(label.id);
+    let class = &report.classes[live.thumb_class];
+    let cell = SIDE as f32 + 4.0;
+    let columns = ((ui.available_width() / cell).floor() as usize).max(1);
+    let rows = class.files.len().div_ceil(columns);
+    let mut wanted = Vec::new();
+    egui::ScrollArea::vertical()
+        .id_salt("thumbs")
+        .max_height(260.0)
+        .show_rows(ui, cell, rows, |ui, visible| {
+            for row in visible {
+                ui.horizontal(|ui| {
+                    for path in class.files.iter().skip(row * columns).take(columns) {
+                        let size = egui::vec2(SIDE as f32, SIDE as f32);
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default();
+                        match live.thumbs.by_path.get(path) {
+                            Some(Thumb::Ready(texture)) => {
+                                ui.add(
+                                    egui::Image::new(texture)
+                                        .fit_to_exact_size(size)
+                                        .alt_text(name.as_ref()),
+                                )
+                                .on_hover_text(path.display().to_string());
+                            }
+                            other => {
+                                let (rect, response) =
+                                    ui.allocate_exact_size(size, egui::Sense::hover());
+                                ui.painter()
+                                    .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
+                                if matches!(other, Some(Thumb::Failed)) {
+                                    response.on_hover_text(format!(
+                                        "{} cannot be decoded",
+                                        path.display()
+                                    ));
+                                }
+                                if other.is_none() {
+                                    wanted.push(path);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    let missing = live.thumbs.take_missing(wanted.into_iter());
+    if !missing.is_empty() {
+        actions.push(Action::LoadThumbnails(missing));
     }
 }
