@@ -248,7 +248,14 @@ fn a_training_failure_shows_in_the_window() {
 #[test]
 fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
     let data = TempDir::new("ui-thumbs");
-    let source = common::demo().join("fruit").read_dir().unwrap().next().unwrap().unwrap().path();
+    let source = common::demo()
+        .join("fruit")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     for class in ["apples", "pears"] {
         let dir = data.path().join(class);
         std::fs::create_dir_all(&dir).unwrap();
@@ -291,5 +298,8 @@ fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
     );
     let requested = h.state().state.live.thumbs.by_path.len();
     assert!(requested > 6, "scrolling asked for more rows");
-    assert!(requested < 1000, "{requested} thumbnails requested: the grid is not virtualised");
+    assert!(
+        requested < 1000,
+        "{requested} thumbnails requested: the grid is not virtualised"
+    );
 }

@@ -59,6 +59,7 @@ enum Reply {
     /// Layer groups for the request with this number (older answers are dropped).
     Layers(u64, Vec<LayerGroup>),
     Device(String),
+    Weights(Vec<(ModelKind, u64)>),
     PickedFolder(PathBuf),
     PickedProject(PathBuf),
     SaveTo(PathBuf),
@@ -136,6 +137,16 @@ impl Dispatcher {
             Some(Reply::Device(
                 crate::device::select(DevicePreference::Auto).description,
             ))
+        });
+        background(&self.tx, &self.ctx, || {
+            let found = ModelKind::ALL
+                .into_iter()
+                .filter_map(|k| {
+                    let size = std::fs::metadata(k.find_weights()?).ok()?.len();
+                    Some((k, size))
+                })
+                .collect();
+            Some(Reply::Weights(found))
         });
         let data = state.project.config.data.clone();
         if !data.as_os_str().is_empty() {
@@ -405,6 +416,7 @@ impl Dispatcher {
                 }
             }
             Reply::Device(d) => state.live.device = Some(d),
+            Reply::Weights(found) => state.live.weights = found,
             Reply::PickedFolder(p) => self.handle(Action::SetDataFolder(p), state),
             Reply::PickedProject(p) => self.handle(Action::OpenProject(p), state),
             Reply::SaveTo(p) => self.save_project(state, p),

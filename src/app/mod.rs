@@ -16,12 +16,13 @@ use dispatch::{Action, Dispatcher};
 use state::AppState;
 
 /// The whole app: state plus the dispatcher that runs its effects.
-#[derive(Default)]
 pub struct GraftApp {
     /// What the window shows.
     pub state: AppState,
     /// Runs effects.
     pub dispatcher: Dispatcher,
+    /// When the app was created, and whether the start-up time was reported yet.
+    startup: (Instant, bool),
 }
 
 /// Frames kept for the frame-time readout.
@@ -42,6 +43,7 @@ impl GraftApp {
         Self {
             state,
             dispatcher: Dispatcher::default(),
+            startup: (Instant::now(), false),
         }
     }
 
@@ -94,6 +96,21 @@ impl GraftApp {
 
         for action in actions {
             self.dispatcher.handle(action, &mut self.state);
+        }
+        if !self.startup.1
+            && self.state.live.layers.is_some()
+            && !matches!(
+                self.state.live.folder,
+                state::FolderState::Scanning(_) | state::FolderState::None
+            )
+        {
+            self.startup.1 = true;
+            if std::env::var_os("GRAFT_STARTUP_LOG").is_some() {
+                eprintln!(
+                    "graft: ready to train {:.2} s after start",
+                    self.startup.0.elapsed().as_secs_f64()
+                );
+            }
         }
         let times = &mut self.state.live.frame_times;
         times.push_back(started.elapsed().as_secs_f64());

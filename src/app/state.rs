@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::run_view::RunView;
 use crate::config::{FreezePlan, TrainConfig};
 use crate::data::inspect::FolderReport;
-use crate::models::LayerGroup;
+use crate::models::{LayerGroup, ModelKind};
 
 /// What a project file holds, and what returns when the app restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -82,12 +82,24 @@ pub struct Live {
     pub active_run: Option<usize>,
     /// The image last previewed and the model's own ImageNet top-5 for it.
     pub preview: Option<(PathBuf, TopK)>,
+    /// Size in bytes of each model's pre-trained weight file, where one was found.
+    pub weights: Vec<(ModelKind, u64)>,
     /// Thumbnails decoded so far.
     pub thumbs: super::thumbnails::Thumbnails,
     /// The class whose thumbnails are shown.
     pub thumb_class: usize,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
+}
+
+impl Live {
+    /// Size of `kind`'s pre-trained weight file, if it is here.
+    pub fn weights_size(&self, kind: ModelKind) -> Option<u64> {
+        self.weights
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| *s)
+    }
 }
 
 impl AppState {

@@ -86,6 +86,16 @@ impl ModelKind {
         }
     }
 
+    /// ImageNet-1k top-1 accuracy of the pre-trained weights (Google's figures).
+    pub fn imagenet_top1(self) -> Option<f32> {
+        match self {
+            Self::EfficientNetLite0 => Some(75.1),
+            Self::EfficientNetLite1 => Some(76.7),
+            Self::EfficientNetLite2 => Some(77.6),
+            Self::TinyTest => None,
+        }
+    }
+
     /// The input normalisation the weights were trained with.
     pub fn normalization(self) -> Normalization {
         // Google's Lite checkpoints: (x - 127) / 128.

@@ -12,27 +12,36 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     let locked = state.is_training();
     let current = state.project.config.model;
     ui.add_enabled_ui(!locked, |ui| {
-        for kind in ModelKind::ALL {
-            if kind == ModelKind::TinyTest {
-                continue;
-            }
-            let weights = if kind.find_weights().is_some() {
-                "pre-trained weights here"
-            } else {
-                "weights not here: train from scratch or open a weights file"
-            };
-            let text = format!("{}  ·  {} px", kind.name(), kind.input_size());
-            if ui
-                .radio(current == kind, text)
-                .on_hover_text(weights)
-                .clicked()
-                && current != kind
-            {
-                actions.push(Action::ModelChanged(kind));
-            }
-        }
+        egui::Grid::new("models")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                ui.strong("model");
+                ui.strong("input");
+                ui.strong("ImageNet");
+                ui.strong("weights");
+                ui.end_row();
+                for kind in ModelKind::ALL {
+                    if kind == ModelKind::TinyTest {
+                        continue;
+                    }
+                    if ui.radio(current == kind, kind.name()).clicked() && current != kind {
+                        actions.push(Action::ModelChanged(kind));
+                    }
+                    ui.label(format!("{} px", kind.input_size()));
+                    ui.label(
+                        kind.imagenet_top1()
+                            .map_or("-".into(), |a| format!("{a:.1} %")),
+                    );
+                    match state.live.weights_size(kind) {
+                        Some(bytes) => ui.label(format!("here, {:.1} MB", bytes as f64 / 1e6)),
+                        None => ui.weak("not here: from scratch or a file"),
+                    };
+                    ui.end_row();
+                }
+            });
         let has_weights =
-            current.find_weights().is_some() || state.project.config.weights.is_some();
+            state.live.weights_size(current).is_some() || state.project.config.weights.is_some();
         ui.checkbox(
             &mut state.project.config.from_scratch,
             "Start from random weights",
