@@ -87,16 +87,16 @@ fn make_readme_screenshots() {
         &mut h,
         "layers.png",
         Some(egui::Rect::from_min_max(
-            egui::pos2(1070.0, 20.0),
-            egui::pos2(1400.0, 860.0),
+            egui::pos2(1112.0, 30.0),
+            egui::pos2(1400.0, 620.0),
         )),
     );
     save(
         &mut h,
         "data_panel.png",
         Some(egui::Rect::from_min_max(
-            egui::pos2(0.0, 20.0),
-            egui::pos2(350.0, 560.0),
+            egui::pos2(8.0, 30.0),
+            egui::pos2(436.0, 780.0),
         )),
     );
     h.get_by_label("⏹ Stop").click();
