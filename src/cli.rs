@@ -30,6 +30,35 @@ pub enum Command {
     Predict(PredictArgs),
     /// List a model's layer groups (the units that can be frozen).
     Layers(LayersArgs),
+    /// Score a trained run: accuracy, per-class precision/recall/F1, confusion matrix, mistakes.
+    Eval(EvalArgs),
+    /// Write a run's weights (PyTorch names), labels and preprocessing to a folder, then check them.
+    Export(ExportArgs),
+}
+
+/// `graft eval` flags.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder written by `graft train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Another image folder with the same classes (default: the run's validation split).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// How many mistakes to list.
+    #[arg(long, default_value_t = 10)]
+    mistakes: usize,
+}
+
+/// `graft export` flags.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run folder written by `graft train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Folder to write into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn parse_model(name: &str) -> Result<ModelKind, String> {
@@ -409,6 +438,89 @@ pub fn predict(args: &PredictArgs) -> i32 {
         }
     }
     if failures > 0 { 1 } else { 0 }
+}
+
+/// Runs `graft eval`.
+pub fn eval(args: &EvalArgs) -> i32 {
+    let device = graft::device::select(DevicePreference::Auto).device;
+    let evaluation = match graft::eval::evaluate_run(&args.run, args.data.as_deref(), &device) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    for s in &evaluation.skipped {
+        println!("skipped {s}");
+    }
+    let m = &evaluation.metrics;
+    let images: usize = m.per_class.iter().map(|c| c.support).sum();
+    println!("accuracy {:.1} % on {images} images", m.accuracy * 100.0);
+    println!();
+    println!(
+        "{:<20} {:>9} {:>7} {:>7} {:>7}",
+        "class", "precision", "recall", "f1", "support"
+    );
+    for c in &m.per_class {
+        println!(
+            "{:<20} {:>9.3} {:>7.3} {:>7.3} {:>7}",
+            c.name, c.precision, c.recall, c.f1, c.support
+        );
+    }
+    println!();
+    println!("confusion matrix (rows: true class, columns: predicted)");
+    print!("{:<20}", "");
+    for (i, _) in m.classes.iter().enumerate() {
+        print!(" {:>6}", format!("[{i}]"));
+    }
+    println!();
+    for (i, row) in m.confusion.iter().enumerate() {
+        print!("{:<20}", format!("[{i}] {}", m.classes[i]));
+        for n in row {
+            print!(" {n:>6}");
+        }
+        println!();
+    }
+    println!();
+    println!(
+        "mistakes, worst first ({} in all):",
+        evaluation.mistakes.len()
+    );
+    for k in evaluation.mistakes.iter().take(args.mistakes) {
+        println!(
+            "  {:>6.3}  true {:<12} predicted {:<12} ({:.1} %)  {}",
+            k.loss,
+            m.classes[k.truth],
+            m.classes[k.predicted],
+            k.confidence * 100.0,
+            k.path.display()
+        );
+    }
+    0
+}
+
+/// Runs `graft export`.
+pub fn export(args: &ExportArgs) -> i32 {
+    let device = graft::device::select(DevicePreference::Auto).device;
+    match graft::export::export_run(&args.run, &args.out, &device) {
+        Ok(r) => {
+            for f in &r.files {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "parity on {} validation images: accuracy {:.2} % before, {:.2} % after reloading; largest logit difference {:e}",
+                r.images,
+                r.accuracy_before * 100.0,
+                r.accuracy_after * 100.0,
+                r.max_logit_diff
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 /// Runs `graft layers`.

@@ -9,6 +9,8 @@ pub mod assets;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
+pub mod export;
 pub mod fsutil;
 pub mod models;
 pub mod predict;

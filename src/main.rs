@@ -11,6 +11,8 @@ fn main() {
         Some(cli::Command::Train(a)) => cli::train(a),
         Some(cli::Command::Predict(a)) => cli::predict(a),
         Some(cli::Command::Layers(a)) => cli::layers(a),
+        Some(cli::Command::Eval(a)) => cli::eval(a),
+        Some(cli::Command::Export(a)) => cli::export(a),
     };
     std::process::exit(code);
 }

@@ -124,6 +124,28 @@ impl Predictor {
         })
     }
 
+    /// A predictor over an already-built network.
+    pub fn from_network(
+        network: Network,
+        classes: Vec<String>,
+        kind: ModelKind,
+        input_size: u32,
+        device: &Device,
+    ) -> Self {
+        Self {
+            network: network.valid(),
+            classes,
+            kind,
+            input_size,
+            device: device.clone(),
+        }
+    }
+
+    /// The network, in inference mode.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// Class names, in output order.
     pub fn classes(&self) -> &[String] {
         &self.classes
@@ -132,6 +154,11 @@ impl Predictor {
     /// The input side.
     pub fn input_size(&self) -> u32 {
         self.input_size
+    }
+
+    /// The input normalisation.
+    pub fn normalization(&self) -> crate::models::Normalization {
+        self.kind.normalization()
     }
 
     /// Logits for images already decoded to RGB at any size.
@@ -179,12 +206,17 @@ impl Predictor {
     }
 }
 
-/// Softmax over `logits`, then the `k` largest with their class names.
-pub fn top_k(logits: &[f32], classes: &[String], k: usize) -> Vec<(String, f32)> {
+/// Probabilities from logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
-    let mut ranked: Vec<(usize, f32)> = exps.into_iter().map(|e| e / sum).enumerate().collect();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Softmax over `logits`, then the `k` largest with their class names.
+pub fn top_k(logits: &[f32], classes: &[String], k: usize) -> Vec<(String, f32)> {
+    let mut ranked: Vec<(usize, f32)> = softmax(logits).into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked
         .into_iter()

@@ -1,0 +1,223 @@
+//! Taking a trained run away: weights as safetensors with the PyTorch port's parameter names,
+//! the labels, the preprocessing, and a parity check that reloads what was written.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::eval::{EvalError, evaluate_samples, run_samples};
+use crate::fsutil::write_json_atomic;
+use crate::models::efficientnet_lite::KEY_REMAP;
+use crate::models::{Network, NetworkSpec};
+use crate::predict::{PredictError, Predictor};
+use crate::run_dir::read_run;
+
+/// Our names → the lukemelas `efficientnet_pytorch` names, e.g. `backbone.blocks.3.bn1.weight`
+/// → `_blocks.3._bn1.weight`. The optional hidden head layer has no counterpart there and is
+/// written as `_fc_hidden`.
+pub const EXPORT_REMAP: &[(&str, &str)] = &[
+    (r"^backbone\.stem\.conv\.", "_conv_stem."),
+    (r"^backbone\.stem\.bn\.", "_bn0."),
+    (r"^backbone\.blocks\.(\d+)\.", "_blocks.$1._"),
+    (r"^backbone\.head_conv\.conv\.", "_conv_head."),
+    (r"^backbone\.head_conv\.bn\.", "_bn1."),
+    (r"^head\.fc\.", "_fc."),
+    (r"^head\.hidden\.", "_fc_hidden."),
+];
+
+/// `preprocessing.json`: how to turn an image into the exported model's input.
+#[derive(Clone, Debug, Serialize)]
+pub struct Preprocessing {
+    /// Input side in pixels (square).
+    pub input_size: u32,
+    /// Resize (bicubic, antialiased) so the shorter side is this, keeping the aspect ratio…
+    pub resize_shorter_side_to: u32,
+    /// …then take the centred `input_size` square.
+    pub center_crop: u32,
+    /// Colour order of the input channels.
+    pub channels: &'static str,
+    /// Tensor layout.
+    pub layout: &'static str,
+    /// Subtracted per channel from pixels in 0..=255.
+    pub mean: [f32; 3],
+    /// Then divided by, per channel.
+    pub std: [f32; 3],
+    /// Transparent pixels are composited on this colour first.
+    pub alpha_background: [u8; 3],
+}
+
+/// What an export wrote and how faithful it is.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    /// The export folder.
+    pub dir: PathBuf,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Validation images re-scored.
+    pub images: usize,
+    /// Validation accuracy of the run's checkpoint.
+    pub accuracy_before: f64,
+    /// Validation accuracy of the exported file, reloaded.
+    pub accuracy_after: f64,
+    /// Largest absolute logit difference between the two.
+    pub max_logit_diff: f32,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The run could not be loaded or evaluated.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The export folder is inside the data set.
+    #[error("{0} is inside the data set folder; Graft never writes there: choose another folder")]
+    InsideDataset(PathBuf),
+    /// A file could not be written or read back.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl Fn(String) -> ExportError + '_ {
+    move |reason| ExportError::Io {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Loads weights written by [`export_run`] into a fresh network of `spec`.
+pub fn load_exported(
+    spec: &NetworkSpec,
+    path: &Path,
+    device: &Device,
+) -> Result<Network, ExportError> {
+    let mut network = Network::new(spec, device);
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+    for (from, to) in KEY_REMAP {
+        store = store.with_key_remapping(from, *to);
+    }
+    store = store.with_key_remapping(r"^_fc_hidden\.", "head.hidden.");
+    let result = network
+        .load_from(&mut store)
+        .map_err(|e| io_error(path)(e.to_string()))?;
+    if !result.errors.is_empty() || !result.unused.is_empty() {
+        return Err(io_error(path)(format!(
+            "does not fit the model: {} errors, unused {:?}",
+            result.errors.len(),
+            result.unused
+        )));
+    }
+    Ok(network)
+}
+
+/// Writes `model.safetensors`, `labels.json` and `preprocessing.json` for the run in `run_dir`
+/// into `out`, reloads the weights and re-scores the validation set with them.
+pub fn export_run(
+    run_dir: &Path,
+    out: &Path,
+    device: &Device,
+) -> Result<ExportReport, ExportError> {
+    let predictor = Predictor::from_run(run_dir, device).map_err(EvalError::from)?;
+    let (config, classes) = read_run(run_dir).map_err(|reason| {
+        EvalError::from(PredictError::Run {
+            dir: run_dir.to_path_buf(),
+            reason,
+        })
+    })?;
+    std::fs::create_dir_all(out).map_err(|e| io_error(out)(e.to_string()))?;
+    let data = config.data.canonicalize().unwrap_or(config.data.clone());
+    let out_abs = out.canonicalize().unwrap_or(out.to_path_buf());
+    if out_abs.starts_with(&data) {
+        return Err(ExportError::InsideDataset(out.to_path_buf()));
+    }
+
+    let weights = out.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights)
+        .overwrite(true)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("graft_model", config.model.name());
+    for (from, to) in EXPORT_REMAP {
+        store = store.with_key_remapping(from, *to);
+    }
+    predictor
+        .network()
+        .save_into(&mut store)
+        .map_err(|e| io_error(&weights)(e.to_string()))?;
+    let labels = out.join("labels.json");
+    write_json_atomic(&labels, &classes).map_err(|e| io_error(&labels)(e.to_string()))?;
+    let input_size = predictor.input_size();
+    let norm = predictor.normalization();
+    let preprocessing = out.join("preprocessing.json");
+    write_json_atomic(
+        &preprocessing,
+        &Preprocessing {
+            input_size,
+            resize_shorter_side_to: crate::data::preprocess::resize_side(input_size),
+            center_crop: input_size,
+            channels: "RGB",
+            layout: "NCHW",
+            mean: norm.mean,
+            std: norm.std,
+            alpha_background: [255, 255, 255],
+        },
+    )
+    .map_err(|e| io_error(&preprocessing)(e.to_string()))?;
+
+    // Parity: reload the file as a user would and score the validation set with both.
+    let spec = NetworkSpec {
+        kind: config.model,
+        classes: classes.len(),
+        head: config.head.clone(),
+        input_size,
+    };
+    let reloaded = Predictor::from_network(
+        load_exported(&spec, &weights, device)?,
+        classes.clone(),
+        config.model,
+        input_size,
+        device,
+    );
+    let (samples, _) = run_samples(&config, &classes, None, input_size)?;
+    let before = evaluate_samples(&predictor, &samples)?;
+    let after = evaluate_samples(&reloaded, &samples)?;
+    let mut max_logit_diff = 0f32;
+    let mut rng = crate::data::rng::Rng::new(0, 0);
+    let norm = predictor.normalization();
+    let indices: Vec<usize> = (0..samples.len()).collect();
+    for chunk in indices.chunks(16) {
+        let batch = crate::data::batches::make_batch(
+            &samples,
+            chunk,
+            input_size,
+            &norm,
+            &crate::data::batches::View::Eval,
+            &mut rng,
+        );
+        let n = batch.len();
+        let a = predictor
+            .logits_from_pixels(batch.images.clone(), n)
+            .map_err(EvalError::from)?;
+        let b = reloaded
+            .logits_from_pixels(batch.images, n)
+            .map_err(EvalError::from)?;
+        for (ra, rb) in a.iter().zip(&b) {
+            for (x, y) in ra.iter().zip(rb) {
+                max_logit_diff = max_logit_diff.max((x - y).abs());
+            }
+        }
+    }
+    Ok(ExportReport {
+        dir: out.to_path_buf(),
+        files: vec![weights, labels, preprocessing],
+        images: samples.len(),
+        accuracy_before: before.metrics.accuracy,
+        accuracy_after: after.metrics.accuracy,
+        max_logit_diff,
+    })
+}

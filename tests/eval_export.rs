@@ -1,0 +1,149 @@
+//! After training: evaluation, export with PyTorch names and its parity check, and the
+//! `graft eval` / `graft predict` commands.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::TempDir;
+use graft::config::{DevicePreference, TrainConfig};
+use graft::train::{self, TrainEvent};
+
+fn train_tiny_run(data: &std::path::Path, runs: &std::path::Path) -> (std::path::PathBuf, f64) {
+    let mut config = TrainConfig {
+        data: data.to_path_buf(),
+        runs_dir: Some(runs.to_path_buf()),
+        input_size: Some(64),
+        batch_size: 8,
+        epochs: 2,
+        device: DevicePreference::Cpu,
+        ..TrainConfig::default()
+    };
+    config.augment.enabled = false;
+    let mut handle = train::spawn(config, None);
+    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
+        match e {
+            TrainEvent::Failed(m) => panic!("run failed: {m}"),
+            TrainEvent::Finished(s) => return (s.run_dir, s.best_val_accuracy.unwrap()),
+            _ => {}
+        }
+    }
+    panic!("no Finished event");
+}
+
+fn safetensors_names(path: &std::path::Path) -> BTreeSet<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.names().into_iter().map(String::from).collect()
+}
+
+#[test]
+fn evaluate_export_and_the_commands_agree() {
+    let data = TempDir::new("eval-data");
+    common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 8);
+    let runs = TempDir::new("eval-runs");
+    let (run_dir, best_accuracy) = train_tiny_run(data.path(), runs.path());
+    let device = burn::tensor::Device::flex();
+
+    // Evaluation on the run's own validation split reproduces the accuracy training reported.
+    let evaluation = graft::eval::evaluate_run(&run_dir, None, &device).unwrap();
+    let m = &evaluation.metrics;
+    let total: usize = m.confusion.iter().flatten().sum();
+    assert_eq!(total, 6, "2 validation images per class");
+    assert!((m.accuracy - best_accuracy).abs() < 1e-9);
+    let wrong = total - (0..3).map(|c| m.confusion[c][c]).sum::<usize>();
+    assert_eq!(evaluation.mistakes.len(), wrong);
+    assert!(
+        evaluation
+            .mistakes
+            .windows(2)
+            .all(|w| w[0].loss >= w[1].loss)
+    );
+
+    // Export: PyTorch (lukemelas) names, reloaded with identical predictions.
+    let out = TempDir::new("eval-export");
+    let report = graft::export::export_run(&run_dir, out.path(), &device).unwrap();
+    assert_eq!(report.accuracy_before, report.accuracy_after);
+    assert!(report.max_logit_diff < 1e-5, "{}", report.max_logit_diff);
+    let names = safetensors_names(&out.path().join("model.safetensors"));
+    assert!(names.contains("_blocks.15._project_conv.weight"));
+    assert!(names.contains("_fc.weight") && names.contains("_bn1.running_var"));
+    // As many tensors as the original checkpoint loads (its batch counters aside); the parity
+    // check's reload already refuses any name it cannot place.
+    let original = graft::models::ModelKind::EfficientNetLite0
+        .find_weights()
+        .unwrap();
+    let spec = graft::models::NetworkSpec {
+        kind: graft::models::ModelKind::EfficientNetLite0,
+        classes: 1000,
+        head: Default::default(),
+        input_size: 224,
+    };
+    let (_, load) = graft::models::Network::pretrained(&spec, &original, true, &device).unwrap();
+    assert_eq!(load.applied, names.len());
+    let labels: Vec<String> =
+        serde_json::from_slice(&std::fs::read(out.path().join("labels.json")).unwrap()).unwrap();
+    assert_eq!(labels, ["bird", "fruit", "vehicle"]);
+    assert!(out.path().join("preprocessing.json").is_file());
+
+    // Export refuses to write into the data set.
+    let inside = data.path().join("export");
+    assert!(graft::export::export_run(&run_dir, &inside, &device).is_err());
+
+    // `graft eval` prints the tables.
+    let bin = env!("CARGO_BIN_EXE_graft");
+    let eval = Command::new(bin)
+        .args(["eval", "--run"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(eval.status.success(), "{text}");
+    for column in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "confusion matrix",
+        "mistakes",
+    ] {
+        assert!(
+            text.contains(column),
+            "`graft eval` output lacks {column}:\n{text}"
+        );
+    }
+
+    // `graft predict`: a bad path is reported, the good image still predicted.
+    let good = data
+        .path()
+        .join("fruit")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let predict = Command::new(bin)
+        .args(["predict", "--run"])
+        .arg(&run_dir)
+        .arg(data.path().join("no-such-image.png"))
+        .arg(&good)
+        .output()
+        .unwrap();
+    let out_text = String::from_utf8_lossy(&predict.stdout);
+    let err_text = String::from_utf8_lossy(&predict.stderr);
+    assert!(err_text.contains("no-such-image.png"), "{err_text}");
+    assert!(out_text.contains(&good.display().to_string()), "{out_text}");
+    assert_eq!(
+        out_text.matches(" %  ").count(),
+        3,
+        "top-3 lines:\n{out_text}"
+    );
+    assert!(
+        !predict.status.success(),
+        "a failed file makes the exit code non-zero"
+    );
+}
