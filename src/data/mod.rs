@@ -91,6 +91,8 @@ pub struct Dataset {
     pub empty_classes: Vec<String>,
     /// The input side the images were prepared for.
     pub input_size: u32,
+    /// [`fingerprint`] of every file found (skipped ones included).
+    pub fingerprint: String,
 }
 
 /// How to prepare a folder.
@@ -184,6 +186,7 @@ pub fn prepare(
         scan.files = kept;
     }
     let paths: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
+    let fingerprint = fingerprint(root, paths.iter().map(PathBuf::as_path));
     let resize_to = preprocess::resize_side(options.input_size);
     let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
 
@@ -269,7 +272,41 @@ pub fn prepare(
         skipped,
         empty_classes,
         input_size: options.input_size,
+        fingerprint,
     })
+}
+
+/// A fingerprint of the files a data set was made of: FNV-1a over each file's path (relative
+/// to `root`), size and modification time, in path order. Any added, removed, renamed or
+/// rewritten file changes it.
+pub fn fingerprint<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> String {
+    let mut entries: Vec<(String, u64, u128)> = files
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok();
+            let size = meta.as_ref().map_or(0, |m| m.len());
+            let mtime = meta
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            (rel.to_string_lossy().into_owned(), size, mtime)
+        })
+        .collect();
+    entries.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (path, size, mtime) in &entries {
+        feed(path.as_bytes());
+        feed(&[0]);
+        feed(&size.to_le_bytes());
+        feed(&mtime.to_le_bytes());
+    }
+    format!("{hash:016x}-{}", entries.len())
 }
 
 /// Validation images for a class of `n`: the fraction, rounded, but at least one (and at least one
@@ -284,6 +321,19 @@ pub fn val_count(n: usize, fraction: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_changes_when_a_file_does() {
+        let dir = std::env::temp_dir().join(format!("graft-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.png");
+        std::fs::write(&a, b"one").unwrap();
+        let first = fingerprint(&dir, [a.as_path()].into_iter());
+        assert_eq!(first, fingerprint(&dir, [a.as_path()].into_iter()));
+        std::fs::write(&a, b"longer").unwrap();
+        assert_ne!(first, fingerprint(&dir, [a.as_path()].into_iter()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn every_class_of_two_or_more_gets_a_val_image() {

@@ -158,6 +158,7 @@ fn summarize(dataset: &Dataset) -> DataSummary {
         val_counts: count(&dataset.val),
         skipped: dataset.skipped.clone(),
         empty_classes: dataset.empty_classes.clone(),
+        fingerprint: dataset.fingerprint.clone(),
     }
 }
 

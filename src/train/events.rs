@@ -25,6 +25,9 @@ pub struct DataSummary {
     pub skipped: Vec<SkippedFile>,
     /// Class folders without a usable image.
     pub empty_classes: Vec<String>,
+    /// Fingerprint of the files (paths, sizes, modification times): the same value means the
+    /// same data.
+    pub fingerprint: String,
 }
 
 /// The model as the run trains it.
