@@ -5,24 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::TempDir;
-use graft::config::{DevicePreference, TrainConfig};
 use graft::predict::Predictor;
 use graft::run_dir::files;
 use graft::train::{self, TrainEvent};
-
-fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConfig {
-    let mut config = TrainConfig {
-        data: data.to_path_buf(),
-        runs_dir: Some(runs.to_path_buf()),
-        input_size: Some(64),
-        batch_size: 8,
-        epochs: 2,
-        device: DevicePreference::Cpu,
-        ..TrainConfig::default()
-    };
-    config.augment.enabled = false;
-    config
-}
 
 fn collect(handle: &mut train::TrainHandle) -> Vec<TrainEvent> {
     let mut events = Vec::new();
@@ -60,7 +45,7 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
     let data = TempDir::new("two-epochs-data");
     common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 8);
     let runs = TempDir::new("two-epochs-runs");
-    let config = small_config(data.path(), runs.path());
+    let config = common::small_config(data.path(), runs.path());
     let mut handle = train::spawn(config, None);
     let events = collect(&mut handle);
     let tags: Vec<&str> = events.iter().map(tag).collect();
@@ -159,7 +144,7 @@ fn cancel_mid_epoch_stops_within_one_batch_and_keeps_the_checkpoint() {
     let data = TempDir::new("cancel-data");
     common::demo_subset(data.path(), &["bird", "bug"], 10);
     let runs = TempDir::new("cancel-runs");
-    let mut config = small_config(data.path(), runs.path());
+    let mut config = common::small_config(data.path(), runs.path());
     config.batch_size = 2;
     config.epochs = 3;
     let mut handle = train::spawn(config, None);
@@ -197,7 +182,7 @@ fn pause_then_resume_continues_the_run() {
     let data = TempDir::new("pause-data");
     common::demo_subset(data.path(), &["bird", "bug"], 5);
     let runs = TempDir::new("pause-runs");
-    let mut config = small_config(data.path(), runs.path());
+    let mut config = common::small_config(data.path(), runs.path());
     config.batch_size = 2;
     config.epochs = 1;
     let mut handle = train::spawn(config, None);

@@ -8,21 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TempDir;
-use graft::config::{DevicePreference, TrainConfig};
 use graft::train::{self, TrainEvent};
 
 fn train_tiny_run(data: &std::path::Path, runs: &std::path::Path) -> (std::path::PathBuf, f64) {
-    let mut config = TrainConfig {
-        data: data.to_path_buf(),
-        runs_dir: Some(runs.to_path_buf()),
-        input_size: Some(64),
-        batch_size: 8,
-        epochs: 2,
-        device: DevicePreference::Cpu,
-        ..TrainConfig::default()
-    };
-    config.augment.enabled = false;
-    let mut handle = train::spawn(config, None);
+    let mut handle = train::spawn(common::small_config(data, runs), None);
     while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
         match e {
             TrainEvent::Failed(m) => panic!("run failed: {m}"),

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use graft::config::{DevicePreference, TrainConfig};
+
 /// `../shared/fixtures`, when this checkout has it.
 pub fn fixtures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
@@ -75,4 +77,19 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     }
     out.sort();
     out
+}
+
+/// A quick CPU run: 64 px, batch 8, 2 epochs, no augmentation.
+pub fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConfig {
+    let mut config = TrainConfig {
+        data: data.to_path_buf(),
+        runs_dir: Some(runs.to_path_buf()),
+        input_size: Some(64),
+        batch_size: 8,
+        epochs: 2,
+        device: DevicePreference::Cpu,
+        ..TrainConfig::default()
+    };
+    config.augment.enabled = false;
+    config
 }
