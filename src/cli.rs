@@ -77,6 +77,10 @@ pub struct TrainArgs {
     /// A JSON config to start from (e.g. a run's config.json).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Train three runs on the same split and seed (pre-trained and frozen, pre-trained then
+    /// fine-tuned, from scratch) and print them side by side.
+    #[arg(long)]
+    baselines: bool,
     /// Model: efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
     #[arg(long, value_parser = parse_model)]
     model: Option<ModelKind>,
@@ -260,7 +264,7 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 3)]
     top: usize,
-    /// Images to classify.
+    /// Images to classify; a folder stands for every image below it.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -293,13 +297,46 @@ pub fn train(args: &TrainArgs) -> i32 {
             return 2;
         }
     };
+    if !args.baselines {
+        return train_one(config).map_or(1, |_| 0);
+    }
+    let mut rows = Vec::new();
+    for (name, config) in config.baselines() {
+        println!("== baseline: {name}");
+        match train_one(config) {
+            Some((summary, trainable)) => rows.push((name, summary, trainable)),
+            None => return 1,
+        }
+    }
+    println!();
+    println!(
+        "{:<26} {:>10} {:>9} {:>18}  run folder",
+        "recipe", "val acc", "time", "trainable params"
+    );
+    for (name, s, trainable) in rows {
+        let acc = s
+            .best_val_accuracy
+            .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+        println!(
+            "{name:<26} {acc:>10} {:>7.1} s {trainable:>18}  {}",
+            s.seconds,
+            s.run_dir.display()
+        );
+    }
+    0
+}
+
+/// Trains one run, printing progress; returns its summary and the parameters trained in its
+/// last stage, or `None` when it failed (the error is printed).
+fn train_one(config: TrainConfig) -> Option<(train::RunSummary, usize)> {
+    let mut trainable = 0;
     let mut handle = train::spawn(config.clone(), None);
     let total_epochs = config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs);
     let mut stderr = std::io::stderr();
     loop {
         let Some(event) = handle.next_timeout(Duration::from_millis(200)) else {
             if handle.is_ended() {
-                return 1;
+                return None;
             }
             continue;
         };
@@ -339,15 +376,19 @@ pub fn train(args: &TrainArgs) -> i32 {
                     info.total_params
                 );
                 println!("run folder: {}", info.run_dir.display());
+                trainable = info.trainable_params;
             }
             TrainEvent::StageStarted {
                 stage,
                 epochs,
                 lr,
                 trainable_params,
-            } => println!(
-                "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
-            ),
+            } => {
+                println!(
+                    "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
+                );
+                trainable = trainable_params;
+            }
             TrainEvent::Batch(b) => {
                 let _ = write!(
                     stderr,
@@ -394,11 +435,11 @@ pub fn train(args: &TrainArgs) -> i32 {
                     s.epochs, s.seconds, s.best_epoch
                 );
                 println!("run folder: {}", s.run_dir.display());
-                return 0;
+                return Some((s, trainable));
             }
             TrainEvent::Failed(message) => {
                 eprintln!("error: {message}");
-                return 1;
+                return None;
             }
         }
     }
@@ -422,8 +463,12 @@ pub fn predict(args: &PredictArgs) -> i32 {
             return 1;
         }
     };
-    let mut failures = 0;
-    for path in &args.images {
+    let (images, errors) = graft::data::scan::expand_image_paths(&args.images);
+    let mut failures = errors.len();
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    for path in &images {
         match predictor.top_k_file(path, args.top) {
             Ok(top) => {
                 println!("{}", path.display());

@@ -279,6 +279,33 @@ fn check(ok: bool, field: &'static str, reason: impl Into<String>) -> Result<(),
 }
 
 impl TrainConfig {
+    /// The three runs of a baseline comparison on this data, seed and recipe: pre-trained with
+    /// all but the head frozen, the same then fine-tuned with everything unfrozen, and the same
+    /// network trained from random weights. Each comes with a short name for legends.
+    pub fn baselines(&self) -> [(&'static str, TrainConfig); 3] {
+        let frozen = TrainConfig {
+            from_scratch: false,
+            freeze: FreezePlan::AllButHead,
+            fine_tune: None,
+            ..self.clone()
+        };
+        let fine_tuned = TrainConfig {
+            fine_tune: Some(self.fine_tune.clone().unwrap_or_default()),
+            ..frozen.clone()
+        };
+        let scratch = TrainConfig {
+            from_scratch: true,
+            weights: None,
+            freeze: FreezePlan::Nothing,
+            ..frozen.clone()
+        };
+        [
+            ("pre-trained, frozen", frozen),
+            ("pre-trained, fine-tuned", fine_tuned),
+            ("from scratch", scratch),
+        ]
+    }
+
     /// Checks every value a run depends on; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let lr = self.optimizer.lr;
@@ -349,6 +376,25 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn baselines_differ_only_in_what_transfer_learning_changes() {
+        let base = TrainConfig {
+            seed: 7,
+            epochs: 4,
+            freeze: FreezePlan::Nothing,
+            ..TrainConfig::default()
+        };
+        let [(_, frozen), (_, tuned), (_, scratch)] = base.baselines();
+        assert_eq!(frozen.freeze, FreezePlan::AllButHead);
+        assert!(frozen.fine_tune.is_none() && !frozen.from_scratch);
+        assert!(tuned.fine_tune.is_some() && !tuned.from_scratch);
+        assert!(scratch.from_scratch && scratch.freeze == FreezePlan::Nothing);
+        for c in [&frozen, &tuned, &scratch] {
+            assert_eq!((c.seed, c.epochs, &c.data), (7, 4, &base.data));
+            assert!(c.validate().is_ok());
+        }
+    }
 
     #[test]
     fn default_is_valid_and_round_trips_through_json() {

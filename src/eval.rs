@@ -28,9 +28,9 @@ pub struct ClassMetrics {
     pub support: usize,
 }
 
-/// A misclassified image.
+/// One image's prediction (a mistake when `predicted != truth`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Mistake {
+pub struct Prediction {
     /// The file.
     pub path: PathBuf,
     /// Its class index.
@@ -41,7 +41,13 @@ pub struct Mistake {
     pub confidence: f32,
     /// Cross-entropy loss of the true class.
     pub loss: f32,
+    /// The raw logits.
+    #[serde(skip)]
+    pub logits: Vec<f32>,
 }
+
+/// A misclassified image.
+pub type Mistake = Prediction;
 
 /// Scores over a set of images.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -108,6 +114,8 @@ impl Metrics {
 pub struct Evaluation {
     /// The scores.
     pub metrics: Metrics,
+    /// Every image, in the order given.
+    pub predictions: Vec<Prediction>,
     /// Misclassified images, highest loss first.
     pub mistakes: Vec<Mistake>,
     /// Files that could not be used, with the reason.
@@ -145,15 +153,15 @@ pub fn evaluate_samples(
     let norm = predictor.normalization();
     let mut truths = Vec::new();
     let mut predicted = Vec::new();
-    let mut mistakes = Vec::new();
+    let mut predictions = Vec::with_capacity(samples.len());
     let indices: Vec<usize> = (0..samples.len()).collect();
     let mut rng = Rng::new(0, 0);
     for chunk in indices.chunks(16) {
         let batch = make_batch(samples, chunk, side, &norm, &View::Eval, &mut rng);
         let n = batch.len();
         let logits = predictor.logits_from_pixels(batch.images, n)?;
-        for (row, &i) in logits.iter().zip(chunk) {
-            let probs = crate::predict::softmax(row);
+        for (row, &i) in logits.into_iter().zip(chunk) {
+            let probs = crate::predict::softmax(&row);
             let (best, &confidence) = probs
                 .iter()
                 .enumerate()
@@ -162,20 +170,25 @@ pub fn evaluate_samples(
             let truth = samples[i].label;
             truths.push(truth);
             predicted.push(best);
-            if best != truth {
-                mistakes.push(Mistake {
-                    path: samples[i].path.clone(),
-                    truth,
-                    predicted: best,
-                    confidence,
-                    loss: -probs[truth].max(1e-12).ln(),
-                });
-            }
+            predictions.push(Prediction {
+                path: samples[i].path.clone(),
+                truth,
+                predicted: best,
+                confidence,
+                loss: -probs[truth].max(1e-12).ln(),
+                logits: row,
+            });
         }
     }
+    let mut mistakes: Vec<Mistake> = predictions
+        .iter()
+        .filter(|p| p.predicted != p.truth)
+        .cloned()
+        .collect();
     mistakes.sort_by(|a, b| b.loss.total_cmp(&a.loss));
     Ok(Evaluation {
         metrics: Metrics::from_predictions(predictor.classes(), &truths, &predicted),
+        predictions,
         mistakes,
         skipped: Vec::new(),
     })

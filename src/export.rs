@@ -186,32 +186,13 @@ pub fn export_run(
     let (samples, _) = run_samples(&config, &classes, None, input_size)?;
     let before = evaluate_samples(&predictor, &samples)?;
     let after = evaluate_samples(&reloaded, &samples)?;
-    let mut max_logit_diff = 0f32;
-    let mut rng = crate::data::rng::Rng::new(0, 0);
-    let norm = predictor.normalization();
-    let indices: Vec<usize> = (0..samples.len()).collect();
-    for chunk in indices.chunks(16) {
-        let batch = crate::data::batches::make_batch(
-            &samples,
-            chunk,
-            input_size,
-            &norm,
-            &crate::data::batches::View::Eval,
-            &mut rng,
-        );
-        let n = batch.len();
-        let a = predictor
-            .logits_from_pixels(batch.images.clone(), n)
-            .map_err(EvalError::from)?;
-        let b = reloaded
-            .logits_from_pixels(batch.images, n)
-            .map_err(EvalError::from)?;
-        for (ra, rb) in a.iter().zip(&b) {
-            for (x, y) in ra.iter().zip(rb) {
-                max_logit_diff = max_logit_diff.max((x - y).abs());
-            }
-        }
-    }
+    let max_logit_diff = before
+        .predictions
+        .iter()
+        .zip(&after.predictions)
+        .flat_map(|(a, b)| a.logits.iter().zip(&b.logits))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     Ok(ExportReport {
         dir: out.to_path_buf(),
         files: vec![weights, labels, preprocessing],

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use common::TempDir;
 use eframe::egui;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use graft::app::GraftApp;
 use graft::app::run_view::RunStatus;
-use graft::app::state::{AppState, FolderState};
+use graft::app::state::{AppState, EvalState, FolderState};
 use graft::config::DevicePreference;
 
 fn app_on(data: &Path, runs: &Path) -> GraftApp {
@@ -301,5 +301,161 @@ fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
     assert!(
         requested < 1000,
         "{requested} thumbnails requested: the grid is not virtualised"
+    );
+}
+
+/// Trains one short run in the window and waits for it to finish with a checkpoint.
+fn train_one_run(h: &mut Harness<'static, GraftApp>) {
+    h.get_by_label("▶ Start").click();
+    step_until(h, Duration::from_secs(300), "the run to finish", |app| {
+        !app.state.finished_runs().is_empty()
+    });
+}
+
+#[test]
+fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
+    let data = TempDir::new("ui-results");
+    common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 8);
+    let runs = TempDir::new("ui-results-runs");
+    let mut app = app_on(data.path(), runs.path());
+    let c = &mut app.state.project.config;
+    c.epochs = 1;
+    c.split.val_fraction = 0.5;
+    c.optimizer.lr = 1e-7; // the new head stays near random, so there are mistakes to show
+    let mut h = harness(app);
+    wait_ready(&mut h);
+    train_one_run(&mut h);
+
+    h.get_by_label("Results").click();
+    step_until(&mut h, Duration::from_secs(120), "the evaluation", |app| {
+        matches!(
+            app.state.live.results.evaluation,
+            Some((_, EvalState::Ready(_)))
+        )
+    });
+    h.run_steps(3);
+    let Some((_, EvalState::Ready(evaluation))) = h.state().state.live.results.evaluation.clone()
+    else {
+        unreachable!()
+    };
+    assert!(!evaluation.mistakes.is_empty(), "a near-random head errs");
+    let captions = h.query_all_by_label_contains("true: ").count();
+    assert_eq!(captions, evaluation.mistakes.len(), "one tile per mistake");
+
+    // Click the busiest off-diagonal cell: the gallery shows exactly its images.
+    let m = &evaluation.metrics;
+    let (t, p, count) = (0..m.classes.len())
+        .flat_map(|t| (0..m.classes.len()).map(move |p| (t, p)))
+        .filter(|(t, p)| t != p)
+        .map(|(t, p)| (t, p, m.confusion[t][p]))
+        .max_by_key(|x| x.2)
+        .unwrap();
+    h.get_by_label(&format!("{} as {}: {count}", m.classes[t], m.classes[p]))
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().state.live.results.cell, Some((t, p)));
+    let want = format!("true: {} · predicted: {} (", m.classes[t], m.classes[p]);
+    let tiles: Vec<String> = h
+        .query_all_by_label_contains("true: ")
+        .map(|n| {
+            let node = n.accesskit_node();
+            node.label().or_else(|| node.value()).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(tiles.len(), count, "{tiles:?}");
+    assert!(tiles.iter().all(|l| l.starts_with(&want)), "{tiles:?}");
+
+    // Try it: drop an image and a broken file; the image is classified, the other reported.
+    let image = data
+        .path()
+        .join("bird")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let elsewhere = TempDir::new("ui-results-try");
+    let broken = elsewhere.path().join("broken.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    for path in [image.clone(), broken.clone()] {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(DroppedPath(path)));
+    }
+    step_until(&mut h, Duration::from_secs(60), "the tries", |app| {
+        app.state.live.results.tries.len() == 2
+    });
+    h.run_steps(2);
+    let tries = &h.state().state.live.results.tries;
+    assert!(matches!(&tries[0], (p, Ok(top)) if *p == image && top.len() == 3));
+    assert!(matches!(&tries[1], (p, Err(e)) if *p == broken && e.contains("broken.jpg")));
+    assert_eq!(
+        h.query_all_by_label_contains("broken.jpg").count(),
+        2,
+        "name and error shown"
+    );
+    // Dropping on the Results page did not change the data set.
+    assert_eq!(h.state().state.project.config.data, data.path());
+}
+
+#[test]
+fn baseline_comparison_trains_three_recipes_and_rerun_repeats_one() {
+    let data = TempDir::new("ui-baseline");
+    common::demo_subset(data.path(), &["bird", "fruit"], 4);
+    let runs = TempDir::new("ui-baseline-runs");
+    let mut app = app_on(data.path(), runs.path());
+    app.state.project.config.epochs = 1;
+    app.state.project.config.fine_tune = Some(graft::config::FineTuneConfig {
+        epochs: 1,
+        ..Default::default()
+    });
+    let mut h = harness(app);
+    wait_ready(&mut h);
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    h.get_by_label("Baseline comparison").click();
+    step_until(
+        &mut h,
+        Duration::from_secs(600),
+        "three finished runs",
+        |app| {
+            let runs = &app.state.project.runs;
+            runs.len() == 3
+                && runs
+                    .iter()
+                    .all(|r| matches!(r.status, RunStatus::Finished(_)))
+        },
+    );
+    h.run_steps(2);
+    let runs = &h.state().state.project.runs;
+    let configs: Vec<_> = runs.iter().map(|r| r.config.clone().unwrap()).collect();
+    assert!(!configs[0].from_scratch && configs[0].fine_tune.is_none());
+    assert!(!configs[1].from_scratch && configs[1].fine_tune.is_some());
+    assert!(configs[2].from_scratch);
+    assert!(configs.iter().all(|c| c.seed == configs[0].seed));
+    // Fewer parameters train when the backbone is frozen.
+    assert!(runs[0].trainable_params < runs[2].trainable_params);
+    assert!(
+        h.query_by_label_contains(", random weights, nothing frozen")
+            .is_some()
+    );
+
+    h.get_by_label("Re-run 1").click();
+    step_until(&mut h, Duration::from_secs(300), "the re-run", |app| {
+        let runs = &app.state.project.runs;
+        runs.len() == 4 && matches!(runs[3].status, RunStatus::Finished(_))
+    });
+    let runs = &h.state().state.project.runs;
+    assert_eq!(runs[3].config, runs[0].config);
+    assert!(runs[3].label.contains("re-run of run 1"));
+    let acc = |r: &graft::app::run_view::RunView| match &r.status {
+        RunStatus::Finished(s) => s.best_val_accuracy,
+        _ => None,
+    };
+    assert_eq!(
+        acc(&runs[3]),
+        acc(&runs[0]),
+        "same settings and seed, same result"
     );
 }

@@ -8,10 +8,11 @@ use eframe::egui;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::run_view::RunView;
-use super::state::{AppState, FolderState, Project};
+use super::state::{AppState, EvalState, FolderState, Page, Project};
 use super::thumbnails::{Decoded, spawn_decoders};
-use crate::config::DevicePreference;
+use crate::config::{DevicePreference, TrainConfig};
 use crate::data::inspect::{FolderReport, inspect_folder};
+use crate::eval::Evaluation;
 use crate::fsutil::write_json_atomic;
 use crate::models::{LayerGroup, ModelKind, Network, NetworkSpec};
 use crate::train::{self, TrainHandle};
@@ -51,6 +52,19 @@ pub enum Action {
     PickWeightsFile,
     /// Decode thumbnails for these files.
     LoadThumbnails(Vec<PathBuf>),
+    /// Score the run in this folder on its validation split.
+    Evaluate(PathBuf),
+    /// Ask for images to try on the Results page's run.
+    PickTryImages,
+    /// Classify these images (folders stand for the images below them) with the Results
+    /// page's run.
+    TryImages(Vec<PathBuf>),
+    /// Ask for a folder and export the Results page's run into it.
+    PickExportFolder,
+    /// Train pre-trained-frozen, pre-trained-fine-tuned and from-scratch runs, one after another.
+    BaselineComparison,
+    /// Train again with the settings of this run (an index into `project.runs`).
+    Rerun(usize),
 }
 
 /// Answers from background work.
@@ -67,6 +81,11 @@ enum Reply {
     Opened(PathBuf, Result<Box<Project>, String>),
     Preview(PathBuf, super::state::TopK),
     PickedWeights(PathBuf),
+    Evaluated(PathBuf, Result<std::sync::Arc<Evaluation>, String>),
+    PickedTry(Vec<PathBuf>),
+    Tried(PathBuf, Result<Vec<(PathBuf, super::state::TopK)>, String>),
+    PickedExport(PathBuf),
+    Exported(String),
 }
 
 /// Runs actions and collects their results.
@@ -78,6 +97,8 @@ pub struct Dispatcher {
     layers_request: u64,
     thumb_requests: Option<Sender<PathBuf>>,
     thumb_results: (Sender<Decoded>, Receiver<Decoded>),
+    /// Runs waiting to start when the active one ends (a baseline comparison).
+    queue: std::collections::VecDeque<(String, TrainConfig)>,
 }
 
 impl Default for Dispatcher {
@@ -91,6 +112,7 @@ impl Default for Dispatcher {
             layers_request: 0,
             thumb_requests: None,
             thumb_results: channel(),
+            queue: Default::default(),
         }
     }
 }
@@ -180,6 +202,11 @@ impl Dispatcher {
                     Some(Reply::Folder(path, Box::new(report)))
                 });
             }
+            Action::Dropped(paths)
+                if state.live.page == Page::Results && state.results_run_dir().is_some() =>
+            {
+                self.handle(Action::TryImages(paths), state)
+            }
             Action::Dropped(paths) => match paths.as_slice() {
                 [one] if one.is_dir() => self.handle(Action::SetDataFolder(one.clone()), state),
                 [one] if is_image_path(one) => {
@@ -228,8 +255,74 @@ impl Dispatcher {
                 }
             }
             Action::Stop => {
+                self.queue.clear();
                 if let Some(h) = &self.training {
                     h.cancel();
+                }
+            }
+            Action::Evaluate(run_dir) => {
+                state.live.results.evaluation = Some((run_dir.clone(), EvalState::Running));
+                state.live.results.cell = None;
+                background(&self.tx, &self.ctx, move || {
+                    // Scoring a validation split is quick on the CPU and avoids compiling GPU
+                    // kernels a second time next to a training run.
+                    let device = burn::tensor::Device::flex();
+                    let result = crate::eval::evaluate_run(&run_dir, None, &device)
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| e.to_string());
+                    Some(Reply::Evaluated(run_dir, result))
+                });
+            }
+            Action::PickTryImages => {
+                let dialog = rfd::AsyncFileDialog::new()
+                    .set_title("Choose images to try")
+                    .add_filter("Images", &crate::data::scan::IMAGE_EXTENSIONS);
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_files()).map(|files| {
+                        Reply::PickedTry(files.iter().map(|f| f.path().to_path_buf()).collect())
+                    })
+                });
+            }
+            Action::TryImages(paths) => {
+                let Some(run_dir) = state.results_run_dir() else {
+                    return;
+                };
+                state.live.results.trying = true;
+                background(&self.tx, &self.ctx, move || {
+                    Some(Reply::Tried(run_dir.clone(), try_images(&run_dir, &paths)))
+                });
+            }
+            Action::PickExportFolder => {
+                let dialog =
+                    rfd::AsyncFileDialog::new().set_title("Choose a folder for the exported model");
+                background(&self.tx, &self.ctx, move || {
+                    pollster::block_on(dialog.pick_folder())
+                        .map(|f| Reply::PickedExport(f.path().to_path_buf()))
+                });
+            }
+            Action::BaselineComparison => {
+                if state.is_training() {
+                    return;
+                }
+                let mut runs = state.project.config.baselines().into_iter();
+                if let Some((name, config)) = runs.next() {
+                    self.queue = runs.map(|(n, c)| (n.to_string(), c)).collect();
+                    self.start_run(state, name.to_string(), config);
+                }
+            }
+            Action::Rerun(i) => {
+                let Some(run) = state.project.runs.get(i) else {
+                    return;
+                };
+                match run.config.clone() {
+                    Some(config) => {
+                        let name = format!("re-run of run {}", i + 1);
+                        self.start_run(state, name, config);
+                    }
+                    None => {
+                        state.live.messages.train =
+                            Some(format!("Run {} did not record its settings.", i + 1))
+                    }
                 }
             }
             Action::SaveProject => match state.project_path.clone() {
@@ -312,10 +405,19 @@ impl Dispatcher {
     }
 
     fn start_training(&mut self, state: &mut AppState) {
+        let name = format!(
+            "{}, {}",
+            state.project.config.model.name(),
+            state.freeze_summary()
+        );
+        self.start_run(state, name, state.project.config.clone());
+    }
+
+    /// Starts training `config`; `name` goes into the legend after the run's number.
+    fn start_run(&mut self, state: &mut AppState, name: String, config: TrainConfig) {
         if state.is_training() {
             return;
         }
-        let config = state.project.config.clone();
         if let Err(e) = config.validate() {
             state.live.messages.train = Some(e.to_string());
             return;
@@ -325,14 +427,8 @@ impl Dispatcher {
             return;
         }
         state.live.messages.train = None;
-        let total_epochs = config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs);
-        let label = format!(
-            "run {}: {}, {}",
-            state.project.runs.len() + 1,
-            config.model.name(),
-            state.freeze_summary()
-        );
-        state.project.runs.push(RunView::new(label, total_epochs));
+        let label = format!("run {}: {name}", state.project.runs.len() + 1);
+        state.project.runs.push(RunView::new(label, config.clone()));
         state.live.active_run = Some(state.project.runs.len() - 1);
         let notify: Option<train::Notify> = self
             .ctx
@@ -378,6 +474,9 @@ impl Dispatcher {
                     .map(|r| &r.status)
                 {
                     state.live.messages.train = Some(format!("Training failed: {m}"));
+                }
+                if let Some((name, config)) = self.queue.pop_front() {
+                    self.start_run(state, name, config);
                 }
             }
         }
@@ -444,6 +543,56 @@ impl Dispatcher {
                 state.project.config.weights = Some(path);
                 state.project.config.from_scratch = false;
             }
+            Reply::Evaluated(run_dir, result) => {
+                let results = &mut state.live.results;
+                // Only the run still shown; a later choice wins.
+                if results
+                    .evaluation
+                    .as_ref()
+                    .is_some_and(|(d, _)| *d == run_dir)
+                {
+                    let evaluation = match result {
+                        Ok(e) => EvalState::Ready(e),
+                        Err(e) => EvalState::Failed(e),
+                    };
+                    results.evaluation = Some((run_dir, evaluation));
+                }
+            }
+            Reply::PickedTry(paths) => self.handle(Action::TryImages(paths), state),
+            Reply::Tried(run_dir, result) => {
+                let results = &mut state.live.results;
+                results.trying = false;
+                if state.results_run_dir().as_ref() != Some(&run_dir) {
+                    return;
+                }
+                let results = &mut state.live.results;
+                match result {
+                    Ok(tries) => results.tries = tries,
+                    Err(e) => results.tries = vec![(run_dir, Err(e))],
+                }
+            }
+            Reply::PickedExport(out) => {
+                let Some(run_dir) = state.results_run_dir() else {
+                    return;
+                };
+                state.live.results.export = Some(format!("Exporting to {}…", out.display()));
+                background(&self.tx, &self.ctx, move || {
+                    let device = burn::tensor::Device::flex();
+                    let message = match crate::export::export_run(&run_dir, &out, &device) {
+                        Ok(r) => format!(
+                            "Exported to {}. Reloaded and re-scored {} validation images: accuracy {:.1} % before, {:.1} % after; largest logit difference {:.1e}.",
+                            r.dir.display(),
+                            r.images,
+                            r.accuracy_before * 100.0,
+                            r.accuracy_after * 100.0,
+                            r.max_logit_diff
+                        ),
+                        Err(e) => format!("Export failed: {e}"),
+                    };
+                    Some(Reply::Exported(message))
+                });
+            }
+            Reply::Exported(message) => state.live.results.export = Some(message),
             Reply::Opened(path, Err(e)) => {
                 state.recent_projects.retain(|p| p != &path);
                 state.live.messages.project = Some(e);
@@ -465,6 +614,33 @@ fn imagenet_top5(kind: ModelKind, weights: Option<&Path>, image: &Path) -> super
         crate::predict::Predictor::imagenet(kind, weights, &device).map_err(|e| e.to_string())?;
     predictor.top_k_file(image, 5).map_err(|e| e.to_string())
 }
+
+/// Top-5 classes of the run in `run_dir` for each image named by `paths`; a file that cannot be
+/// read gets its own error and the rest are still classified.
+fn try_images(
+    run_dir: &Path,
+    paths: &[PathBuf],
+) -> Result<Vec<(PathBuf, super::state::TopK)>, String> {
+    let device = burn::tensor::Device::flex();
+    let predictor =
+        crate::predict::Predictor::from_run(run_dir, &device).map_err(|e| e.to_string())?;
+    let (files, errors) = crate::data::scan::expand_image_paths(paths);
+    let mut tries: Vec<_> = errors
+        .into_iter()
+        .map(|e| (PathBuf::new(), Err(e)))
+        .collect();
+    if files.is_empty() && tries.is_empty() {
+        return Err("no images there".into());
+    }
+    for path in files.into_iter().take(MAX_TRIES) {
+        let top = predictor.top_k_file(&path, 5).map_err(|e| e.to_string());
+        tries.push((path, top));
+    }
+    Ok(tries)
+}
+
+/// Images classified per try (a dropped folder can hold thousands).
+const MAX_TRIES: usize = 200;
 
 fn read_project(path: &Path) -> Result<Box<Project>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use eframe::egui;
 
 use dispatch::{Action, Dispatcher};
-use state::AppState;
+use state::{AppState, Page};
 
 /// The whole app: state plus the dispatcher that runs its effects.
 pub struct GraftApp {
@@ -92,7 +92,28 @@ impl GraftApp {
             .resizable(true)
             .default_size(320.0)
             .show(ui, |ui| panels::layers::show(ui, state));
-        egui::CentralPanel::default().show(ui, |ui| panels::train::show(ui, state, &mut actions));
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let page = &mut state.live.page;
+                ui.selectable_value(page, Page::Train, egui::RichText::new("Train").heading());
+                ui.selectable_value(
+                    page,
+                    Page::Results,
+                    egui::RichText::new("Results").heading(),
+                );
+                ui.selectable_value(
+                    page,
+                    Page::Compare,
+                    egui::RichText::new("Compare").heading(),
+                );
+            });
+            ui.separator();
+            match state.live.page {
+                Page::Train => panels::train::show(ui, state, &mut actions),
+                Page::Results => panels::results::show(ui, state, &mut actions),
+                Page::Compare => panels::compare::show(ui, state, &mut actions),
+            }
+        });
 
         for action in actions {
             self.dispatcher.handle(action, &mut self.state);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::TrainConfig;
 use crate::train::{RunSummary, TrainEvent};
 
 /// Where a run stands.
@@ -67,6 +68,8 @@ pub struct RunView {
     pub trainable_params: usize,
     /// Warnings, in order.
     pub warnings: Vec<String>,
+    /// The settings it ran with (for Re-run).
+    pub config: Option<TrainConfig>,
 }
 
 impl Default for RunView {
@@ -90,6 +93,7 @@ impl Default for RunView {
             run_dir: None,
             trainable_params: 0,
             warnings: Vec::new(),
+            config: None,
         }
     }
 }
@@ -98,12 +102,21 @@ impl Default for RunView {
 const SMOOTHING: f64 = 0.1;
 
 impl RunView {
-    /// A run about to start.
-    pub fn new(label: String, total_epochs: usize) -> Self {
+    /// A run about to start with `config`.
+    pub fn new(label: String, config: TrainConfig) -> Self {
         Self {
             label,
-            total_epochs,
+            total_epochs: config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs),
+            config: Some(config),
             ..Self::default()
+        }
+    }
+
+    /// The run's folder, once it finished with a best checkpoint in it.
+    pub fn checkpoint_dir(&self) -> Option<&PathBuf> {
+        match &self.status {
+            RunStatus::Finished(s) if s.best_epoch.is_some() => Some(&s.run_dir),
+            _ => None,
         }
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::run_view::RunView;
 use crate::config::{FreezePlan, TrainConfig};
 use crate::data::inspect::FolderReport;
+use crate::eval::Evaluation;
 use crate::models::{LayerGroup, ModelKind};
 
 /// What a project file holds, and what returns when the app restarts.
@@ -36,6 +37,47 @@ pub enum FolderState {
 
 /// Class names with probabilities, best first, or why there are none.
 pub type TopK = Result<Vec<(String, f32)>, String>;
+
+/// Which page the central panel shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Page {
+    /// Settings, controls and live curves.
+    #[default]
+    Train,
+    /// One finished run: metrics, confusion matrix, mistakes, try it, export.
+    Results,
+    /// All runs side by side, and the baseline comparison.
+    Compare,
+}
+
+/// A run's evaluation on its validation split.
+#[derive(Clone, Debug)]
+pub enum EvalState {
+    /// Being computed in the background.
+    Running,
+    /// Done.
+    Ready(std::sync::Arc<Evaluation>),
+    /// Could not be computed.
+    Failed(String),
+}
+
+/// The Results page.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    /// The run shown, as an index into `project.runs`.
+    pub run: Option<usize>,
+    /// The evaluation of the run in this folder.
+    pub evaluation: Option<(PathBuf, EvalState)>,
+    /// The confusion cell `(truth, predicted)` whose images the gallery shows; `None` shows
+    /// every mistake.
+    pub cell: Option<(usize, usize)>,
+    /// Images the user tried on the run, with its top classes for each.
+    pub tries: Vec<(PathBuf, TopK)>,
+    /// Whether a try is being computed.
+    pub trying: bool,
+    /// What the last export did.
+    pub export: Option<String>,
+}
 
 /// Messages shown next to where the user acted.
 #[derive(Clone, Debug, Default)]
@@ -88,6 +130,10 @@ pub struct Live {
     pub thumbs: super::thumbnails::Thumbnails,
     /// The class whose thumbnails are shown.
     pub thumb_class: usize,
+    /// The page the central panel shows.
+    pub page: Page,
+    /// The Results page's state.
+    pub results: Results,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
 }
@@ -170,6 +216,23 @@ impl AppState {
             FreezePlan::Groups(_) if n == 0 => "nothing frozen".into(),
             FreezePlan::Groups(_) => format!("{n}/{} groups frozen", frozen.len()),
         }
+    }
+
+    /// Finished runs that left a checkpoint, as indices into `project.runs`.
+    pub fn finished_runs(&self) -> Vec<usize> {
+        self.project
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.checkpoint_dir().is_some())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The folder of the run the Results page shows, if it finished with a checkpoint.
+    pub fn results_run_dir(&self) -> Option<PathBuf> {
+        let run = self.project.runs.get(self.live.results.run?)?;
+        run.checkpoint_dir().cloned()
     }
 
     /// Remembers `path` at the top of the recent projects.

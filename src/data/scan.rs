@@ -70,6 +70,24 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(paths)
 }
 
+/// The images named by `paths`: a folder stands for every image below it (sorted), a file for
+/// itself whatever its extension (so a wrong file is reported by the decoder). Folders that
+/// cannot be read are returned as messages.
+pub fn expand_image_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            if let Err(e) = images_below(path, &mut files) {
+                errors.push(e.to_string());
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    (files, errors)
+}
+
 /// Image files anywhere below `dir`, sorted.
 fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     for path in read_dir_sorted(dir)? {

@@ -4,7 +4,8 @@ use eframe::egui;
 
 use crate::app::state::AppState;
 
-fn format_params(n: usize) -> String {
+/// `1234567` → `1.23 M`.
+pub fn format_params(n: usize) -> String {
     match n {
         n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),

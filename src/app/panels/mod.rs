@@ -1,6 +1,8 @@
 //! The window's panels: each a function over the app state that may push actions.
 
+pub mod compare;
 pub mod data;
 pub mod layers;
 pub mod model;
+pub mod results;
 pub mod train;

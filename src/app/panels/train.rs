@@ -127,7 +127,7 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
 }
 
 /// Colour of run `i` on the plots.
-fn run_color(i: usize) -> egui::Color32 {
+pub fn run_color(i: usize) -> egui::Color32 {
     const COLORS: [egui::Color32; 6] = [
         egui::Color32::from_rgb(66, 133, 244),
         egui::Color32::from_rgb(234, 67, 53),
@@ -139,7 +139,7 @@ fn run_color(i: usize) -> egui::Color32 {
     COLORS[i % COLORS.len()]
 }
 
-fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
+pub fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
     let height = (ui.available_height() / 2.0 - 10.0).max(120.0);
     Plot::new("loss")
         .legend(Legend::default())
@@ -199,7 +199,6 @@ fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
 
 /// Draws the train panel.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
-    ui.heading("Train");
     let training = state.is_training();
     egui::CollapsingHeader::new("Settings")
         .default_open(true)
