@@ -48,6 +48,32 @@ pub struct TrainConfig {
     pub runs_dir: Option<PathBuf>,
     /// Use at most this many images per class (a quick look at a big folder); `None` uses all.
     pub max_images_per_class: Option<usize>,
+    /// Keeping the frozen layers' output instead of recomputing it every epoch.
+    pub feature_cache: FeatureCacheConfig,
+}
+
+/// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
+/// each image is computed once and kept, and later epochs train only the layers after them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeatureCacheConfig {
+    /// Use the cache whenever a stage starts with frozen groups.
+    pub enabled: bool,
+    /// With augmentation on: fixed views kept per image (the first is the plain centre crop,
+    /// the others random crops and flips); epoch `e` trains on view `e mod views`.
+    pub augmented_views: usize,
+    /// Kept in memory up to this many MiB; beyond it the cache goes to a file in the run folder.
+    pub memory_mib: usize,
+}
+
+impl Default for FeatureCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            augmented_views: 2,
+            memory_mib: 2048,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -58,6 +84,7 @@ impl Default for TrainConfig {
             model: ModelKind::EfficientNetLite0,
             weights: None,
             from_scratch: false,
+            feature_cache: FeatureCacheConfig::default(),
             input_size: None,
             head: HeadConfig::default(),
             freeze: FreezePlan::AllButHead,
@@ -368,6 +395,11 @@ impl TrainConfig {
             self.max_images_per_class != Some(0),
             "max_images_per_class",
             "must be at least 1 when set",
+        )?;
+        check(
+            (1..=64).contains(&self.feature_cache.augmented_views),
+            "feature_cache.augmented_views",
+            "must be between 1 and 64",
         )?;
         Ok(())
     }

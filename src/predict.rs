@@ -79,7 +79,7 @@ impl Predictor {
             },
             input_size: kind.input_size(),
         };
-        let (network, _) = Network::pretrained(&spec, &path, true, device)?;
+        let (network, _) = Network::pretrained(&spec, &path, true, None, device)?;
         Ok(Self {
             network: network.valid(),
             classes,

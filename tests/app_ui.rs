@@ -449,13 +449,6 @@ fn baseline_comparison_trains_three_recipes_and_rerun_repeats_one() {
     let runs = &h.state().state.project.runs;
     assert_eq!(runs[3].config, runs[0].config);
     assert!(runs[3].label.contains("re-run of run 1"));
-    let acc = |r: &graft::app::run_view::RunView| match &r.status {
-        RunStatus::Finished(s) => s.best_val_accuracy,
-        _ => None,
-    };
-    assert_eq!(
-        acc(&runs[3]),
-        acc(&runs[0]),
-        "same settings and seed, same result"
-    );
+    // That the same settings give the same numbers is tests/reproducible.rs' job: tests running
+    // beside this one share the device's random generator.
 }

@@ -70,7 +70,8 @@ fn evaluate_export_and_the_commands_agree() {
         head: Default::default(),
         input_size: 224,
     };
-    let (_, load) = graft::models::Network::pretrained(&spec, &original, true, &device).unwrap();
+    let (_, load) =
+        graft::models::Network::pretrained(&spec, &original, true, None, &device).unwrap();
     assert_eq!(load.applied, names.len());
     let labels: Vec<String> =
         serde_json::from_slice(&std::fs::read(out.path().join("labels.json")).unwrap()).unwrap();

@@ -73,7 +73,7 @@ fn frozen_groups_are_bit_identical_and_trained_groups_change() {
         input_size: 64,
     };
     let weights = ModelKind::EfficientNetLite0.find_weights().unwrap();
-    let (before, _) = Network::pretrained(&spec, &weights, false, &device).unwrap();
+    let (before, _) = Network::pretrained(&spec, &weights, false, None, &device).unwrap();
     let mut after = Network::new(&spec, &device);
     after
         .load_from(&mut SafetensorsStore::from_file(

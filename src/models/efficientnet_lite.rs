@@ -260,11 +260,25 @@ impl LiteBackbone {
 
     /// Runs the backbone.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.stem.forward(x);
-        for block in &self.blocks {
-            x = block.forward(x);
+        self.forward_groups(x, 0..self.groups())
+    }
+
+    /// Layer groups: stem, each block, head convolution.
+    pub fn groups(&self) -> usize {
+        self.blocks.len() + 2
+    }
+
+    /// Runs only the groups in `range` (0 is the stem, `groups() - 1` the head convolution).
+    pub fn forward_groups(&self, mut x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        let last = self.groups() - 1;
+        for g in range {
+            x = match g {
+                0 => self.stem.forward(x),
+                g if g == last => self.head_conv.forward(x),
+                g => self.blocks[g - 1].forward(x),
+            };
         }
-        self.head_conv.forward(x)
+        x
     }
 }
 

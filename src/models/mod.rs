@@ -169,6 +169,29 @@ pub struct Network {
     pub head: Head,
 }
 
+/// What flows between two layer groups.
+#[derive(Clone, Debug)]
+pub enum Activation {
+    /// Feature maps `[batch, channels, h, w]`.
+    Map(Tensor<4>),
+    /// Pooled features `[batch, channels]`, the head's input.
+    Pooled(Tensor<2>),
+}
+
+impl Activation {
+    /// Shape, batch first.
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Self::Map(x) => x.dims().to_vec(),
+            Self::Pooled(x) => x.dims().to_vec(),
+        }
+    }
+}
+
+fn pool(features: Tensor<4>) -> Tensor<2> {
+    features.mean_dims(&[2, 3]).flatten::<2>(1, 3)
+}
+
 /// One row of the layer list: a unit that is frozen or trained as a whole.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerGroup {
@@ -198,14 +221,34 @@ pub struct NetworkSpec {
 impl Network {
     /// A randomly initialised network.
     pub fn new(spec: &NetworkSpec, device: &Device) -> Self {
-        let arch = spec.kind.arch();
-        Self {
-            backbone: LiteBackbone::new(&arch, device),
-            head: Head::new(arch.head, spec.classes, &spec.head, device),
-        }
+        Self::build(spec, device, None)
     }
 
-    /// A network with pre-trained backbone weights from `path` and a new head.
+    /// A randomly initialised network whose weights depend only on `seed`.
+    pub fn new_seeded(spec: &NetworkSpec, device: &Device, seed: u64) -> Self {
+        Self::build(spec, device, Some(seed))
+    }
+
+    fn build(spec: &NetworkSpec, device: &Device, seed: Option<u64>) -> Self {
+        // The device's random generator is shared by the whole process and burn draws a
+        // parameter on first use: seeding and drawing every parameter under one lock keeps a
+        // seeded network the same whatever else builds networks meanwhile.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seed) = seed {
+            device.seed(seed);
+        }
+        let arch = spec.kind.arch();
+        let network = Self {
+            backbone: LiteBackbone::new(&arch, device),
+            head: Head::new(arch.head, spec.classes, &spec.head, device),
+        };
+        network.visit(&mut DrawParams);
+        network
+    }
+
+    /// A network with pre-trained backbone weights from `path` and a new head (drawn from
+    /// `seed` when given).
     ///
     /// With `keep_classifier`, the file's own classifier is loaded too (`classes` must then match
     /// it, 1000 for ImageNet).
@@ -213,17 +256,46 @@ impl Network {
         spec: &NetworkSpec,
         path: &Path,
         keep_classifier: bool,
+        seed: Option<u64>,
         device: &Device,
     ) -> Result<(Self, LoadReport), WeightsError> {
-        let mut network = Self::new(spec, device);
+        let mut network = Self::build(spec, device, seed);
         let report = weights::load_lite(&mut network, path, keep_classifier)?;
         Ok((network, report))
     }
 
     /// Images `[batch, 3, h, w]` → logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self.backbone.forward(images);
-        let pooled = features.mean_dims(&[2, 3]).flatten::<2>(1, 3);
+        self.forward_after(self.forward_until(images, 0), 0)
+    }
+
+    /// Layer groups before the head.
+    pub fn backbone_groups(&self) -> usize {
+        self.backbone.groups()
+    }
+
+    /// Runs the first `boundary` layer groups. At the last backbone group the output is pooled,
+    /// since the head only needs the pooled features.
+    pub fn forward_until(&self, images: Tensor<4>, boundary: usize) -> Activation {
+        let boundary = boundary.min(self.backbone_groups());
+        let x = self.backbone.forward_groups(images, 0..boundary);
+        if boundary == self.backbone_groups() {
+            Activation::Pooled(pool(x))
+        } else {
+            Activation::Map(x)
+        }
+    }
+
+    /// Runs the layer groups from `boundary` on: `forward_after(forward_until(x, k), k)` equals
+    /// `forward(x)` for every `k`.
+    pub fn forward_after(&self, input: Activation, boundary: usize) -> Tensor<2> {
+        let pooled = match input {
+            Activation::Pooled(p) => p,
+            Activation::Map(x) => pool(
+                self.backbone
+                    .forward_groups(x, boundary..self.backbone_groups()),
+            ),
+        };
         self.head.forward(pooled)
     }
 
@@ -308,6 +380,15 @@ impl Network {
     }
 }
 
+/// Touches every parameter, which draws the lazily initialised ones.
+struct DrawParams;
+
+impl ModuleVisitor for DrawParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// Counts learnable values: BatchNorm running statistics are state, not parameters.
 #[derive(Default)]
 struct ParamCounter {
@@ -350,6 +431,44 @@ fn freeze_if<M: Module>(module: M, frozen: bool) -> M {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_the_groups_in_two_parts_equals_running_them_at_once() {
+        let device = Device::flex();
+        let spec = NetworkSpec {
+            kind: ModelKind::TinyTest,
+            classes: 3,
+            head: HeadConfig::default(),
+            input_size: 32,
+        };
+        let network = Network::new(&spec, &device);
+        let x = Tensor::<4>::random(
+            [2, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let whole: Vec<f32> = network
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let n = network.backbone_groups();
+        for k in [0, 1, n - 1, n] {
+            let part = network.forward_until(x.clone(), k);
+            assert_eq!(matches!(part, Activation::Pooled(_)), k == n);
+            let split: Vec<f32> = network
+                .forward_after(part, k)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let diff = whole
+                .iter()
+                .zip(&split)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-5, "boundary {k}: diff {diff}");
+        }
+    }
 
     #[test]
     fn lite0_groups_count_what_pytorch_counts() {

@@ -9,6 +9,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::events::{BatchProgress, DataSummary, EpochMetrics, RunInfo, RunSummary, TrainEvent};
+use super::feature_cache::{self, FeatureCache};
 use super::loss::cross_entropy;
 use super::{Control, EventSink, optim};
 use crate::config::{ConfigError, TrainConfig};
@@ -123,6 +124,88 @@ pub fn evaluate(
     ))
 }
 
+/// Validation loss and accuracy like [`evaluate`], running the frozen groups only the first
+/// time and the rest of the network every time.
+fn evaluate_cached(
+    network: &Network,
+    cache: &mut FeatureCache,
+    samples: &[Sample],
+    side: u32,
+    kind: ModelKind,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64), TrainError> {
+    if samples.is_empty() {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let order: Vec<usize> = (0..samples.len()).collect();
+    let inputs: Box<dyn Iterator<Item = Input>> = if cache.has_view(0) {
+        let chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        Box::new(chunks.into_iter().map(Input::Cached))
+    } else {
+        let rx = batches::stream(
+            samples.to_vec(),
+            order,
+            batch_size,
+            side,
+            kind.normalization(),
+            View::Eval,
+        );
+        Box::new(rx.into_iter().map(Input::Images))
+    };
+    let mut loss_sum = 0.0;
+    let mut correct = 0usize;
+    for input in inputs {
+        let (features, labels) = match input {
+            Input::Images(batch) => {
+                let indices = batch.indices.clone();
+                let labels = batch.labels.clone();
+                let (x, _) = tensors(batch, device);
+                let features = cache
+                    .fill(network, x, 0, &indices)
+                    .map_err(TrainError::Device)?;
+                (features, labels)
+            }
+            Input::Cached(indices) => {
+                let labels = indices.iter().map(|&i| samples[i].label as i64).collect();
+                let features = cache
+                    .read(0, &indices, device)
+                    .map_err(TrainError::Device)?;
+                (features, labels)
+            }
+        };
+        let n = labels.len();
+        let y = feature_cache::labels(&labels, device);
+        let logits = network.forward_after(features, cache.boundary);
+        let loss = cross_entropy(logits.clone(), y.clone());
+        let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
+        loss_sum += scalar(loss)? * n as f64;
+        correct += scalar_int(hits)? as usize;
+    }
+    Ok((
+        loss_sum / samples.len() as f64,
+        correct as f64 / samples.len() as f64,
+    ))
+}
+
+/// What one training step starts from.
+enum Input {
+    /// Preprocessed images.
+    Images(Batch),
+    /// Images whose frozen-prefix activations are cached: their indices.
+    Cached(Vec<usize>),
+}
+
+/// How many leading layer groups are frozen (at most the backbone's groups): the boundary of
+/// the part that can be cached.
+fn frozen_prefix(frozen: &[bool], backbone_groups: usize) -> usize {
+    frozen
+        .iter()
+        .take(backbone_groups)
+        .take_while(|f| **f)
+        .count()
+}
+
 fn tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let n = batch.len();
     let s = batch.side as usize;
@@ -176,7 +259,7 @@ fn build_network(
         input_size,
     };
     if config.from_scratch || config.model.weights_file_name().is_none() {
-        return Ok((Network::new(&spec, device), None));
+        return Ok((Network::new_seeded(&spec, device, config.seed), None));
     }
     let path = match &config.weights {
         Some(path) => path.clone(),
@@ -193,7 +276,7 @@ fn build_network(
                     .join(", "),
             })?,
     };
-    let (network, _report) = Network::pretrained(&spec, &path, false, device)?;
+    let (network, _report) = Network::pretrained(&spec, &path, false, Some(config.seed), device)?;
     Ok((network, Some(path)))
 }
 
@@ -227,22 +310,53 @@ struct Context<'a> {
     input_size: u32,
 }
 
+/// What one stage trains.
+struct StagePlan<'a> {
+    /// 1 or 2.
+    stage: u8,
+    epochs: usize,
+    /// Base learning rate.
+    lr: f64,
+    /// Which groups are frozen.
+    frozen: &'a [bool],
+}
+
 impl Context<'_> {
     /// One stage of `epochs` epochs at base rate `lr`. Returns the trained network.
     fn stage(
         &mut self,
-        stage: u8,
-        epochs: usize,
-        lr: f64,
+        plan: StagePlan,
         mut network: Network,
         mut optimizer: ModuleOptimizer,
         progress: &mut Progress,
     ) -> Result<Network, TrainError> {
+        let StagePlan {
+            stage,
+            epochs,
+            lr,
+            frozen,
+        } = plan;
         let config = self.config;
         let train = &self.dataset.train;
         let batches_per_epoch = train.len().div_ceil(config.batch_size);
         let total_steps = epochs * batches_per_epoch;
         let kind = config.model;
+        let views = if config.augment.enabled {
+            config.feature_cache.augmented_views
+        } else {
+            1
+        };
+        let boundary = frozen_prefix(frozen, network.backbone_groups());
+        let memory = config.feature_cache.memory_mib << 20;
+        let spill = |name: &str| {
+            self.run
+                .path
+                .join(format!("feature-cache-stage{stage}-{name}.bin"))
+        };
+        let mut cache = (config.feature_cache.enabled && boundary > 0)
+            .then(|| FeatureCache::new(boundary, train.len(), views, memory, spill("train")));
+        let mut val_cache = (config.feature_cache.enabled && boundary > 0)
+            .then(|| FeatureCache::new(boundary, self.dataset.val.len(), 1, memory, spill("val")));
         let mut shuffle = Rng::new(config.seed, 5 + stage as u64);
         for stage_epoch in 0..epochs {
             progress.epoch += 1;
@@ -250,22 +364,41 @@ impl Context<'_> {
             let started = Instant::now();
             let mut order: Vec<usize> = (0..train.len()).collect();
             shuffle.shuffle(&mut order);
-            let view = View::Train {
-                augment: config.augment.clone(),
-                seed: config.seed.wrapping_add(epoch as u64 * 7919),
+            // With the cache, epoch e trains on view e mod V; a view is computed the first time.
+            let view_index = stage_epoch % views;
+            let view = match &cache {
+                Some(_) if view_index == 0 => View::Eval,
+                Some(_) => View::Train {
+                    augment: config.augment.clone(),
+                    seed: config.seed.wrapping_add(view_index as u64 * 7919),
+                },
+                None => View::Train {
+                    augment: config.augment.clone(),
+                    seed: config.seed.wrapping_add(epoch as u64 * 7919),
+                },
             };
-            let rx = batches::stream(
-                train.clone(),
-                order,
-                config.batch_size,
-                self.input_size,
-                kind.normalization(),
-                view,
-            );
+            let from_cache = cache.as_ref().is_some_and(|c| c.has_view(view_index));
+            let inputs: Box<dyn Iterator<Item = Input>> = if from_cache {
+                let chunks: Vec<Vec<usize>> = order
+                    .chunks(config.batch_size)
+                    .map(<[usize]>::to_vec)
+                    .collect();
+                Box::new(chunks.into_iter().map(Input::Cached))
+            } else {
+                let rx = batches::stream(
+                    train.clone(),
+                    order,
+                    config.batch_size,
+                    self.input_size,
+                    kind.normalization(),
+                    view,
+                );
+                Box::new(rx.into_iter().map(Input::Images))
+            };
             let mut loss_sum = 0.0;
             let mut seen = 0usize;
             let mut step_start = Instant::now();
-            for (b, batch) in rx.iter().enumerate() {
+            for (b, input) in inputs.enumerate() {
                 let events = self.events;
                 self.control.wait_while_paused(
                     || events.send(TrainEvent::Paused),
@@ -276,11 +409,35 @@ impl Context<'_> {
                     progress.epoch -= 1;
                     return Ok(network);
                 }
-                let n = batch.len();
                 let step = stage_epoch * batches_per_epoch + b;
                 let step_lr = optim::lr_at(config.optimizer.schedule, lr, step, total_steps);
-                let (x, y) = tensors(batch, &self.device);
-                let loss = cross_entropy(network.forward(x), y);
+                let (logits, y) = match (input, &mut cache) {
+                    (Input::Images(batch), None) => {
+                        let (x, y) = tensors(batch, &self.device);
+                        (network.forward(x), y)
+                    }
+                    (Input::Images(batch), Some(cache)) => {
+                        let indices = batch.indices.clone();
+                        let (x, y) = tensors(batch, &self.device);
+                        let features = cache
+                            .fill(&network, x, view_index, &indices)
+                            .map_err(TrainError::Device)?;
+                        (network.forward_after(features, cache.boundary), y)
+                    }
+                    (Input::Cached(indices), Some(cache)) => {
+                        let features = cache
+                            .read(view_index, &indices, &self.device)
+                            .map_err(TrainError::Device)?;
+                        let y: Vec<i64> = indices.iter().map(|&i| train[i].label as i64).collect();
+                        (
+                            network.forward_after(features, cache.boundary),
+                            feature_cache::labels(&y, &self.device),
+                        )
+                    }
+                    (Input::Cached(_), None) => unreachable!("cached input without a cache"),
+                };
+                let n = y.dims()[0];
+                let loss = cross_entropy(logits, y);
                 let value = scalar(loss.clone())?;
                 if !value.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
@@ -309,14 +466,26 @@ impl Context<'_> {
                 }));
             }
             let train_secs = started.elapsed().as_secs_f64();
-            let (val_loss, val_accuracy) = evaluate(
-                &network.valid(),
-                &self.dataset.val,
-                self.input_size,
-                kind,
-                config.batch_size,
-                &self.device.clone().without_autodiff(),
-            )?;
+            let eval_device = self.device.clone().without_autodiff();
+            let (val_loss, val_accuracy) = match &mut val_cache {
+                Some(cache) => evaluate_cached(
+                    &network.valid(),
+                    cache,
+                    &self.dataset.val,
+                    self.input_size,
+                    kind,
+                    config.batch_size,
+                    &eval_device,
+                )?,
+                None => evaluate(
+                    &network.valid(),
+                    &self.dataset.val,
+                    self.input_size,
+                    kind,
+                    config.batch_size,
+                    &eval_device,
+                )?,
+            };
             let has_val = !self.dataset.val.is_empty();
             let metrics = EpochMetrics {
                 stage,
@@ -326,6 +495,7 @@ impl Context<'_> {
                 val_accuracy: has_val.then_some(val_accuracy),
                 images_per_sec: seen as f64 / train_secs.max(1e-9),
                 seconds: started.elapsed().as_secs_f64(),
+                cached_images: if from_cache { seen } else { 0 },
             };
             self.run
                 .push_metrics(&metrics)
@@ -428,7 +598,6 @@ pub fn run(
     }
 
     let device = compute.device.clone().autodiff();
-    device.seed(config.seed);
     let (network, weights) = build_network(config, dataset.classes.len(), input_size, &device)?;
     let groups = network.layer_groups(input_size);
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
@@ -491,9 +660,12 @@ pub fn run(
         trainable_params: stage1_params,
     });
     let mut network = ctx.stage(
-        1,
-        config.epochs,
-        lr,
+        StagePlan {
+            stage: 1,
+            epochs: config.epochs,
+            lr,
+            frozen: &frozen,
+        },
         network,
         optim::build(&config.optimizer),
         &mut progress,
@@ -522,9 +694,12 @@ pub fn run(
         });
         progress.since_best = 0;
         network = ctx.stage(
-            2,
-            fine_tune.epochs,
-            stage_lr,
+            StagePlan {
+                stage: 2,
+                epochs: fine_tune.epochs,
+                lr: stage_lr,
+                frozen: &thawed,
+            },
             network,
             optim::build(&config.optimizer),
             &mut progress,

@@ -89,6 +89,9 @@ pub struct EpochMetrics {
     pub images_per_sec: f64,
     /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Training images whose frozen layers' output came from the feature cache this epoch.
+    #[serde(default)]
+    pub cached_images: usize,
 }
 
 /// How a run ended.

@@ -4,6 +4,7 @@
 mod control;
 mod engine;
 mod events;
+pub mod feature_cache;
 mod loss;
 mod optim;
 

@@ -205,10 +205,7 @@ fn heat_map(
 }
 
 /// The images of the selected confusion cell, or every mistake, highest loss first.
-fn gallery_images(
-    evaluation: &Evaluation,
-    cell: Option<(usize, usize)>,
-) -> Vec<&Prediction> {
+fn gallery_images(evaluation: &Evaluation, cell: Option<(usize, usize)>) -> Vec<&Prediction> {
     match cell {
         None => evaluation.mistakes.iter().collect(),
         Some((t, p)) => {
