@@ -34,6 +34,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write a run's weights (PyTorch names), labels and preprocessing to a folder, then check them.
     Export(ExportArgs),
+    /// Measure training-step speed, time to accuracy, decoding speed and peak memory.
+    Bench(crate::bench_cli::BenchArgs),
 }
 
 /// `graft eval` flags.

@@ -1,5 +1,6 @@
 //! Graft's executable: with no arguments it opens the app, otherwise it runs a CLI command.
 
+mod bench_cli;
 mod cli;
 
 use clap::Parser;
@@ -13,6 +14,7 @@ fn main() {
         Some(cli::Command::Layers(a)) => cli::layers(a),
         Some(cli::Command::Eval(a)) => cli::eval(a),
         Some(cli::Command::Export(a)) => cli::export(a),
+        Some(cli::Command::Bench(a)) => bench_cli::bench(a),
     };
     std::process::exit(code);
 }

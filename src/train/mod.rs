@@ -6,7 +6,7 @@ mod engine;
 mod events;
 pub mod feature_cache;
 mod loss;
-mod optim;
+pub mod optim;
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, channel};

@@ -1,0 +1,300 @@
+//! Benchmarks behind `graft bench`: training-step throughput per model, backend and freeze plan,
+//! time to a target accuracy with the default recipe, decode and preprocessing throughput, and
+//! peak memory. Nothing here is asserted by tests; it measures and reports.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::config::{OptimizerConfig, TrainConfig};
+use crate::data::batches::{View, make_batch};
+use crate::data::rng::Rng;
+use crate::data::{self, PrepareOptions};
+use crate::models::{ModelKind, Network, NetworkSpec};
+use crate::train::{self, TrainEvent, cross_entropy};
+
+/// Peak resident memory of this process in MiB since the last [`reset_peak_memory`] (Linux).
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Starts a new peak-memory measurement (Linux; elsewhere the peak covers the whole process).
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Which layers a step trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StepMode {
+    /// Every layer.
+    Full,
+    /// Only the head; the backbone is frozen but still runs every step (no cache).
+    HeadOnly,
+}
+
+/// Throughput of training steps on synthetic input.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepBench {
+    /// Model name.
+    pub model: String,
+    /// Backend description.
+    pub backend: String,
+    /// Which layers train.
+    pub mode: StepMode,
+    /// Images per step.
+    pub batch: usize,
+    /// Input side.
+    pub side: u32,
+    /// The first step (kernel compilation and autotuning on a GPU).
+    pub first_step_seconds: f64,
+    /// Mean of the timed steps after it.
+    pub seconds_per_step: f64,
+    /// `batch / seconds_per_step`.
+    pub images_per_sec: f64,
+    /// Peak resident memory during the benchmark.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Times `steps` training steps (after one untimed first step) of `kind` on `device`
+/// (an autodiff device), with AdamW, on random images.
+pub fn step_benchmark(
+    kind: ModelKind,
+    device: &Device,
+    backend: &str,
+    mode: StepMode,
+    batch: usize,
+    side: u32,
+    steps: usize,
+) -> Result<StepBench, String> {
+    reset_peak_memory();
+    let spec = NetworkSpec {
+        kind,
+        classes: 10,
+        head: Default::default(),
+        input_size: side,
+    };
+    let mut network = Network::new_seeded(&spec, device, 1);
+    let groups = network.backbone_groups() + 1;
+    let frozen: Vec<bool> = (0..groups)
+        .map(|g| mode == StepMode::HeadOnly && g + 1 < groups)
+        .collect();
+    network = network.with_frozen(&frozen);
+    let mut optimizer = train::optim::build(&OptimizerConfig::default());
+    let x = Tensor::<4>::random(
+        [batch, 3, side as usize, side as usize],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
+    let mut step = |network: Network| -> Result<Network, String> {
+        let loss = cross_entropy(network.forward(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &network);
+        let network = optimizer.step(1e-3, network, grads);
+        // Reading a value back waits for the device to finish the step.
+        network
+            .head
+            .fc
+            .bias
+            .as_ref()
+            .map(|b| b.val().sum().try_into_scalar::<f32>())
+            .transpose()
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(network)
+    };
+    let started = Instant::now();
+    network = step(network)?;
+    let first_step_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..steps.max(1) {
+        network = step(network)?;
+    }
+    let seconds_per_step = started.elapsed().as_secs_f64() / steps.max(1) as f64;
+    Ok(StepBench {
+        model: kind.name().into(),
+        backend: backend.into(),
+        mode,
+        batch,
+        side,
+        first_step_seconds,
+        seconds_per_step,
+        images_per_sec: batch as f64 / seconds_per_step,
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// Decoding and preprocessing throughput on a folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecodeBench {
+    /// Images decoded.
+    pub images: usize,
+    /// Decoder threads.
+    pub threads: usize,
+    /// Decode + resize of every file, images per second.
+    pub decode_images_per_sec: f64,
+    /// Random crop + flip + normalise of every decoded image, images per second (one thread).
+    pub augment_images_per_sec: f64,
+    /// Peak resident memory with the decoded set held.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Decodes every image in `folder` for `side` and times a training view of each.
+pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, String> {
+    reset_peak_memory();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let options = PrepareOptions {
+        input_size: side,
+        val_fraction: 0.0,
+        seed: 1,
+        max_images_per_class: None,
+        threads,
+    };
+    let started = Instant::now();
+    let dataset = data::prepare(folder, &options, &|_, _| {}, &AtomicBool::new(false))
+        .map_err(|e| e.to_string())?;
+    let decode = started.elapsed().as_secs_f64();
+    let samples = dataset.train;
+    let indices: Vec<usize> = (0..samples.len()).collect();
+    let view = View::Train {
+        augment: Default::default(),
+        seed: 1,
+    };
+    let mut rng = Rng::new(1, 1);
+    let norm = ModelKind::EfficientNetLite0.normalization();
+    let started = Instant::now();
+    for chunk in indices.chunks(16) {
+        let batch = make_batch(&samples, chunk, side, &norm, &view, &mut rng);
+        std::hint::black_box(batch);
+    }
+    let augment = started.elapsed().as_secs_f64();
+    Ok(DecodeBench {
+        images: samples.len(),
+        threads,
+        decode_images_per_sec: samples.len() as f64 / decode.max(1e-9),
+        augment_images_per_sec: samples.len() as f64 / augment.max(1e-9),
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// One epoch of a timed run.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochPoint {
+    /// Epoch number.
+    pub epoch: usize,
+    /// Seconds from the start of the run to the end of the epoch.
+    pub at_seconds: f64,
+    /// Validation accuracy after it.
+    pub val_accuracy: f64,
+}
+
+/// A whole run timed against a target accuracy.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracyBench {
+    /// What was run.
+    pub label: String,
+    /// The target validation accuracy.
+    pub target: f64,
+    /// Seconds from the start until an epoch first reached the target.
+    pub seconds_to_target: Option<f64>,
+    /// Seconds from the start until the first training step finished.
+    pub first_step_seconds: Option<f64>,
+    /// Each epoch.
+    pub epochs: Vec<EpochPoint>,
+    /// Wall time of the whole run.
+    pub total_seconds: f64,
+    /// Peak resident memory during the run.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Trains `config` and times it against `target` validation accuracy.
+pub fn accuracy_benchmark(
+    label: &str,
+    config: TrainConfig,
+    target: f64,
+) -> Result<AccuracyBench, String> {
+    reset_peak_memory();
+    let started = Instant::now();
+    let mut handle = train::spawn(config, None);
+    let mut bench = AccuracyBench {
+        label: label.into(),
+        target,
+        seconds_to_target: None,
+        first_step_seconds: None,
+        epochs: Vec::new(),
+        total_seconds: 0.0,
+        peak_memory_mib: None,
+    };
+    loop {
+        let Some(event) = handle.next_timeout(Duration::from_millis(500)) else {
+            if handle.is_ended() {
+                return Err("the run ended without a result".into());
+            }
+            continue;
+        };
+        let now = started.elapsed().as_secs_f64();
+        match event {
+            TrainEvent::Batch(_) if bench.first_step_seconds.is_none() => {
+                bench.first_step_seconds = Some(now);
+            }
+            TrainEvent::Epoch(m) => {
+                let accuracy = m.val_accuracy.unwrap_or(0.0);
+                if accuracy >= target && bench.seconds_to_target.is_none() {
+                    bench.seconds_to_target = Some(now);
+                }
+                bench.epochs.push(EpochPoint {
+                    epoch: m.epoch,
+                    at_seconds: now,
+                    val_accuracy: accuracy,
+                });
+            }
+            TrainEvent::Finished(_) => break,
+            TrainEvent::Failed(m) => return Err(m),
+            _ => {}
+        }
+    }
+    bench.total_seconds = started.elapsed().as_secs_f64();
+    bench.peak_memory_mib = peak_memory_mib();
+    Ok(bench)
+}
+
+/// The split a default run makes of `folder` (so another tool can train on the same images).
+#[derive(Clone, Debug, Serialize)]
+pub struct Split {
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// Training files and labels.
+    pub train: Vec<(String, usize)>,
+    /// Validation files and labels.
+    pub val: Vec<(String, usize)>,
+}
+
+/// The split `config` makes of its folder.
+pub fn split_of(config: &TrainConfig) -> Result<Split, String> {
+    let options = PrepareOptions {
+        input_size: 32,
+        val_fraction: config.split.val_fraction,
+        seed: config.seed,
+        max_images_per_class: config.max_images_per_class,
+        threads: 2,
+    };
+    let dataset = data::prepare(&config.data, &options, &|_, _| {}, &AtomicBool::new(false))
+        .map_err(|e| e.to_string())?;
+    let list = |samples: &[data::Sample]| {
+        samples
+            .iter()
+            .map(|s| (s.path.display().to_string(), s.label))
+            .collect()
+    };
+    Ok(Split {
+        classes: dataset.classes.clone(),
+        train: list(&dataset.train),
+        val: list(&dataset.val),
+    })
+}

@@ -1,0 +1,193 @@
+//! `graft bench`: runs the benchmarks in `graft::bench` and prints (and optionally saves) them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use graft::bench::{self, StepMode};
+use graft::config::{DevicePreference, TrainConfig};
+use graft::models::ModelKind;
+use serde::Serialize;
+
+/// `graft bench` flags.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Image folder for the decode and time-to-accuracy benchmarks.
+    #[arg(long, default_value_os_t = graft::assets::demo_dataset())]
+    data: PathBuf,
+    /// Backends to time steps on: flex (CPU), wgpu (a GPU; on a software adapter the first
+    /// step alone takes minutes).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    backends: Vec<String>,
+    /// Timed steps per configuration (after one untimed first step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Input side.
+    #[arg(long, default_value_t = 224)]
+    side: u32,
+    /// Target validation accuracy for the time-to-accuracy runs.
+    #[arg(long, default_value_t = 0.8)]
+    target: f64,
+    /// Skip the time-to-accuracy runs.
+    #[arg(long)]
+    skip_accuracy: bool,
+    /// Also write everything, and the split used, as JSON here (bench/pytorch_baseline.py
+    /// reads it to train on the same images).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    graft_version: &'static str,
+    cores: usize,
+    steps: Vec<bench::StepBench>,
+    decode: Option<bench::DecodeBench>,
+    accuracy: Vec<bench::AccuracyBench>,
+    split: Option<bench::Split>,
+}
+
+fn device_for(backend: &str) -> Result<(burn::tensor::Device, String), String> {
+    match backend {
+        "flex" | "cpu" => Ok((burn::tensor::Device::flex(), "flex (CPU)".to_string())),
+        "wgpu" => {
+            let picked = graft::device::select(DevicePreference::Gpu);
+            Ok((picked.device, picked.description))
+        }
+        other => Err(format!("unknown backend `{other}`: use flex or wgpu")),
+    }
+}
+
+/// Runs `graft bench`; returns the process exit code.
+pub fn bench(args: &BenchArgs) -> i32 {
+    let mut report = Report {
+        graft_version: env!("CARGO_PKG_VERSION"),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        steps: Vec::new(),
+        decode: None,
+        accuracy: Vec::new(),
+        split: None,
+    };
+    println!(
+        "training steps: batch {}, {} px, AdamW, synthetic images",
+        args.batch, args.side
+    );
+    println!(
+        "{:<20} {:<28} {:<10} {:>12} {:>10} {:>10} {:>10}",
+        "model", "backend", "trains", "first step", "s/step", "img/s", "peak MiB"
+    );
+    for backend in &args.backends {
+        let (device, description) = match device_for(backend) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let device = device.autodiff();
+        for kind in [ModelKind::EfficientNetLite0] {
+            for mode in [StepMode::Full, StepMode::HeadOnly] {
+                match bench::step_benchmark(
+                    kind,
+                    &device,
+                    &description,
+                    mode,
+                    args.batch,
+                    args.side,
+                    args.steps,
+                ) {
+                    Ok(b) => {
+                        println!(
+                            "{:<20} {:<28} {:<10} {:>10.2} s {:>10.3} {:>10.1} {:>10}",
+                            b.model,
+                            b.backend,
+                            format!("{:?}", b.mode),
+                            b.first_step_seconds,
+                            b.seconds_per_step,
+                            b.images_per_sec,
+                            mib(b.peak_memory_mib)
+                        );
+                        report.steps.push(b);
+                    }
+                    Err(e) => eprintln!("error: {} {mode:?} on {description}: {e}", kind.name()),
+                }
+            }
+        }
+    }
+
+    let side = ModelKind::EfficientNetLite0.input_size();
+    match bench::decode_benchmark(&args.data, side) {
+        Ok(d) => {
+            println!(
+                "\ndecode + resize: {} images, {:.0} img/s on {} threads; crop + flip + normalise: {:.0} img/s on one thread; peak {} MiB",
+                d.images,
+                d.decode_images_per_sec,
+                d.threads,
+                d.augment_images_per_sec,
+                mib(d.peak_memory_mib)
+            );
+            report.decode = Some(d);
+        }
+        Err(e) => eprintln!("error: decode benchmark on {}: {e}", args.data.display()),
+    }
+
+    let runs = std::env::temp_dir().join(format!("graft-bench-{}", std::process::id()));
+    let config = TrainConfig {
+        data: args.data.clone(),
+        runs_dir: Some(runs.clone()),
+        ..TrainConfig::default()
+    };
+    report.split = bench::split_of(&config).ok();
+    if !args.skip_accuracy {
+        println!(
+            "\ntime to {:.0} % validation accuracy, default recipe (Lite0, head only, {} epochs) on {}:",
+            args.target * 100.0,
+            config.epochs,
+            args.data.display()
+        );
+        let mut uncached = config.clone();
+        uncached.feature_cache.enabled = false;
+        for (label, config) in [
+            ("default recipe, feature cache on", config.clone()),
+            ("default recipe, feature cache off", uncached),
+        ] {
+            match bench::accuracy_benchmark(label, config, args.target) {
+                Ok(a) => {
+                    let reached = a
+                        .seconds_to_target
+                        .map_or("not reached".into(), |s| format!("{s:.1} s"));
+                    let epochs: Vec<String> = a
+                        .epochs
+                        .iter()
+                        .map(|e| format!("{:.0}s:{:.1}%", e.at_seconds, e.val_accuracy * 100.0))
+                        .collect();
+                    println!(
+                        "  {label:<36} target {reached:<12} first step {:>6.1} s  total {:>6.1} s  peak {} MiB  [{}]",
+                        a.first_step_seconds.unwrap_or(f64::NAN),
+                        a.total_seconds,
+                        mib(a.peak_memory_mib),
+                        epochs.join(" ")
+                    );
+                    report.accuracy.push(a);
+                }
+                Err(e) => eprintln!("error: {label}: {e}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&runs);
+    }
+
+    if let Some(path) = &args.json {
+        if let Err(e) = graft::fsutil::write_json_atomic(path, &report) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 1;
+        }
+        println!("\nwrote {}", path.display());
+    }
+    0
+}
+
+fn mib(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.0}"))
+}
