@@ -391,6 +391,9 @@ fn train_one(config: TrainConfig) -> Option<(train::RunSummary, usize)> {
                 );
                 trainable = trainable_params;
             }
+            TrainEvent::CompilingKernels => {
+                println!("preparing GPU kernels (the first step compiles them)…")
+            }
             TrainEvent::Batch(b) => {
                 let _ = write!(
                     stderr,

@@ -6,6 +6,12 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // A desktop app cannot spend minutes benchmarking GPU kernel variants before the first
+    // step: tune minimally unless the user asked otherwise. Set before any thread starts.
+    if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal") };
+    }
     let args = cli::Cli::parse();
     let code = match &args.command {
         None => graft::app::run(),

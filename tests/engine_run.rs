@@ -30,6 +30,7 @@ fn tag(e: &TrainEvent) -> &'static str {
         TrainEvent::Warning(_) => "warning",
         TrainEvent::Started(_) => "started",
         TrainEvent::StageStarted { .. } => "stage",
+        TrainEvent::CompilingKernels => "kernels",
         TrainEvent::Batch(_) => "batch",
         TrainEvent::Epoch(_) => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",

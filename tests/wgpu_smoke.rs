@@ -33,6 +33,7 @@ fn tiny_network_trains_on_wgpu() {
     let mut handle = train::spawn(config, None);
     let mut backend = None;
     let mut first_step = None;
+    let mut kernels_announced = false;
     loop {
         match handle.next_timeout(Duration::from_secs(1200)) {
             Some(TrainEvent::Device {
@@ -41,6 +42,10 @@ fn tiny_network_trains_on_wgpu() {
             }) => {
                 eprintln!("device: {description}");
                 backend = Some(b);
+            }
+            Some(TrainEvent::CompilingKernels) => {
+                assert!(first_step.is_none(), "announced before the first step");
+                kernels_announced = true;
             }
             Some(TrainEvent::Batch(_)) if first_step.is_none() => {
                 first_step = Some(started.elapsed());
@@ -57,4 +62,5 @@ fn tiny_network_trains_on_wgpu() {
         started.elapsed()
     );
     assert_eq!(backend, Some(Backend::Wgpu));
+    assert!(kernels_announced, "the GPU's first step is announced");
 }

@@ -18,6 +18,8 @@ pub enum RunStatus {
         /// Files in all.
         total: usize,
     },
+    /// Compiling GPU kernels before the first step.
+    CompilingKernels,
     /// Training.
     Training,
     /// Paused by the user.
@@ -124,7 +126,10 @@ impl RunView {
     pub fn is_active(&self) -> bool {
         matches!(
             self.status,
-            RunStatus::Preparing { .. } | RunStatus::Training | RunStatus::Paused
+            RunStatus::Preparing { .. }
+                | RunStatus::CompilingKernels
+                | RunStatus::Training
+                | RunStatus::Paused
         )
     }
 
@@ -167,7 +172,11 @@ impl RunView {
             TrainEvent::StageStarted {
                 trainable_params, ..
             } => self.trainable_params = *trainable_params,
+            TrainEvent::CompilingKernels => self.status = RunStatus::CompilingKernels,
             TrainEvent::Batch(b) => {
+                if self.status == RunStatus::CompilingKernels {
+                    self.status = RunStatus::Training;
+                }
                 self.epoch = b.epoch;
                 self.batch = b.batch;
                 self.batches = b.batches;

@@ -308,6 +308,7 @@ struct Context<'a> {
     device: Device,
     run: RunDir,
     input_size: u32,
+    backend: device::Backend,
 }
 
 /// What one stage trains.
@@ -410,6 +411,9 @@ impl Context<'_> {
                     return Ok(network);
                 }
                 let step = stage_epoch * batches_per_epoch + b;
+                if step == 0 && self.backend == device::Backend::Wgpu {
+                    self.events.send(TrainEvent::CompilingKernels);
+                }
                 let step_lr = optim::lr_at(config.optimizer.schedule, lr, step, total_steps);
                 let (logits, y) = match (input, &mut cache) {
                     (Input::Images(batch), None) => {
@@ -644,6 +648,7 @@ pub fn run(
         device,
         run,
         input_size,
+        backend: compute.backend,
     };
     let mut progress = Progress {
         epoch: 0,

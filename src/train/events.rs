@@ -149,6 +149,9 @@ pub enum TrainEvent {
         /// Parameters it trains.
         trainable_params: usize,
     },
+    /// A stage's first step is about to run on a GPU, which first compiles (and tunes) its
+    /// kernels: that step can take minutes, the ones after it do not.
+    CompilingKernels,
     /// A step finished.
     Batch(BatchProgress),
     /// An epoch finished.

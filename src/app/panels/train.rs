@@ -90,6 +90,11 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
                     .text(format!("decoding images {done}/{total}")),
             );
         }
+        RunStatus::CompilingKernels => {
+            ui.add(egui::ProgressBar::new(run.fraction_done()).text(
+                "preparing GPU kernels: the first step compiles them, the next ones are fast",
+            ));
+        }
         RunStatus::Training | RunStatus::Paused => {
             let eta = run
                 .eta_seconds()
