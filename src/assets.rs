@@ -55,10 +55,27 @@ pub fn default_runs_dir() -> PathBuf {
 
 /// Folders searched for pre-trained weight files, in order.
 pub fn weight_search_dirs() -> Vec<PathBuf> {
-    vec![
-        assets_dir().join("weights"),
-        user_data_dir().join("weights"),
-    ]
+    let mut dirs = vec![assets_dir().join("weights"), weights_cache_dir()];
+    dirs.extend(torch_hub_dir());
+    dirs
+}
+
+/// Where Graft downloads pre-trained weights.
+pub fn weights_cache_dir() -> PathBuf {
+    user_data_dir().join("weights")
+}
+
+/// PyTorch's hub cache (`$TORCH_HOME/hub/checkpoints`, default `~/.cache/torch/hub/checkpoints`):
+/// files torchvision already downloaded are used from there.
+pub fn torch_hub_dir() -> Option<PathBuf> {
+    let torch_home = match std::env::var_os("TORCH_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(cache) => PathBuf::from(cache).join("torch"),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/torch"),
+        },
+    };
+    Some(torch_home.join("hub/checkpoints"))
 }
 
 /// The 1000 ImageNet-1k class names in index order.

@@ -3,21 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::eval::{EvalError, evaluate_samples, run_samples};
 use crate::fsutil::write_json_atomic;
-use crate::models::efficientnet_lite::KEY_REMAP;
-use crate::models::{Network, NetworkSpec};
+use crate::models::{Family, ModelKind, Network, NetworkSpec, load_weights};
 use crate::predict::{PredictError, Predictor};
 use crate::run_dir::read_run;
 
 /// Our names → the lukemelas `efficientnet_pytorch` names, e.g. `backbone.blocks.3.bn1.weight`
 /// → `_blocks.3._bn1.weight`. The optional hidden head layer has no counterpart there and is
 /// written as `_fc_hidden`.
-pub const EXPORT_REMAP: &[(&str, &str)] = &[
+pub const LITE_EXPORT_REMAP: &[(&str, &str)] = &[
     (r"^backbone\.stem\.conv\.", "_conv_stem."),
     (r"^backbone\.stem\.bn\.", "_bn0."),
     (r"^backbone\.blocks\.(\d+)\.", "_blocks.$1._"),
@@ -26,6 +25,45 @@ pub const EXPORT_REMAP: &[(&str, &str)] = &[
     (r"^head\.fc\.", "_fc."),
     (r"^head\.hidden\.", "_fc_hidden."),
 ];
+
+/// Our names → torchvision's for a ResNet, e.g. `backbone.layer2.0.downsample.bn.weight` →
+/// `layer2.0.downsample.1.weight`. A configured hidden head layer is written as `fc_hidden`.
+pub const RESNET_EXPORT_REMAP: &[(&str, &str)] = &[
+    (r"^backbone\.stem\.conv\.conv\.", "conv1."),
+    (r"^backbone\.stem\.conv\.bn\.", "bn1."),
+    (
+        r"^backbone\.(layer\d\.\d+)\.downsample\.conv\.",
+        "$1.downsample.0.",
+    ),
+    (
+        r"^backbone\.(layer\d\.\d+)\.downsample\.bn\.",
+        "$1.downsample.1.",
+    ),
+    (r"^backbone\.(layer\d\.\d+)\.", "$1."),
+    (r"^head\.fc\.", "fc."),
+    (r"^head\.hidden\.", "fc_hidden."),
+];
+
+/// Our names → the PyTorch names of `kind`'s reference implementation.
+pub fn export_remap(kind: ModelKind) -> Vec<(String, String)> {
+    // burn puts the backbone's variant in its paths; PyTorch files have no such level.
+    let mut remap = vec![(
+        r"^backbone\.(Lite|ResNet|MobileNet)\.".to_string(),
+        "backbone.".to_string(),
+    )];
+    let fixed = |table: &[(&str, &str)]| -> Vec<(String, String)> {
+        table
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    remap.extend(match kind.family() {
+        Family::Lite(_) => fixed(LITE_EXPORT_REMAP),
+        Family::ResNet(_) => fixed(RESNET_EXPORT_REMAP),
+        Family::MobileNet(arch) => arch.export_remap(),
+    });
+    remap
+}
 
 /// `preprocessing.json`: how to turn an image into the exported model's input.
 #[derive(Clone, Debug, Serialize)]
@@ -91,6 +129,25 @@ fn io_error(path: &Path) -> impl Fn(String) -> ExportError + '_ {
     }
 }
 
+/// Writes `network` (of `kind`) as safetensors with the PyTorch reference implementation's
+/// parameter names and layouts (the store writes a scratch file and renames it).
+pub fn save_pytorch_named(
+    network: &Network,
+    kind: ModelKind,
+    path: &Path,
+) -> Result<(), ExportError> {
+    let mut store = SafetensorsStore::from_file(path)
+        .overwrite(true)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("graft_model", kind.name());
+    for (from, to) in export_remap(kind) {
+        store = store.with_key_remapping(&from, &to);
+    }
+    network
+        .save_into(&mut store)
+        .map_err(|e| io_error(path)(e.to_string()))
+}
+
 /// Loads weights written by [`export_run`] into a fresh network of `spec`.
 pub fn load_exported(
     spec: &NetworkSpec,
@@ -98,21 +155,8 @@ pub fn load_exported(
     device: &Device,
 ) -> Result<Network, ExportError> {
     let mut network = Network::new(spec, device);
-    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
-    for (from, to) in KEY_REMAP {
-        store = store.with_key_remapping(from, *to);
-    }
-    store = store.with_key_remapping(r"^_fc_hidden\.", "head.hidden.");
-    let result = network
-        .load_from(&mut store)
+    load_weights(&mut network, &spec.kind.family(), path, true)
         .map_err(|e| io_error(path)(e.to_string()))?;
-    if !result.errors.is_empty() || !result.unused.is_empty() {
-        return Err(io_error(path)(format!(
-            "does not fit the model: {} errors, unused {:?}",
-            result.errors.len(),
-            result.unused
-        )));
-    }
     Ok(network)
 }
 
@@ -138,17 +182,7 @@ pub fn export_run(
     }
 
     let weights = out.join("model.safetensors");
-    let mut store = SafetensorsStore::from_file(&weights)
-        .overwrite(true)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .metadata("graft_model", config.model.name());
-    for (from, to) in EXPORT_REMAP {
-        store = store.with_key_remapping(from, *to);
-    }
-    predictor
-        .network()
-        .save_into(&mut store)
-        .map_err(|e| io_error(&weights)(e.to_string()))?;
+    save_pytorch_named(predictor.network(), config.model, &weights)?;
     let labels = out.join("labels.json");
     write_json_atomic(&labels, &classes).map_err(|e| io_error(&labels)(e.to_string()))?;
     let input_size = predictor.input_size();

@@ -111,7 +111,11 @@ impl Predictor {
                 checkpoint.display()
             )));
         }
-        let mut store = SafetensorsStore::from_file(&checkpoint);
+        // Checkpoints name the backbone's variant (`backbone.Lite.stem…`); runs saved before
+        // Graft had several architectures do not. Matching without it reads both.
+        let mut store = SafetensorsStore::from_file(&checkpoint)
+            .skip_enum_variants(true)
+            .with_key_remapping(r"^backbone\.(Lite|ResNet|MobileNet)\.", "backbone.");
         network
             .load_from(&mut store)
             .map_err(|e| run_error(format!("{}: {e}", checkpoint.display())))?;

@@ -24,9 +24,9 @@ fn tensors(network: &Network) -> BTreeMap<String, Vec<u8>> {
 fn group_of(path: &str) -> String {
     let parts: Vec<&str> = path.split('.').collect();
     match parts.as_slice() {
-        ["backbone", "stem", ..] => "stem".into(),
-        ["backbone", "blocks", i, ..] => format!("block{i}"),
-        ["backbone", "head_conv", ..] => "head_conv".into(),
+        ["backbone", "Lite", "stem", ..] => "stem".into(),
+        ["backbone", "Lite", "blocks", i, ..] => format!("block{i}"),
+        ["backbone", "Lite", "head_conv", ..] => "head_conv".into(),
         ["head", ..] => "head".into(),
         _ => panic!("unexpected tensor path {path}"),
     }

@@ -4,14 +4,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// `min(max(x, 0), 6)`, written as two ReLUs: burn's `clamp` is two comparisons and two
-/// masked fills forward and two more backward, which cost a sixth of a CPU training step.
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    relu(x.clone()) - relu(x - 6.0)
-}
+use super::layers::relu6;
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +262,21 @@ impl LiteBackbone {
     /// Runs the backbone.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.forward_groups(x, 0..self.groups())
+    }
+
+    /// Freezes (`true`) or thaws each group.
+    pub fn with_frozen(self, frozen: impl Fn(usize) -> bool) -> Self {
+        let n = self.blocks.len();
+        Self {
+            stem: super::freeze_if(self.stem, frozen(0)),
+            blocks: self
+                .blocks
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| super::freeze_if(b, frozen(i + 1)))
+                .collect(),
+            head_conv: super::freeze_if(self.head_conv, frozen(n + 1)),
+        }
     }
 
     /// Layer groups: stem, each block, head convolution.

@@ -1,20 +1,28 @@
 //! Pre-trained networks with a replaceable head, described as a list of layer groups that can be
 //! frozen one by one.
 
+pub mod backbone;
 pub mod efficientnet_lite;
+pub mod layers;
+pub mod mobilenet;
+pub mod resnet;
 mod weights;
+pub mod zoo;
 
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::HeadConfig;
+pub use backbone::Backbone;
 pub use efficientnet_lite::{LiteArch, LiteBackbone};
-pub use weights::{LoadReport, WeightsError};
+use layers::Act;
+use mobilenet::MobileNetArch;
+use resnet::ResNetArch;
+pub use weights::{LoadReport, WeightsError, detect_kind, file_tensors, load_weights};
 
 /// The architectures Graft can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,9 +36,56 @@ pub enum ModelKind {
     /// EfficientNet-Lite2, 260 px.
     #[serde(rename = "efficientnet-lite2")]
     EfficientNetLite2,
+    /// ResNet-18 (torchvision).
+    #[serde(rename = "resnet18")]
+    ResNet18,
+    /// ResNet-34 (torchvision).
+    #[serde(rename = "resnet34")]
+    ResNet34,
+    /// ResNet-50 (torchvision).
+    #[serde(rename = "resnet50")]
+    ResNet50,
+    /// ResNet-101 (torchvision).
+    #[serde(rename = "resnet101")]
+    ResNet101,
+    /// MobileNetV2 (torchvision).
+    #[serde(rename = "mobilenet-v2")]
+    MobileNetV2,
+    /// MobileNetV3-Small (torchvision).
+    #[serde(rename = "mobilenet-v3-small")]
+    MobileNetV3Small,
+    /// MobileNetV3-Large (torchvision).
+    #[serde(rename = "mobilenet-v3-large")]
+    MobileNetV3Large,
     /// A tiny Lite-shaped network with no pre-trained weights, for smoke tests of a backend.
     #[serde(rename = "tiny-test")]
     TinyTest,
+}
+
+/// An architecture family and its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Family {
+    /// EfficientNet-Lite.
+    Lite(LiteArch),
+    /// ResNet.
+    ResNet(ResNetArch),
+    /// MobileNetV2/V3.
+    MobileNet(MobileNetArch),
+}
+
+impl Family {
+    /// Channels of the pooled features, and the pre-trained hidden classifier layer (width,
+    /// activation) that MobileNetV3 keeps in front of its new output layer.
+    pub fn head_input(&self) -> (usize, Option<(usize, Act)>) {
+        match self {
+            Family::Lite(arch) => (arch.head, None),
+            Family::ResNet(arch) => (arch.features(), None),
+            Family::MobileNet(arch) => (
+                arch.last,
+                arch.classifier_hidden.map(|h| (h, Act::HardSwish)),
+            ),
+        }
+    }
 }
 
 /// How pixels in 0..=255 become the network's input: `(x − mean) / std` per RGB channel.
@@ -44,10 +99,17 @@ pub struct Normalization {
 
 impl ModelKind {
     /// Every kind, in the order a picker shows them.
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 11] = [
         Self::EfficientNetLite0,
         Self::EfficientNetLite1,
         Self::EfficientNetLite2,
+        Self::ResNet18,
+        Self::ResNet34,
+        Self::ResNet50,
+        Self::ResNet101,
+        Self::MobileNetV2,
+        Self::MobileNetV3Small,
+        Self::MobileNetV3Large,
         Self::TinyTest,
     ];
 
@@ -57,6 +119,13 @@ impl ModelKind {
             Self::EfficientNetLite0 => "efficientnet-lite0",
             Self::EfficientNetLite1 => "efficientnet-lite1",
             Self::EfficientNetLite2 => "efficientnet-lite2",
+            Self::ResNet18 => "resnet18",
+            Self::ResNet34 => "resnet34",
+            Self::ResNet50 => "resnet50",
+            Self::ResNet101 => "resnet101",
+            Self::MobileNetV2 => "mobilenet-v2",
+            Self::MobileNetV3Small => "mobilenet-v3-small",
+            Self::MobileNetV3Large => "mobilenet-v3-large",
             Self::TinyTest => "tiny-test",
         }
     }
@@ -69,53 +138,71 @@ impl ModelKind {
     /// The input side the pre-trained weights were trained at.
     pub fn input_size(self) -> u32 {
         match self {
-            Self::EfficientNetLite0 => 224,
             Self::EfficientNetLite1 => 240,
             Self::EfficientNetLite2 => 260,
             Self::TinyTest => 32,
+            _ => 224,
         }
     }
 
-    /// The architecture's shape.
-    pub fn arch(self) -> LiteArch {
+    /// The architecture's family and shape.
+    pub fn family(self) -> Family {
         match self {
-            Self::EfficientNetLite0 => LiteArch::scaled(1.0, 1.0),
-            Self::EfficientNetLite1 => LiteArch::scaled(1.0, 1.1),
-            Self::EfficientNetLite2 => LiteArch::scaled(1.1, 1.2),
-            Self::TinyTest => LiteArch::tiny(),
+            Self::EfficientNetLite0 => Family::Lite(LiteArch::scaled(1.0, 1.0)),
+            Self::EfficientNetLite1 => Family::Lite(LiteArch::scaled(1.0, 1.1)),
+            Self::EfficientNetLite2 => Family::Lite(LiteArch::scaled(1.1, 1.2)),
+            Self::TinyTest => Family::Lite(LiteArch::tiny()),
+            Self::ResNet18 => Family::ResNet(ResNetArch::R18),
+            Self::ResNet34 => Family::ResNet(ResNetArch::R34),
+            Self::ResNet50 => Family::ResNet(ResNetArch::R50),
+            Self::ResNet101 => Family::ResNet(ResNetArch::R101),
+            Self::MobileNetV2 => Family::MobileNet(MobileNetArch::v2()),
+            Self::MobileNetV3Small => Family::MobileNet(MobileNetArch::v3_small()),
+            Self::MobileNetV3Large => Family::MobileNet(MobileNetArch::v3_large()),
         }
     }
 
-    /// ImageNet-1k top-1 accuracy of the pre-trained weights (Google's figures).
+    /// ImageNet-1k top-1 accuracy of the pre-trained weights (Google's and torchvision's
+    /// published figures).
     pub fn imagenet_top1(self) -> Option<f32> {
         match self {
             Self::EfficientNetLite0 => Some(75.1),
             Self::EfficientNetLite1 => Some(76.7),
             Self::EfficientNetLite2 => Some(77.6),
+            Self::ResNet18 => Some(69.758),
+            Self::ResNet34 => Some(73.314),
+            Self::ResNet50 => Some(76.130),
+            Self::ResNet101 => Some(77.374),
+            Self::MobileNetV2 => Some(71.878),
+            Self::MobileNetV3Small => Some(67.668),
+            Self::MobileNetV3Large => Some(74.042),
             Self::TinyTest => None,
         }
     }
 
     /// The input normalisation the weights were trained with.
     pub fn normalization(self) -> Normalization {
-        // Google's Lite checkpoints: (x - 127) / 128.
-        Normalization {
-            mean: [127.0; 3],
-            std: [128.0; 3],
+        match self.family() {
+            // Google's Lite checkpoints: (x - 127) / 128.
+            Family::Lite(_) => Normalization {
+                mean: [127.0; 3],
+                std: [128.0; 3],
+            },
+            // torchvision: ImageNet mean and std on 0..1.
+            _ => Normalization {
+                mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+                std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+            },
         }
     }
 
     /// The file name of the pre-trained ImageNet weights, if the kind has any.
     pub fn weights_file_name(self) -> Option<&'static str> {
-        match self {
-            Self::EfficientNetLite0 => Some("efficientnet-lite0-57934424.pth"),
-            Self::EfficientNetLite1 => Some("efficientnet-lite1-77cc7160.pth"),
-            Self::EfficientNetLite2 => Some("efficientnet-lite2-9656183e.pth"),
-            Self::TinyTest => None,
-        }
+        crate::models::zoo::entry(self).map(|e| e.file_name)
     }
 
-    /// Where the pre-trained weights are found: the bundled assets, then the user's cache.
+    /// Where the pre-trained weights are found: the bundled assets, the user's cache, then
+    /// PyTorch's hub cache.
     pub fn find_weights(self) -> Option<PathBuf> {
         let name = self.weights_file_name()?;
         crate::assets::weight_search_dirs()
@@ -130,23 +217,36 @@ impl ModelKind {
 pub struct Head {
     /// Dropout on the features (and on the hidden layer's output).
     pub dropout: Dropout,
-    /// Optional hidden dense layer (ReLU).
+    /// Optional hidden dense layer: new (ReLU) from the head settings, or MobileNetV3's
+    /// pre-trained `classifier.0` (Hardswish).
     pub hidden: Option<Linear>,
+    /// The hidden layer's activation.
+    #[module(skip)]
+    pub hidden_act: Act,
     /// The output layer: one logit per class.
     pub fc: Linear,
 }
 
 impl Head {
-    /// A freshly initialised head.
-    pub fn new(features: usize, classes: usize, config: &HeadConfig, device: &Device) -> Self {
-        let hidden = config
-            .hidden
-            .map(|width| LinearConfig::new(features, width).init(device));
-        let fc_in = config.hidden.unwrap_or(features);
+    /// A freshly initialised head. `fixed_hidden` is an architecture's own hidden layer
+    /// (width, activation), which replaces the configured one.
+    pub fn new(
+        features: usize,
+        classes: usize,
+        config: &HeadConfig,
+        fixed_hidden: Option<(usize, Act)>,
+        device: &Device,
+    ) -> Self {
+        let (width, act) = match fixed_hidden {
+            Some((width, act)) => (Some(width), act),
+            None => (config.hidden, Act::Relu),
+        };
+        let hidden = width.map(|width| LinearConfig::new(features, width).init(device));
         Self {
             dropout: DropoutConfig::new(config.dropout).init(),
             hidden,
-            fc: LinearConfig::new(fc_in, classes).init(device),
+            hidden_act: act,
+            fc: LinearConfig::new(width.unwrap_or(features), classes).init(device),
         }
     }
 
@@ -154,7 +254,9 @@ impl Head {
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let mut x = self.dropout.forward(features);
         if let Some(hidden) = &self.hidden {
-            x = self.dropout.forward(relu(hidden.forward(x)));
+            x = self
+                .dropout
+                .forward(self.hidden_act.forward(hidden.forward(x)));
         }
         self.fc.forward(x)
     }
@@ -164,7 +266,7 @@ impl Head {
 #[derive(Module, Debug)]
 pub struct Network {
     /// Pre-trained feature extractor.
-    pub backbone: LiteBackbone,
+    pub backbone: Backbone,
     /// Classifier.
     pub head: Head,
 }
@@ -229,6 +331,23 @@ impl Network {
         Self::build(spec, device, Some(seed))
     }
 
+    /// A randomly initialised network of any shape in a family (e.g. a ResNet with one block
+    /// per stage), for loading files of shapes Graft does not list.
+    pub fn from_family(
+        family: &Family,
+        classes: usize,
+        head: &HeadConfig,
+        device: &Device,
+    ) -> Self {
+        let (features, fixed_hidden) = family.head_input();
+        let network = Self {
+            backbone: Backbone::from_family(family, device),
+            head: Head::new(features, classes, head, fixed_hidden, device),
+        };
+        network.visit(&mut DrawParams);
+        network
+    }
+
     fn build(spec: &NetworkSpec, device: &Device, seed: Option<u64>) -> Self {
         // The device's random generator is shared by the whole process and burn draws a
         // parameter on first use: seeding and drawing every parameter under one lock keeps a
@@ -238,13 +357,7 @@ impl Network {
         if let Some(seed) = seed {
             device.seed(seed);
         }
-        let arch = spec.kind.arch();
-        let network = Self {
-            backbone: LiteBackbone::new(&arch, device),
-            head: Head::new(arch.head, spec.classes, &spec.head, device),
-        };
-        network.visit(&mut DrawParams);
-        network
+        Self::from_family(&spec.kind.family(), spec.classes, &spec.head, device)
     }
 
     /// A network with pre-trained backbone weights from `path` and a new head (drawn from
@@ -260,7 +373,8 @@ impl Network {
         device: &Device,
     ) -> Result<(Self, LoadReport), WeightsError> {
         let mut network = Self::build(spec, device, seed);
-        let report = weights::load_lite(&mut network, path, keep_classifier)?;
+        let report =
+            weights::load_weights(&mut network, &spec.kind.family(), path, keep_classifier)?;
         Ok((network, report))
     }
 
@@ -301,34 +415,21 @@ impl Network {
 
     /// The layer groups, from input to head, with output shapes for `input_size`.
     pub fn layer_groups(&self, input_size: u32) -> Vec<LayerGroup> {
-        let conv_out = |side: usize, stride: usize| side.div_ceil(stride);
-        let mut side = conv_out(input_size as usize, 2);
-        let stem_channels = self.backbone.stem.conv.weight.dims()[0];
-        let mut groups = vec![LayerGroup {
-            name: "stem".into(),
-            description: "3×3 conv, stride 2".into(),
-            params: param_count(&self.backbone.stem),
-            output_shape: vec![stem_channels, side, side],
-        }];
-        for (i, block) in self.backbone.blocks.iter().enumerate() {
-            let [out, _, _, _] = block.project_conv.weight.dims();
-            let [_, _, k, _] = block.depthwise_conv.weight.dims();
-            let stride = block.depthwise_conv.stride[0];
-            side = conv_out(side, stride);
-            groups.push(LayerGroup {
-                name: format!("block{i}"),
-                description: format!("MBConv {k}×{k}, stride {stride}"),
-                params: param_count(block),
-                output_shape: vec![out, side, side],
-            });
-        }
-        let head_channels = self.backbone.head_conv.conv.weight.dims()[0];
-        groups.push(LayerGroup {
-            name: "head_conv".into(),
-            description: "1×1 conv to features".into(),
-            params: param_count(&self.backbone.head_conv),
-            output_shape: vec![head_channels, side, side],
-        });
+        let mut side = input_size as usize;
+        let mut groups: Vec<LayerGroup> = self
+            .backbone
+            .group_info()
+            .into_iter()
+            .map(|g| {
+                side = side.div_ceil(g.stride);
+                LayerGroup {
+                    name: g.name,
+                    description: g.description,
+                    params: g.params,
+                    output_shape: vec![g.channels, side, side],
+                }
+            })
+            .collect();
         let classes = self.head.fc.weight.dims()[1];
         groups.push(LayerGroup {
             name: "head".into(),
@@ -354,28 +455,10 @@ impl Network {
     /// BatchNorm on batch statistics.
     pub fn with_frozen(self, frozen: &[bool]) -> Self {
         let f = |i: usize| frozen.get(i).copied().unwrap_or(false);
-        let Network { backbone, head } = self;
-        let LiteBackbone {
-            stem,
-            blocks,
-            head_conv,
-        } = backbone;
-        let n = blocks.len();
-        let stem = freeze_if(stem, f(0));
-        let blocks = blocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| freeze_if(b, f(i + 1)))
-            .collect();
-        let head_conv = freeze_if(head_conv, f(n + 1));
-        let head = freeze_if(head, f(n + 2));
+        let head_index = self.backbone.groups();
         Network {
-            backbone: LiteBackbone {
-                stem,
-                blocks,
-                head_conv,
-            },
-            head,
+            backbone: self.backbone.with_frozen(f),
+            head: freeze_if(self.head, f(head_index)),
         }
     }
 }

@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::store::{ApplyError, ModuleSnapshot, PytorchStore};
+use burn::store::{
+    ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use serde::Serialize;
 
-use super::Network;
 use super::efficientnet_lite::KEY_REMAP;
+use super::{Family, ModelKind, Network};
 
 /// Where the file's ImageNet classifier goes when it is not wanted: nowhere in our module, so it
 /// shows up as "unused" and is expected there.
@@ -41,6 +43,17 @@ pub enum WeightsError {
         /// The reader's message.
         reason: String,
     },
+    /// The file's keys fit no architecture Graft knows.
+    #[error(
+        "{path} is not a model Graft knows (EfficientNet-Lite0/1/2, ResNet-18/34/50/101, MobileNetV2, MobileNetV3-Small/Large); its first tensors:\n{}",
+        sample.join("\n")
+    )]
+    UnknownArchitecture {
+        /// The file.
+        path: PathBuf,
+        /// A few of its keys and shapes.
+        sample: Vec<String>,
+    },
     /// The file does not fit the architecture.
     #[error("{path} does not fit this architecture:\n{}", problems.join("\n"))]
     Mismatch {
@@ -60,36 +73,138 @@ fn is_expected_missing(key: &str, keep_classifier: bool) -> bool {
     key.ends_with(".training") || (!keep_classifier && key.starts_with("head."))
 }
 
-/// Loads lukemelas-named EfficientNet-Lite weights into `network`.
-pub(super) fn load_lite(
-    network: &mut Network,
-    path: &Path,
-    keep_classifier: bool,
-) -> Result<LoadReport, WeightsError> {
+/// The file's format, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// safetensors: an 8-byte header length, then JSON.
+    Safetensors,
+    /// PyTorch: a zip archive (1.6+) or a legacy pickle.
+    Pytorch,
+}
+
+fn sniff(path: &Path) -> Result<Format, WeightsError> {
+    use std::io::Read;
     if !path.is_file() {
         return Err(WeightsError::NotFound {
             path: path.to_path_buf(),
         });
     }
-    let mut store = PytorchStore::from_file(path)
-        .allow_partial(true)
-        .validate(false);
-    for (from, to) in KEY_REMAP {
-        let to = if !keep_classifier && to.starts_with("head.fc.") {
-            DROPPED_CLASSIFIER
-        } else {
-            to
-        };
-        store = store.with_key_remapping(from, to);
+    let unreadable = |reason: String| WeightsError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut head = [0u8; 9];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| unreadable(e.to_string()))?;
+    match &head[..n] {
+        [b'P', b'K', ..] | [0x80, ..] => Ok(Format::Pytorch),
+        [.., b'{'] if n == 9 => Ok(Format::Safetensors),
+        _ => Err(unreadable(
+            "neither a PyTorch checkpoint (zip or pickle) nor a safetensors file".into(),
+        )),
     }
-    let result = network
-        .load_from(&mut store)
-        .map_err(|e| WeightsError::Unreadable {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+}
 
-    let mut problems: Vec<String> = result
+/// The key remap from the file's names to ours for `family`.
+fn remap_for(family: &Family) -> Vec<(String, String)> {
+    let fixed = |table: &[(&str, &str)]| {
+        table
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let mut remap: Vec<(String, String)> = match family {
+        Family::Lite(_) => fixed(KEY_REMAP),
+        Family::ResNet(_) => fixed(super::resnet::KEY_REMAP),
+        Family::MobileNet(arch) => arch.key_remap(),
+    };
+    // A configured hidden head layer, as Graft's export names it.
+    remap.push((r"^_?fc_hidden\.".into(), "head.hidden.".into()));
+    remap
+}
+
+/// Names and shapes of the tensors in a weight file.
+pub fn file_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>, WeightsError> {
+    let unreadable = |reason: String| WeightsError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let tensors = match sniff(path)? {
+        Format::Pytorch => {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            store
+                .get_all_tensors()
+                .map_err(|e| unreadable(e.to_string()))?
+                .iter()
+                .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+                .collect()
+        }
+        Format::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path);
+            store
+                .get_all_tensors()
+                .map_err(|e| unreadable(e.to_string()))?
+                .iter()
+                .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+                .collect()
+        }
+    };
+    Ok(tensors)
+}
+
+/// Loads a PyTorch (`.pth`/`.pt`, zip or legacy) or safetensors file with torchvision (or, for
+/// EfficientNet-Lite, lukemelas) names into `network`, whose shape is `family`.
+pub fn load_weights(
+    network: &mut Network,
+    family: &Family,
+    path: &Path,
+    keep_classifier: bool,
+) -> Result<LoadReport, WeightsError> {
+    let format = sniff(path)?;
+    let mut remap = remap_for(family);
+    if !keep_classifier {
+        remap.push((r"^head\.fc\.".into(), DROPPED_CLASSIFIER.into()));
+    }
+    let result = match format {
+        Format::Pytorch => {
+            let mut store = PytorchStore::from_file(path)
+                .allow_partial(true)
+                .validate(false)
+                .map_indices_contiguous(false);
+            for (from, to) in &remap {
+                store = store.with_key_remapping(from, to);
+            }
+            network.load_from(&mut store).map_err(|e| e.to_string())
+        }
+        Format::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .allow_partial(true)
+                .validate(false)
+                .skip_enum_variants(true);
+            for (from, to) in &remap {
+                store = store.with_key_remapping(from, to);
+            }
+            network.load_from(&mut store).map_err(|e| e.to_string())
+        }
+    }
+    .map_err(|reason| WeightsError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+
+    // Each kind of problem listed up to a limit, so one kind cannot hide the others.
+    let capped = |mut lines: Vec<String>, what: &str| {
+        lines.sort();
+        let total = lines.len();
+        if total > MAX_PROBLEMS {
+            lines.truncate(MAX_PROBLEMS);
+            lines.push(format!("  … and {} more {what}", total - MAX_PROBLEMS));
+        }
+        lines
+    };
+    let shapes: Vec<String> = result
         .errors
         .iter()
         .map(|e| match e {
@@ -106,21 +221,21 @@ pub(super) fn load_lite(
         })
         .collect();
     let missing: Vec<String> = result.missing.iter().map(|(k, _)| k.clone()).collect();
-    problems.extend(
-        missing
-            .iter()
-            .filter(|k| !is_expected_missing(k, keep_classifier))
-            .map(|k| format!("  {k}: missing from the file")),
-    );
-    problems.extend(
-        result
-            .unused
-            .iter()
-            .filter(|k| !is_expected_unused(k))
-            .map(|k| format!("  {k}: in the file but not in the model")),
-    );
+    let absent: Vec<String> = missing
+        .iter()
+        .filter(|k| !is_expected_missing(k, keep_classifier))
+        .map(|k| format!("  {k}: missing from the file"))
+        .collect();
+    let extra: Vec<String> = result
+        .unused
+        .iter()
+        .filter(|k| !is_expected_unused(k))
+        .map(|k| format!("  {k}: in the file but not in the model"))
+        .collect();
+    let mut problems = capped(shapes, "wrong shapes");
+    problems.extend(capped(absent, "missing"));
+    problems.extend(capped(extra, "not in the model"));
     if !problems.is_empty() {
-        problems.sort();
         return Err(WeightsError::Mismatch {
             path: path.to_path_buf(),
             problems,
@@ -130,5 +245,77 @@ pub(super) fn load_lite(
         applied: result.applied.len(),
         missing,
         unused: result.unused.clone(),
+    })
+}
+
+/// Problems of each kind listed in a mismatch report before the rest are counted.
+const MAX_PROBLEMS: usize = 12;
+
+/// The architecture a weight file was saved from, told by its key names and shapes.
+pub fn detect_kind(path: &Path) -> Result<ModelKind, WeightsError> {
+    let tensors = file_tensors(path)?;
+    let has = |k: &str| tensors.iter().any(|(name, _)| name == k);
+    let shape = |k: &str| {
+        tensors
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, s)| s.clone())
+    };
+    // Distinct values of the numeric segment after `prefix` (`layer1.` → block indices).
+    let count = |prefix: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, _) in &tensors {
+            if let Some(rest) = name.strip_prefix(prefix)
+                && let Some(n) = rest.split('.').next().and_then(|n| n.parse::<usize>().ok())
+            {
+                seen.insert(n);
+            }
+        }
+        seen.len()
+    };
+    let kind = if has("_conv_stem.weight") {
+        match count("_blocks.") {
+            16 => Some(ModelKind::EfficientNetLite0),
+            21 => match shape("_blocks.20._project_conv.weight").map(|s| s[0]) {
+                Some(320) => Some(ModelKind::EfficientNetLite1),
+                Some(352) => Some(ModelKind::EfficientNetLite2),
+                _ => None,
+            },
+            _ => None,
+        }
+    } else if has("conv1.weight") && has("layer1.0.conv1.weight") {
+        let layers = [1, 2, 3, 4].map(|l| count(&format!("layer{l}.")));
+        let bottleneck = has("layer1.0.conv3.weight");
+        match (bottleneck, layers) {
+            (false, [2, 2, 2, 2]) => Some(ModelKind::ResNet18),
+            (false, [3, 4, 6, 3]) => Some(ModelKind::ResNet34),
+            (true, [3, 4, 6, 3]) => Some(ModelKind::ResNet50),
+            (true, [3, 4, 23, 3]) => Some(ModelKind::ResNet101),
+            _ => None,
+        }
+    } else if has("features.1.conv.0.0.weight") {
+        Some(ModelKind::MobileNetV2)
+    } else if has("features.1.block.0.0.weight") {
+        match count("features.") {
+            13 => Some(ModelKind::MobileNetV3Small),
+            17 => Some(ModelKind::MobileNetV3Large),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    kind.ok_or_else(|| {
+        let mut sample: Vec<String> = tensors
+            .iter()
+            .take(6)
+            .map(|(k, s)| format!("  {k} {s:?}"))
+            .collect();
+        if tensors.len() > 6 {
+            sample.push(format!("  … {} tensors in all", tensors.len()));
+        }
+        WeightsError::UnknownArchitecture {
+            path: path.to_path_buf(),
+            sample,
+        }
     })
 }

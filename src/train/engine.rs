@@ -609,6 +609,14 @@ pub fn run(
     if frozen.iter().all(|f| *f) {
         return Err(TrainError::NothingToTrain);
     }
+    if weights.is_none() && frozen.iter().any(|f| *f) && config.model.weights_file_name().is_some()
+    {
+        events.send(TrainEvent::Warning(format!(
+            "{} of {} layer groups are frozen but start from random weights: they will stay random. Unfreeze everything to train from scratch.",
+            frozen.iter().filter(|f| **f).count(),
+            frozen.len()
+        )));
+    }
     let network = network.with_frozen(&frozen);
     let total_params: usize = groups.iter().map(|g| g.params).sum();
     let stage1_params = trainable_params(&network, input_size, &frozen);

@@ -1,0 +1,114 @@
+//! Building blocks shared by the torchvision architectures: convolution + BatchNorm with
+//! PyTorch's symmetric padding, and the activations, written with ReLUs because burn's `clamp`
+//! (two comparisons and two masked fills each way) is slow on the CPU.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// `min(max(x, 0), 6)`.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    relu(x.clone()) - relu(x - 6.0)
+}
+
+/// `relu6(x + 3) / 6`, PyTorch's `Hardsigmoid`.
+pub fn hard_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    (relu(x.clone() + 3.0) - relu(x - 3.0)) / 6.0
+}
+
+/// `x · relu6(x + 3) / 6`, PyTorch's `Hardswish`.
+pub fn hard_swish<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clone() * hard_sigmoid(x)
+}
+
+/// The activation after a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// None.
+    Identity,
+    /// ReLU.
+    Relu,
+    /// ReLU6.
+    Relu6,
+    /// Hardswish.
+    HardSwish,
+}
+
+impl Act {
+    /// Applies the activation.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Identity => x,
+            Self::Relu => relu(x),
+            Self::Relu6 => relu6(x),
+            Self::HardSwish => hard_swish(x),
+        }
+    }
+}
+
+/// A convolution as torchvision builds it: padding `(kernel − 1) / 2` on every side.
+pub fn torch_conv(
+    input: usize,
+    output: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
+    let p = (kernel - 1) / 2;
+    Conv2dConfig::new([input, output], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// BatchNorm with the given epsilon (torchvision: 1e-5, MobileNetV3: 1e-3).
+pub fn batch_norm(channels: usize, epsilon: f64, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(epsilon)
+        .init(device)
+}
+
+/// Convolution, BatchNorm and an activation: torchvision's `Conv2dNormActivation`
+/// (PyTorch keys `N.0.weight` for the convolution and `N.1.*` for the BatchNorm).
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// Its BatchNorm.
+    pub bn: BatchNorm,
+    /// The activation after it.
+    #[module(skip)]
+    pub act: Act,
+}
+
+impl ConvBn {
+    /// A new layer; `eps` is the BatchNorm epsilon.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        act: Act,
+        eps: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            conv: torch_conv(input, output, kernel, stride, groups, false, device),
+            bn: batch_norm(output, eps, device),
+            act,
+        }
+    }
+
+    /// Runs the layer.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.act.forward(self.bn.forward(self.conv.forward(x)))
+    }
+}
