@@ -354,6 +354,21 @@ fn train_one(config: TrainConfig) -> Option<(train::RunSummary, usize)> {
                     let _ = writeln!(stderr);
                 }
             }
+            TrainEvent::Downloading { file, done, total } => {
+                let _ = match total {
+                    Some(t) => write!(
+                        stderr,
+                        "\rdownloading {file} [{}] {:.1}/{:.1} MB",
+                        bar(done as usize, t as usize, 30),
+                        done as f64 / 1e6,
+                        t as f64 / 1e6
+                    ),
+                    None => write!(stderr, "\rdownloading {file}: {:.1} MB", done as f64 / 1e6),
+                };
+                if Some(done) == total {
+                    let _ = writeln!(stderr);
+                }
+            }
             TrainEvent::DataReady(d) => {
                 println!("data: {} ({:?})", d.root.display(), d.layout);
                 println!("classes ({}):", d.classes.len());

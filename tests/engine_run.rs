@@ -26,6 +26,7 @@ fn tag(e: &TrainEvent) -> &'static str {
     match e {
         TrainEvent::Device { .. } => "device",
         TrainEvent::Preparing { .. } => "preparing",
+        TrainEvent::Downloading { .. } => "downloading",
         TrainEvent::DataReady(_) => "data",
         TrainEvent::Warning(_) => "warning",
         TrainEvent::Started(_) => "started",

@@ -18,6 +18,15 @@ pub enum RunStatus {
         /// Files in all.
         total: usize,
     },
+    /// Downloading pre-trained weights.
+    Downloading {
+        /// The file.
+        file: String,
+        /// Bytes so far.
+        done: u64,
+        /// Bytes in all, when known.
+        total: Option<u64>,
+    },
     /// Compiling GPU kernels before the first step.
     CompilingKernels,
     /// Training.
@@ -127,6 +136,7 @@ impl RunView {
         matches!(
             self.status,
             RunStatus::Preparing { .. }
+                | RunStatus::Downloading { .. }
                 | RunStatus::CompilingKernels
                 | RunStatus::Training
                 | RunStatus::Paused
@@ -158,6 +168,13 @@ impl RunView {
             TrainEvent::Device { description, .. } => self.device = description.clone(),
             TrainEvent::Preparing { done, total } => {
                 self.status = RunStatus::Preparing {
+                    done: *done,
+                    total: *total,
+                }
+            }
+            TrainEvent::Downloading { file, done, total } => {
+                self.status = RunStatus::Downloading {
+                    file: file.clone(),
                     done: *done,
                     total: *total,
                 }

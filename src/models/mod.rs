@@ -2,6 +2,7 @@
 //! frozen one by one.
 
 pub mod backbone;
+pub mod download;
 pub mod efficientnet_lite;
 pub mod layers;
 pub mod mobilenet;

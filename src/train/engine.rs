@@ -74,6 +74,9 @@ pub enum TrainError {
         /// Why.
         reason: String,
     },
+    /// The pre-trained weights could not be downloaded.
+    #[error("{0}")]
+    Download(String),
     /// The device failed to compute or read back a value.
     #[error("the compute device failed: {0}")]
     Device(String),
@@ -246,11 +249,56 @@ fn summarize(dataset: &Dataset) -> DataSummary {
 }
 
 /// Builds the network the config asks for: pre-trained backbone (or random) and a new head.
+/// The pre-trained weight file for `config`: the one it names, one already here, or one
+/// downloaded now from the catalogue (with progress events).
+fn weights_path(
+    config: &TrainConfig,
+    control: &Control,
+    events: &EventSink,
+) -> Result<PathBuf, TrainError> {
+    if let Some(path) = &config.weights {
+        return Ok(path.clone());
+    }
+    if let Some(path) = config.model.find_weights() {
+        return Ok(path);
+    }
+    let no_weights = || TrainError::NoWeights {
+        model: config.model.name(),
+        file: config.model.weights_file_name().unwrap_or_default().into(),
+        searched: crate::assets::weight_search_dirs()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let entry = crate::models::zoo::entry(config.model).ok_or_else(no_weights)?;
+    if entry.url.is_none() {
+        return Err(no_weights());
+    }
+    let last = std::sync::atomic::AtomicU64::new(0);
+    let progress = |done: u64, total: Option<u64>| {
+        // About one event per percent (or per MB when the size is unknown).
+        let step = total.map_or(1 << 20, |t| (t / 100).max(1));
+        let at_end = total == Some(done);
+        if at_end || done >= last.load(std::sync::atomic::Ordering::Relaxed) + step {
+            last.store(done, std::sync::atomic::Ordering::Relaxed);
+            events.send(TrainEvent::Downloading {
+                file: entry.file_name.to_string(),
+                done,
+                total,
+            });
+        }
+    };
+    crate::models::download::ensure(entry, &progress, control.cancel_flag())
+        .map_err(|e| TrainError::Download(e.to_string()))
+}
+
 fn build_network(
     config: &TrainConfig,
     classes: usize,
     input_size: u32,
     device: &Device,
+    weights: Option<PathBuf>,
 ) -> Result<(Network, Option<PathBuf>), TrainError> {
     let spec = NetworkSpec {
         kind: config.model,
@@ -261,20 +309,8 @@ fn build_network(
     if config.from_scratch || config.model.weights_file_name().is_none() {
         return Ok((Network::new_seeded(&spec, device, config.seed), None));
     }
-    let path = match &config.weights {
-        Some(path) => path.clone(),
-        None => config
-            .model
-            .find_weights()
-            .ok_or_else(|| TrainError::NoWeights {
-                model: config.model.name(),
-                file: config.model.weights_file_name().unwrap_or_default().into(),
-                searched: crate::assets::weight_search_dirs()
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
+    let Some(path) = weights else {
+        return Ok((Network::new_seeded(&spec, device, config.seed), None));
     };
     let (network, _report) = Network::pretrained(&spec, &path, false, Some(config.seed), device)?;
     Ok((network, Some(path)))
@@ -602,7 +638,18 @@ pub fn run(
     }
 
     let device = compute.device.clone().autodiff();
-    let (network, weights) = build_network(config, dataset.classes.len(), input_size, &device)?;
+    let pretrained = if config.from_scratch || config.model.weights_file_name().is_none() {
+        None
+    } else {
+        Some(weights_path(config, control, events)?)
+    };
+    let (network, weights) = build_network(
+        config,
+        dataset.classes.len(),
+        input_size,
+        &device,
+        pretrained,
+    )?;
     let groups = network.layer_groups(input_size);
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     let frozen = config.freeze.resolve(&names);

@@ -132,6 +132,15 @@ pub enum TrainEvent {
         /// Files in all.
         total: usize,
     },
+    /// Pre-trained weights are being downloaded.
+    Downloading {
+        /// The file.
+        file: String,
+        /// Bytes so far.
+        done: u64,
+        /// Bytes in all, when the server says.
+        total: Option<u64>,
+    },
     /// The data set is decoded and split.
     DataReady(DataSummary),
     /// Something the user should know that does not stop the run.

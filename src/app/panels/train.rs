@@ -90,6 +90,17 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
                     .text(format!("decoding images {done}/{total}")),
             );
         }
+        RunStatus::Downloading { file, done, total } => {
+            let mb = |b: u64| b as f64 / 1e6;
+            let (fraction, text) = match total {
+                Some(t) => (
+                    *done as f32 / (*t).max(1) as f32,
+                    format!("downloading {file}: {:.1} of {:.1} MB", mb(*done), mb(*t)),
+                ),
+                None => (0.0, format!("downloading {file}: {:.1} MB", mb(*done))),
+            };
+            ui.add(egui::ProgressBar::new(fraction).text(text));
+        }
         RunStatus::CompilingKernels => {
             ui.add(egui::ProgressBar::new(run.fraction_done()).text(
                 "preparing GPU kernels: the first step compiles them, the next ones are fast",
