@@ -65,6 +65,8 @@ pub enum Action {
     BaselineComparison,
     /// Train again with the settings of this run (an index into `project.runs`).
     Rerun(usize),
+    /// Download this model's pre-trained weights into the cache.
+    DownloadWeights(ModelKind),
 }
 
 /// Answers from background work.
@@ -86,6 +88,9 @@ enum Reply {
     Tried(PathBuf, Result<Vec<(PathBuf, super::state::TopK)>, String>),
     PickedExport(PathBuf),
     Exported(String),
+    WeightsChecked(PathBuf, Result<ModelKind, String>),
+    DownloadProgress(ModelKind, u64, Option<u64>),
+    Downloaded(ModelKind, Result<u64, String>),
 }
 
 /// Runs actions and collects their results.
@@ -310,6 +315,34 @@ impl Dispatcher {
                     self.start_run(state, name.to_string(), config);
                 }
             }
+            Action::DownloadWeights(kind) => {
+                let Some(entry) = crate::models::zoo::entry(kind) else {
+                    return;
+                };
+                if state.live.downloads.contains_key(&kind) {
+                    return;
+                }
+                state.live.downloads.insert(kind, (0, None));
+                let progress_tx = self.tx.clone();
+                let ctx = self.ctx.clone();
+                background(&self.tx, &self.ctx, move || {
+                    let progress = |done, total| {
+                        let _ = progress_tx.send(Reply::DownloadProgress(kind, done, total));
+                        if let Some(ctx) = &ctx {
+                            ctx.request_repaint();
+                        }
+                    };
+                    let never = std::sync::atomic::AtomicBool::new(false);
+                    let result = crate::models::download::ensure(entry, &progress, &never)
+                        .map_err(|e| e.to_string())
+                        .and_then(|path| {
+                            std::fs::metadata(&path)
+                                .map(|m| m.len())
+                                .map_err(|e| format!("{}: {e}", path.display()))
+                        });
+                    Some(Reply::Downloaded(kind, result))
+                });
+            }
             Action::Rerun(i) => {
                 let Some(run) = state.project.runs.get(i) else {
                     return;
@@ -379,7 +412,10 @@ impl Dispatcher {
             Action::PickWeightsFile => {
                 let dialog = rfd::AsyncFileDialog::new()
                     .set_title("Choose a weight file")
-                    .add_filter("PyTorch weights", &["pth", "pt"]);
+                    .add_filter(
+                        "PyTorch or safetensors weights",
+                        &["pth", "pt", "bin", "safetensors"],
+                    );
                 background(&self.tx, &self.ctx, move || {
                     pollster::block_on(dialog.pick_file())
                         .map(|f| Reply::PickedWeights(f.path().to_path_buf()))
@@ -539,9 +575,40 @@ impl Dispatcher {
             }
             Reply::Preview(path, top) => state.live.preview = Some((path, top)),
             Reply::PickedWeights(path) => {
-                state.live.messages.model = Some(format!("Weights: {}", path.display()));
+                state.live.messages.model = Some(format!("Reading {}…", path.display()));
+                background(&self.tx, &self.ctx, move || {
+                    let kind = crate::models::detect_kind(&path).map_err(|e| e.to_string());
+                    Some(Reply::WeightsChecked(path, kind))
+                });
+            }
+            Reply::WeightsChecked(path, Ok(kind)) => {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                state.live.messages.model = Some(if kind == state.project.config.model {
+                    format!("Weights: {name}")
+                } else {
+                    format!("Weights: {name} holds a {}; model switched.", kind.name())
+                });
                 state.project.config.weights = Some(path);
                 state.project.config.from_scratch = false;
+                if kind != state.project.config.model {
+                    self.handle(Action::ModelChanged(kind), state);
+                }
+            }
+            Reply::WeightsChecked(_, Err(e)) => state.live.messages.model = Some(e),
+            Reply::DownloadProgress(kind, done, total) => {
+                state.live.downloads.insert(kind, (done, total));
+            }
+            Reply::Downloaded(kind, result) => {
+                state.live.downloads.remove(&kind);
+                match result {
+                    Ok(size) => {
+                        state.live.weights.retain(|(k, _)| *k != kind);
+                        state.live.weights.push((kind, size));
+                        state.live.messages.model =
+                            Some(format!("{} weights downloaded.", kind.name()));
+                    }
+                    Err(e) => state.live.messages.model = Some(e),
+                }
             }
             Reply::Evaluated(run_dir, result) => {
                 let results = &mut state.live.results;

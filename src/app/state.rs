@@ -130,6 +130,8 @@ pub struct Live {
     pub thumbs: super::thumbnails::Thumbnails,
     /// The class whose thumbnails are shown.
     pub thumb_class: usize,
+    /// Weight downloads in progress: bytes so far and in all.
+    pub downloads: std::collections::HashMap<ModelKind, (u64, Option<u64>)>,
     /// The page the central panel shows.
     pub page: Page,
     /// The Results page's state.

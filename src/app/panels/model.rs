@@ -33,10 +33,40 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                         kind.imagenet_top1()
                             .map_or("-".into(), |a| format!("{a:.1} %")),
                     );
-                    match state.live.weights_size(kind) {
-                        Some(bytes) => ui.label(format!("here, {:.1} MB", bytes as f64 / 1e6)),
-                        None => ui.weak("not here: from scratch or a file"),
-                    };
+                    let entry = crate::models::zoo::entry(kind);
+                    match (
+                        state.live.weights_size(kind),
+                        state.live.downloads.get(&kind),
+                        entry.filter(|e| e.url.is_some()),
+                    ) {
+                        (Some(bytes), _, _) => {
+                            ui.label(format!("here, {:.1} MB", bytes as f64 / 1e6));
+                        }
+                        (None, Some((done, total)), _) => {
+                            let fraction = total.map_or(0.0, |t| *done as f32 / t.max(1) as f32);
+                            ui.add(
+                                egui::ProgressBar::new(fraction)
+                                    .desired_width(110.0)
+                                    .text(format!("{:.1} MB", *done as f64 / 1e6)),
+                            );
+                        }
+                        (None, None, Some(e)) => {
+                            if ui
+                                .small_button(format!("download {:.0} MB", e.size_mb))
+                                .on_hover_text(format!(
+                                    "{} ({}); also fetched when a run starts",
+                                    e.url.unwrap_or_default(),
+                                    e.licence
+                                ))
+                                .clicked()
+                            {
+                                actions.push(Action::DownloadWeights(kind));
+                            }
+                        }
+                        (None, None, None) => {
+                            ui.weak("not here: from scratch or a file");
+                        }
+                    }
                     ui.end_row();
                 }
             });
@@ -48,16 +78,21 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         )
         .on_hover_text("Train without ImageNet pre-training, to see what transfer learning buys.");
         if !has_weights && !state.project.config.from_scratch {
+            let downloadable = crate::models::zoo::entry(current).is_some_and(|e| e.url.is_some());
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                "No pre-trained weights for this model are here.",
+                if downloadable {
+                    "The pre-trained weights are not here yet: Start downloads them first."
+                } else {
+                    "No pre-trained weights for this model are here: open a weight file or start from random weights."
+                },
             );
         }
     });
     ui.horizontal(|ui| {
         if ui
             .add_enabled(!locked, egui::Button::new("Open weights file…"))
-            .on_hover_text("Start from a PyTorch .pth file of this architecture.")
+            .on_hover_text("Start from a PyTorch (.pth) or safetensors file; the architecture is read from its keys.")
             .clicked()
         {
             actions.push(Action::PickWeightsFile);
