@@ -101,4 +101,18 @@ fn make_readme_screenshots() {
     );
     h.get_by_label("⏹ Stop").click();
     step_until(&mut h, Duration::from_secs(300), |a| !a.state.is_training());
+
+    // After training: the Results page of the finished run, then all runs side by side.
+    h.get_by_label("Results").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        matches!(
+            a.state.live.results.evaluation,
+            Some((_, graft::app::state::EvalState::Ready(_)))
+        ) && a.state.live.thumbs.ready() >= 6
+    });
+    h.run_steps(4);
+    save(&mut h, "results.png", None);
+    h.get_by_label("Compare").click();
+    h.run_steps(4);
+    save(&mut h, "compare.png", None);
 }
