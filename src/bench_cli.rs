@@ -87,7 +87,7 @@ pub fn bench(args: &BenchArgs) -> i32 {
             }
         };
         let device = device.autodiff();
-        for kind in [ModelKind::EfficientNetLite0] {
+        for kind in [ModelKind::EfficientNetLite0, ModelKind::ResNet18] {
             for mode in [StepMode::Full, StepMode::HeadOnly] {
                 match bench::step_benchmark(
                     kind,

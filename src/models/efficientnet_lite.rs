@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::relu6;
+use super::layers::{conv_forward, relu6};
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ impl ConvBnAct {
 
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(self.bn.forward(self.conv.forward(x)))
+        relu6(self.bn.forward(conv_forward(&self.conv, x)))
     }
 }
 
@@ -228,10 +228,10 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(expand.forward(x)));
+            x = relu6(bn.forward(conv_forward(expand, x)));
         }
         x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(self.project_conv.forward(x));
+        x = self.bn2.forward(conv_forward(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }

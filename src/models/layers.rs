@@ -48,6 +48,37 @@ impl Act {
     }
 }
 
+/// Runs `conv`, as a matrix product when it trains and is a plain 1×1 convolution (stride 1, no
+/// padding, one group). Most of an inverted-residual network's work is in such convolutions, and
+/// burn's CPU backend computes their gradients much faster as a matrix product than through its
+/// general transposed convolution; without gradients its convolution is the faster of the two.
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [out, input, kh, kw] = conv.weight.dims();
+    let weight = conv.weight.val();
+    let plain = weight.is_require_grad()
+        && kh == 1
+        && kw == 1
+        && conv.stride == [1, 1]
+        && conv.groups == 1
+        && conv.dilation == [1, 1]
+        && matches!(
+            conv.padding,
+            // "Same" adds nothing around a 1×1 kernel at stride 1.
+            PaddingConfig2d::Valid | PaddingConfig2d::Same | PaddingConfig2d::Explicit(0, 0, 0, 0)
+        );
+    if !plain {
+        return conv.forward(x);
+    }
+    let [n, _, h, w] = x.dims();
+    let weight = weight.reshape([1, out, input]);
+    let y = weight.matmul(x.reshape([n, input, h * w]));
+    let y = match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, out, 1]),
+        None => y,
+    };
+    y.reshape([n, out, h, w])
+}
+
 /// A convolution as torchvision builds it: padding `(kernel − 1) / 2` on every side.
 pub fn torch_conv(
     input: usize,
@@ -109,6 +140,7 @@ impl ConvBn {
 
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.act.forward(self.bn.forward(self.conv.forward(x)))
+        self.act
+            .forward(self.bn.forward(conv_forward(&self.conv, x)))
     }
 }

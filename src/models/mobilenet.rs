@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, hard_sigmoid, torch_conv};
+use super::layers::{Act, ConvBn, conv_forward, hard_sigmoid, torch_conv};
 
 /// One inverted-residual block's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,7 +264,10 @@ pub struct SqueezeExcite {
 impl SqueezeExcite {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let pooled = x.clone().mean_dims(&[2, 3]);
-        let scale = hard_sigmoid(self.fc2.forward(relu(self.fc1.forward(pooled))));
+        let scale = hard_sigmoid(conv_forward(
+            &self.fc2,
+            relu(conv_forward(&self.fc1, pooled)),
+        ));
         x * scale
     }
 }

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, batch_norm, torch_conv};
+use super::layers::{Act, ConvBn, batch_norm, conv_forward, torch_conv};
 
 /// Which residual block and how many per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,10 +108,10 @@ impl ResBlock {
 
     /// Runs the block.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(input.clone())));
-        x = self.bn2.forward(self.conv2.forward(x));
+        let mut x = relu(self.bn1.forward(conv_forward(&self.conv1, input.clone())));
+        x = self.bn2.forward(conv_forward(&self.conv2, x));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            x = bn3.forward(conv3.forward(relu(x)));
+            x = bn3.forward(conv_forward(conv3, relu(x)));
         }
         let shortcut = match &self.downsample {
             Some(d) => d.bn.forward(d.conv.forward(input)),
