@@ -83,10 +83,12 @@ pub struct TrainArgs {
     /// fine-tuned, from scratch) and print them side by side.
     #[arg(long)]
     baselines: bool,
-    /// Model: efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
+    /// Model: efficientnet-lite0/1/2, resnet18/34/50/101, mobilenet-v2, mobilenet-v3-small/large
+    /// (`graft layers --help` lists them); default: the weight file's, or efficientnet-lite0.
     #[arg(long, value_parser = parse_model)]
     model: Option<ModelKind>,
-    /// Pre-trained weight file to use instead of the bundled one.
+    /// Pre-trained weight file (.pth, .pt or .safetensors) to use instead of the bundled or
+    /// downloaded one; without --model, the architecture is read from its keys.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Start from random weights.
@@ -165,8 +167,12 @@ impl TrainArgs {
         if let Some(m) = self.model {
             c.model = m;
         }
-        if self.weights.is_some() {
-            c.weights = self.weights.clone();
+        if let Some(weights) = &self.weights {
+            c.weights = Some(weights.clone());
+            // Without --model, the file's keys say which architecture it is.
+            if self.model.is_none() {
+                c.model = graft::models::detect_kind(weights).map_err(|e| e.to_string())?;
+            }
         }
         c.from_scratch |= self.from_scratch;
         if let Some(v) = self.epochs {

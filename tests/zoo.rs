@@ -293,3 +293,62 @@ fn exported_weights_carry_exactly_the_torchvision_names_and_shapes() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// Resident memory of this process now, in MiB (Linux).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+#[test]
+#[ignore = "measures; run with --ignored --nocapture"]
+fn load_time_and_peak_memory_of_each_weight_file() {
+    let Some(fixtures) = common::fixtures() else {
+        return;
+    };
+    let device = Device::flex();
+    let mut files: Vec<(std::path::PathBuf, Family)> = [
+        ModelKind::EfficientNetLite0,
+        ModelKind::EfficientNetLite1,
+        ModelKind::EfficientNetLite2,
+    ]
+    .into_iter()
+    .map(|k| {
+        (
+            fixtures
+                .join("weights")
+                .join(k.weights_file_name().unwrap()),
+            k.family(),
+        )
+    })
+    .collect();
+    for (name, family) in references() {
+        files.push((fixtures.join(format!("reference/{name}.pth")), family));
+    }
+    files.push((
+        fixtures.join("reference/resnet_basic_1111.safetensors"),
+        references()[0].1.clone(),
+    ));
+    for (file, family) in files {
+        let classes = if matches!(family, Family::Lite(_)) {
+            1000
+        } else {
+            10
+        };
+        let mut network = Network::from_family(&family, classes, &HeadConfig::default(), &device);
+        graft::bench::reset_peak_memory();
+        let before = rss_mib().unwrap_or(0.0);
+        let started = std::time::Instant::now();
+        load_weights(&mut network, &family, &file, true).unwrap();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let peak = graft::bench::peak_memory_mib().unwrap_or(0.0);
+        let size = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
+        eprintln!(
+            "{:<40} {size:>6.1} MB  load {ms:>6.0} ms  peak +{:>5.0} MiB over the built model",
+            file.file_name().unwrap().to_string_lossy(),
+            peak - before
+        );
+        drop(network);
+    }
+}
