@@ -435,8 +435,13 @@ fn train_one(config: TrainConfig) -> Option<(train::RunSummary, usize)> {
                     (Some(l), Some(a)) => format!("val loss {l:.4}  val acc {:.1} %", a * 100.0),
                     _ => "no validation set".into(),
                 };
+                let cached = if m.cached_images > 0 {
+                    "  (frozen layers' output from the cache)"
+                } else {
+                    ""
+                };
                 println!(
-                    "epoch {}/{total_epochs}: train loss {:.4}  {val}  {:.1} img/s  {:.1} s",
+                    "epoch {}/{total_epochs}: train loss {:.4}  {val}  {:.1} img/s  {:.1} s{cached}",
                     m.epoch, m.train_loss, m.images_per_sec, m.seconds
                 );
             }
