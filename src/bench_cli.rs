@@ -18,6 +18,9 @@ pub struct BenchArgs {
     /// step alone takes minutes).
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     backends: Vec<String>,
+    /// Models to time steps of.
+    #[arg(long, value_delimiter = ',', value_parser = parse_model, default_value = "efficientnet-lite0,resnet18")]
+    models: Vec<ModelKind>,
     /// Timed steps per configuration (after one untimed first step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -87,7 +90,7 @@ pub fn bench(args: &BenchArgs) -> i32 {
             }
         };
         let device = device.autodiff();
-        for kind in [ModelKind::EfficientNetLite0, ModelKind::ResNet18] {
+        for &kind in &args.models {
             for mode in [StepMode::Full, StepMode::HeadOnly] {
                 match bench::step_benchmark(
                     kind,
@@ -186,6 +189,10 @@ pub fn bench(args: &BenchArgs) -> i32 {
         println!("\nwrote {}", path.display());
     }
     0
+}
+
+fn parse_model(name: &str) -> Result<ModelKind, String> {
+    ModelKind::from_name(name).ok_or_else(|| format!("unknown model `{name}`"))
 }
 
 fn mib(value: Option<f64>) -> String {

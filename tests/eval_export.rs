@@ -136,4 +136,17 @@ fn evaluate_export_and_the_commands_agree() {
         !predict.status.success(),
         "a failed file makes the exit code non-zero"
     );
+
+    // A folder stands for every image below it.
+    let folder = data.path().join("fruit");
+    let images = folder.read_dir().unwrap().count();
+    let predict = Command::new(bin)
+        .args(["predict", "--top", "1", "--run"])
+        .arg(&run_dir)
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let out_text = String::from_utf8_lossy(&predict.stdout);
+    assert!(predict.status.success(), "{out_text}");
+    assert_eq!(out_text.matches(" %  ").count(), images, "{out_text}");
 }
