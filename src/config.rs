@@ -50,6 +50,10 @@ pub struct TrainConfig {
     pub max_images_per_class: Option<usize>,
     /// Keeping the frozen layers' output instead of recomputing it every epoch.
     pub feature_cache: FeatureCacheConfig,
+    /// With pre-trained weights, keep every BatchNorm layer on its ImageNet statistics, also in
+    /// thawed groups (Keras' advice for fine-tuning on small data sets): batch statistics of a
+    /// few images shift what the pre-trained layers see. Ignored from scratch.
+    pub freeze_batch_norm: bool,
 }
 
 /// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
@@ -85,6 +89,7 @@ impl Default for TrainConfig {
             weights: None,
             from_scratch: false,
             feature_cache: FeatureCacheConfig::default(),
+            freeze_batch_norm: true,
             input_size: None,
             head: HeadConfig::default(),
             freeze: FreezePlan::AllButHead,

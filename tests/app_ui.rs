@@ -139,7 +139,8 @@ fn start_shows_live_curve_points_and_stop_ends_the_run() {
     common::demo_subset(data.path(), &["bird", "fruit", "vehicle"], 6);
     let runs = TempDir::new("ui-train-runs");
     let mut app = app_on(data.path(), runs.path());
-    app.state.project.config.epochs = 200; // long enough to be stopped
+    app.state.project.config.epochs = 200; // long enough to be stopped…
+    app.state.project.config.feature_cache.enabled = false; // …when epochs are not cached
     let mut h = harness(app);
     wait_ready(&mut h);
 
@@ -201,15 +202,7 @@ fn dropping_a_file_says_a_folder_is_expected() {
     assert!(h.query_by_label_contains("notes.txt is a file").is_some());
 
     // An image is not a data set either, but the model shows what it sees in it.
-    let image = data
-        .path()
-        .join("bird")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let image = common::first_file(&data.path().join("bird"));
     h.input_mut()
         .dropped_files
         .push(std::sync::Arc::new(DroppedPath(image)));
@@ -248,14 +241,7 @@ fn a_training_failure_shows_in_the_window() {
 #[test]
 fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
     let data = TempDir::new("ui-thumbs");
-    let source = common::demo()
-        .join("fruit")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let source = common::first_file(&common::demo().join("fruit"));
     for class in ["apples", "pears"] {
         let dir = data.path().join(class);
         std::fs::create_dir_all(&dir).unwrap();
@@ -366,15 +352,7 @@ fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
     assert!(tiles.iter().all(|l| l.starts_with(&want)), "{tiles:?}");
 
     // Try it: drop an image and a broken file; the image is classified, the other reported.
-    let image = data
-        .path()
-        .join("bird")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let image = common::first_file(&data.path().join("bird"));
     let elsewhere = TempDir::new("ui-results-try");
     let broken = elsewhere.path().join("broken.jpg");
     std::fs::write(&broken, b"not a jpeg").unwrap();

@@ -107,15 +107,7 @@ fn evaluate_export_and_the_commands_agree() {
     }
 
     // `graft predict`: a bad path is reported, the good image still predicted.
-    let good = data
-        .path()
-        .join("fruit")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let good = common::first_file(&data.path().join("fruit"));
     let predict = Command::new(bin)
         .args(["predict", "--run"])
         .arg(&run_dir)

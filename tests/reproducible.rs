@@ -3,24 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::TempDir;
 use graft::config::TrainConfig;
-use graft::train::{self, EpochMetrics, TrainEvent};
+use graft::train::EpochMetrics;
 
 fn epochs(config: TrainConfig) -> Vec<EpochMetrics> {
-    let mut handle = train::spawn(config, None);
-    let mut out = Vec::new();
-    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
-        match e {
-            TrainEvent::Epoch(m) => out.push(m),
-            TrainEvent::Failed(m) => panic!("run failed: {m}"),
-            TrainEvent::Finished(_) => return out,
-            _ => {}
-        }
-    }
-    panic!("the run did not finish");
+    common::run_epochs(config)
 }
 
 #[test]

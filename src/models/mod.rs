@@ -450,6 +450,19 @@ impl Network {
         self.layer_groups(224).into_iter().map(|g| g.name).collect()
     }
 
+    /// Freezes every BatchNorm layer of the backbone (weights and running statistics), whatever
+    /// group it is in.
+    pub fn with_batch_norm_frozen(self) -> Self {
+        // Every BatchNorm field is named `bn`, `bn0`…`bn3`.
+        match burn::module::ParamGroup::from_regex(r"\.bn\d?\.") {
+            Ok(group) => Network {
+                backbone: self.backbone.freeze_group(group),
+                head: self.head,
+            },
+            Err(_) => self,
+        }
+    }
+
     /// Freezes (`true`) or unfreezes each group, in [`Network::layer_groups`] order.
     ///
     /// A frozen group keeps its weights and BatchNorm statistics; a thawed one trains, with its
@@ -478,6 +491,8 @@ impl ModuleVisitor for DrawParams {
 struct ParamCounter {
     path: Vec<String>,
     count: usize,
+    /// Count only parameters that receive gradients.
+    trainable_only: bool,
 }
 
 impl ModuleVisitor for ParamCounter {
@@ -491,10 +506,22 @@ impl ModuleVisitor for ParamCounter {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let name = self.path.last().map(String::as_str);
-        if !matches!(name, Some("running_mean" | "running_var")) {
+        let counted = !matches!(name, Some("running_mean" | "running_var"))
+            && (!self.trainable_only || param.val().is_require_grad());
+        if counted {
             self.count += param.shape().num_elements();
         }
     }
+}
+
+/// Parameters of a module (on an autodiff device) that training updates now.
+pub fn trainable_param_count<M: Module>(module: &M) -> usize {
+    let mut counter = ParamCounter {
+        trainable_only: true,
+        ..ParamCounter::default()
+    };
+    module.visit(&mut counter);
+    counter.count
 }
 
 /// Learnable parameters of a module (what PyTorch's `numel` over `parameters()` counts).

@@ -98,40 +98,13 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<(f64, f64), TrainError> {
-    if samples.is_empty() {
-        return Ok((f64::NAN, f64::NAN));
-    }
-    let order: Vec<usize> = (0..samples.len()).collect();
-    let rx = batches::stream(
-        samples.to_vec(),
-        order,
-        batch_size,
-        side,
-        kind.normalization(),
-        View::Eval,
-    );
-    let mut loss_sum = 0.0;
-    let mut correct = 0usize;
-    for batch in rx.iter() {
-        let n = batch.len();
-        let (x, y) = tensors(batch, device);
-        let logits = network.forward(x);
-        let loss = cross_entropy(logits.clone(), y.clone());
-        let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
-        loss_sum += scalar(loss)? * n as f64;
-        correct += scalar_int(hits)? as usize;
-    }
-    Ok((
-        loss_sum / samples.len() as f64,
-        correct as f64 / samples.len() as f64,
-    ))
+    evaluate_with(network, None, samples, side, kind, batch_size, device)
 }
 
-/// Validation loss and accuracy like [`evaluate`], running the frozen groups only the first
-/// time and the rest of the network every time.
-fn evaluate_cached(
+/// [`evaluate`], with the frozen groups' output taken from (and first put into) `cache`.
+fn evaluate_with(
     network: &Network,
-    cache: &mut FeatureCache,
+    mut cache: Option<&mut FeatureCache>,
     samples: &[Sample],
     side: u32,
     kind: ModelKind,
@@ -142,44 +115,18 @@ fn evaluate_cached(
         return Ok((f64::NAN, f64::NAN));
     }
     let order: Vec<usize> = (0..samples.len()).collect();
-    let inputs: Box<dyn Iterator<Item = Input>> = if cache.has_view(0) {
-        let chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
-        Box::new(chunks.into_iter().map(Input::Cached))
-    } else {
-        let rx = batches::stream(
-            samples.to_vec(),
-            order,
-            batch_size,
-            side,
-            kind.normalization(),
-            View::Eval,
-        );
-        Box::new(rx.into_iter().map(Input::Images))
+    let cached = cache.as_ref().is_some_and(|c| c.has_view(0));
+    let batches = Batches {
+        samples,
+        batch_size,
+        side,
+        kind,
     };
     let mut loss_sum = 0.0;
     let mut correct = 0usize;
-    for input in inputs {
-        let (features, labels) = match input {
-            Input::Images(batch) => {
-                let indices = batch.indices.clone();
-                let labels = batch.labels.clone();
-                let (x, _) = tensors(batch, device);
-                let features = cache
-                    .fill(network, x, 0, &indices)
-                    .map_err(TrainError::Device)?;
-                (features, labels)
-            }
-            Input::Cached(indices) => {
-                let labels = indices.iter().map(|&i| samples[i].label as i64).collect();
-                let features = cache
-                    .read(0, &indices, device)
-                    .map_err(TrainError::Device)?;
-                (features, labels)
-            }
-        };
-        let n = labels.len();
-        let y = feature_cache::labels(&labels, device);
-        let logits = network.forward_after(features, cache.boundary);
+    for input in batches.inputs(order, View::Eval, cached) {
+        let (logits, y) = forward(network, cache.as_deref_mut(), input, 0, samples, device)?;
+        let n = y.dims()[0];
         let loss = cross_entropy(logits.clone(), y.clone());
         let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
         loss_sum += scalar(loss)? * n as f64;
@@ -191,12 +138,88 @@ fn evaluate_cached(
     ))
 }
 
-/// What one training step starts from.
+/// What one step starts from.
 enum Input {
     /// Preprocessed images.
     Images(Batch),
     /// Images whose frozen-prefix activations are cached: their indices.
     Cached(Vec<usize>),
+}
+
+/// How a pass over a sample list is cut into steps.
+struct Batches<'a> {
+    samples: &'a [Sample],
+    batch_size: usize,
+    side: u32,
+    kind: ModelKind,
+}
+
+impl Batches<'_> {
+    /// The steps of one pass in `order`: cached indices, or images preprocessed as `view` on a
+    /// background thread.
+    fn inputs(
+        &self,
+        order: Vec<usize>,
+        view: View,
+        cached: bool,
+    ) -> Box<dyn Iterator<Item = Input>> {
+        if cached {
+            let chunks: Vec<Vec<usize>> = order
+                .chunks(self.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect();
+            Box::new(chunks.into_iter().map(Input::Cached))
+        } else {
+            let rx = batches::stream(
+                self.samples.to_vec(),
+                order,
+                self.batch_size,
+                self.side,
+                self.kind.normalization(),
+                view,
+            );
+            Box::new(rx.into_iter().map(Input::Images))
+        }
+    }
+}
+
+/// Logits and labels of one step: the whole network on images, or the groups after the cache's
+/// boundary on cached (or just computed and cached) activations of `view`.
+fn forward(
+    network: &Network,
+    cache: Option<&mut FeatureCache>,
+    input: Input,
+    view: usize,
+    samples: &[Sample],
+    device: &Device,
+) -> Result<(Tensor<2>, Tensor<1, Int>), TrainError> {
+    Ok(match (input, cache) {
+        (Input::Images(batch), None) => {
+            let (x, y) = tensors(batch, device);
+            (network.forward(x), y)
+        }
+        (Input::Images(batch), Some(cache)) => {
+            let indices = batch.indices.clone();
+            let (x, y) = tensors(batch, device);
+            let features = cache
+                .fill(network, x, view, &indices)
+                .map_err(TrainError::Device)?;
+            (network.forward_after(features, cache.boundary), y)
+        }
+        (Input::Cached(indices), Some(cache)) => {
+            let features = cache
+                .read(view, &indices, device)
+                .map_err(TrainError::Device)?;
+            let y: Vec<i64> = indices.iter().map(|&i| samples[i].label as i64).collect();
+            (
+                network.forward_after(features, cache.boundary),
+                feature_cache::labels(&y, device),
+            )
+        }
+        (Input::Cached(_), None) => {
+            return Err(TrainError::Device("cached input without a cache".into()));
+        }
+    })
 }
 
 /// How many leading layer groups are frozen (at most the backbone's groups): the boundary of
@@ -316,14 +339,8 @@ fn build_network(
     Ok((network, Some(path)))
 }
 
-fn trainable_params(network: &Network, input_size: u32, frozen: &[bool]) -> usize {
-    network
-        .layer_groups(input_size)
-        .iter()
-        .zip(frozen)
-        .filter(|(_, f)| !**f)
-        .map(|(g, _)| g.params)
-        .sum()
+fn trainable_params(network: &Network) -> usize {
+    crate::models::trainable_param_count(network)
 }
 
 /// State carried from epoch to epoch.
@@ -415,23 +432,13 @@ impl Context<'_> {
                 },
             };
             let from_cache = cache.as_ref().is_some_and(|c| c.has_view(view_index));
-            let inputs: Box<dyn Iterator<Item = Input>> = if from_cache {
-                let chunks: Vec<Vec<usize>> = order
-                    .chunks(config.batch_size)
-                    .map(<[usize]>::to_vec)
-                    .collect();
-                Box::new(chunks.into_iter().map(Input::Cached))
-            } else {
-                let rx = batches::stream(
-                    train.clone(),
-                    order,
-                    config.batch_size,
-                    self.input_size,
-                    kind.normalization(),
-                    view,
-                );
-                Box::new(rx.into_iter().map(Input::Images))
+            let batches = Batches {
+                samples: train,
+                batch_size: config.batch_size,
+                side: self.input_size,
+                kind,
             };
+            let inputs = batches.inputs(order, view, from_cache);
             let mut loss_sum = 0.0;
             let mut seen = 0usize;
             let mut step_start = Instant::now();
@@ -451,31 +458,14 @@ impl Context<'_> {
                     self.events.send(TrainEvent::CompilingKernels);
                 }
                 let step_lr = optim::lr_at(config.optimizer.schedule, lr, step, total_steps);
-                let (logits, y) = match (input, &mut cache) {
-                    (Input::Images(batch), None) => {
-                        let (x, y) = tensors(batch, &self.device);
-                        (network.forward(x), y)
-                    }
-                    (Input::Images(batch), Some(cache)) => {
-                        let indices = batch.indices.clone();
-                        let (x, y) = tensors(batch, &self.device);
-                        let features = cache
-                            .fill(&network, x, view_index, &indices)
-                            .map_err(TrainError::Device)?;
-                        (network.forward_after(features, cache.boundary), y)
-                    }
-                    (Input::Cached(indices), Some(cache)) => {
-                        let features = cache
-                            .read(view_index, &indices, &self.device)
-                            .map_err(TrainError::Device)?;
-                        let y: Vec<i64> = indices.iter().map(|&i| train[i].label as i64).collect();
-                        (
-                            network.forward_after(features, cache.boundary),
-                            feature_cache::labels(&y, &self.device),
-                        )
-                    }
-                    (Input::Cached(_), None) => unreachable!("cached input without a cache"),
-                };
+                let (logits, y) = forward(
+                    &network,
+                    cache.as_mut(),
+                    input,
+                    view_index,
+                    train,
+                    &self.device,
+                )?;
                 let n = y.dims()[0];
                 let loss = cross_entropy(logits, y);
                 let value = scalar(loss.clone())?;
@@ -507,25 +497,15 @@ impl Context<'_> {
             }
             let train_secs = started.elapsed().as_secs_f64();
             let eval_device = self.device.clone().without_autodiff();
-            let (val_loss, val_accuracy) = match &mut val_cache {
-                Some(cache) => evaluate_cached(
-                    &network.valid(),
-                    cache,
-                    &self.dataset.val,
-                    self.input_size,
-                    kind,
-                    config.batch_size,
-                    &eval_device,
-                )?,
-                None => evaluate(
-                    &network.valid(),
-                    &self.dataset.val,
-                    self.input_size,
-                    kind,
-                    config.batch_size,
-                    &eval_device,
-                )?,
-            };
+            let (val_loss, val_accuracy) = evaluate_with(
+                &network.valid(),
+                val_cache.as_mut(),
+                &self.dataset.val,
+                self.input_size,
+                kind,
+                config.batch_size,
+                &eval_device,
+            )?;
             let has_val = !self.dataset.val.is_empty();
             let metrics = EpochMetrics {
                 stage,
@@ -664,9 +644,13 @@ pub fn run(
             frozen.len()
         )));
     }
-    let network = network.with_frozen(&frozen);
+    let keep_bn = config.freeze_batch_norm && weights.is_some();
+    let mut network = network.with_frozen(&frozen);
+    if keep_bn {
+        network = network.with_batch_norm_frozen();
+    }
     let total_params: usize = groups.iter().map(|g| g.params).sum();
-    let stage1_params = trainable_params(&network, input_size, &frozen);
+    let stage1_params = trainable_params(&network);
 
     let runs_root = config
         .runs_dir
@@ -744,8 +728,11 @@ pub fn run(
             })
             .collect();
         network = network.with_frozen(&thawed);
+        if keep_bn {
+            network = network.with_batch_norm_frozen();
+        }
         let stage_lr = lr * fine_tune.lr_factor;
-        let params = trainable_params(&network, input_size, &thawed);
+        let params = trainable_params(&network);
         events.send(TrainEvent::StageStarted {
             stage: 2,
             epochs: fine_tune.epochs,

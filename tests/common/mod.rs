@@ -93,3 +93,31 @@ pub fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConf
     config.augment.enabled = false;
     config
 }
+
+/// Trains `config` to the end and returns its epoch metrics; panics if the run fails.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn run_epochs(config: TrainConfig) -> Vec<graft::train::EpochMetrics> {
+    use graft::train::TrainEvent;
+    let mut handle = graft::train::spawn(config, None);
+    let mut out = Vec::new();
+    while let Some(e) = handle.next_timeout(std::time::Duration::from_secs(600)) {
+        match e {
+            TrainEvent::Epoch(m) => out.push(m),
+            TrainEvent::Failed(m) => panic!("run failed: {m}"),
+            TrainEvent::Finished(_) => return out,
+            _ => {}
+        }
+    }
+    panic!("the run did not finish");
+}
+
+/// The first file in `dir` (sorted by the file system's order).
+#[allow(dead_code)]
+pub fn first_file(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
