@@ -121,6 +121,10 @@ pub struct TrainArgs {
     /// Stage-2 learning rate as a fraction of stage 1's.
     #[arg(long)]
     fine_tune_lr_factor: Option<f64>,
+    /// Let BatchNorm layers in trained groups learn batch statistics (default: they keep the
+    /// pre-trained ones).
+    #[arg(long)]
+    train_batch_norm: bool,
     /// Input side in pixels (default: the model's own).
     #[arg(long)]
     input_size: Option<u32>,
@@ -219,6 +223,9 @@ impl TrainArgs {
             if let Some(f) = self.fine_tune_lr_factor {
                 ft.lr_factor = f;
             }
+        }
+        if self.train_batch_norm {
+            c.freeze_batch_norm = false;
         }
         if self.input_size.is_some() {
             c.input_size = self.input_size;

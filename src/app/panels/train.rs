@@ -61,6 +61,12 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Random crops and flips: more variety from the same images.",
             |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
+        row(
+            ui,
+            "BatchNorm",
+            "Keep every BatchNorm layer on its ImageNet statistics, also in trained groups: the statistics of a few images per batch would shift what the pre-trained layers see. Untick to let them learn (always done from random weights).",
+            |ui| ui.checkbox(&mut c.freeze_batch_norm, "keep pre-trained statistics"),
+        );
         let mut two_stage = c.fine_tune.is_some();
         row(
             ui,
