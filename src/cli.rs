@@ -121,7 +121,7 @@ pub struct TrainArgs {
     /// Stage-2 learning rate as a fraction of stage 1's.
     #[arg(long)]
     fine_tune_lr_factor: Option<f64>,
-    /// Let BatchNorm layers in trained groups learn batch statistics (default: they keep the
+    /// Let BatchNorm layers learn batch statistics while fine-tuning (default: they keep the
     /// pre-trained ones).
     #[arg(long)]
     train_batch_norm: bool,
@@ -224,8 +224,10 @@ impl TrainArgs {
                 ft.lr_factor = f;
             }
         }
-        if self.train_batch_norm {
-            c.freeze_batch_norm = false;
+        if self.train_batch_norm
+            && let Some(ft) = &mut c.fine_tune
+        {
+            ft.freeze_batch_norm = false;
         }
         if self.input_size.is_some() {
             c.input_size = self.input_size;

@@ -50,10 +50,6 @@ pub struct TrainConfig {
     pub max_images_per_class: Option<usize>,
     /// Keeping the frozen layers' output instead of recomputing it every epoch.
     pub feature_cache: FeatureCacheConfig,
-    /// With pre-trained weights, keep every BatchNorm layer on its ImageNet statistics, also in
-    /// thawed groups (Keras' advice for fine-tuning on small data sets): batch statistics of a
-    /// few images shift what the pre-trained layers see. Ignored from scratch.
-    pub freeze_batch_norm: bool,
 }
 
 /// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
@@ -89,7 +85,6 @@ impl Default for TrainConfig {
             weights: None,
             from_scratch: false,
             feature_cache: FeatureCacheConfig::default(),
-            freeze_batch_norm: true,
             input_size: None,
             head: HeadConfig::default(),
             freeze: FreezePlan::AllButHead,
@@ -193,6 +188,10 @@ pub struct FineTuneConfig {
     pub unfreeze: BTreeSet<String>,
     /// Stage-2 learning rate as a fraction of stage 1's (default: 10× lower).
     pub lr_factor: f64,
+    /// Keep every BatchNorm layer on its pre-trained statistics while fine-tuning (Keras' advice
+    /// for small data sets: batch statistics of a few images shift what the pre-trained layers
+    /// see). Ignored from random weights.
+    pub freeze_batch_norm: bool,
 }
 
 impl Default for FineTuneConfig {
@@ -201,6 +200,7 @@ impl Default for FineTuneConfig {
             epochs: 3,
             unfreeze: BTreeSet::new(),
             lr_factor: 0.1,
+            freeze_batch_norm: true,
         }
     }
 }

@@ -644,11 +644,8 @@ pub fn run(
             frozen.len()
         )));
     }
-    let keep_bn = config.freeze_batch_norm && weights.is_some();
-    let mut network = network.with_frozen(&frozen);
-    if keep_bn {
-        network = network.with_batch_norm_frozen();
-    }
+    let pretrained = weights.is_some();
+    let network = network.with_frozen(&frozen);
     let total_params: usize = groups.iter().map(|g| g.params).sum();
     let stage1_params = trainable_params(&network);
 
@@ -728,7 +725,7 @@ pub fn run(
             })
             .collect();
         network = network.with_frozen(&thawed);
-        if keep_bn {
+        if fine_tune.freeze_batch_norm && pretrained {
             network = network.with_batch_norm_frozen();
         }
         let stage_lr = lr * fine_tune.lr_factor;

@@ -61,12 +61,6 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Random crops and flips: more variety from the same images.",
             |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
-        row(
-            ui,
-            "BatchNorm",
-            "Keep every BatchNorm layer on its ImageNet statistics, also in trained groups: the statistics of a few images per batch would shift what the pre-trained layers see. Untick to let them learn (always done from random weights).",
-            |ui| ui.checkbox(&mut c.freeze_batch_norm, "keep pre-trained statistics"),
-        );
         let mut two_stage = c.fine_tune.is_some();
         row(
             ui,
@@ -84,6 +78,12 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             row(ui, "  its LR factor", "Stage-2 learning rate = stage 1's × this.", |ui| {
                 ui.add(egui::DragValue::new(&mut ft.lr_factor).range(0.001..=1.0).speed(0.01))
             });
+            row(
+                ui,
+                "  BatchNorm",
+                "Keep every BatchNorm layer on its ImageNet statistics while fine-tuning: the statistics of a few images per batch would shift what the pre-trained layers see. Untick to let them learn.",
+                |ui| ui.checkbox(&mut ft.freeze_batch_norm, "keep pre-trained statistics"),
+            );
         }
     });
 }
