@@ -617,10 +617,26 @@ pub fn layers(args: &LayersArgs) -> i32 {
         input_size: args.model.input_size(),
     };
     let network = Network::new(&spec, &burn::tensor::Device::flex());
-    println!("{:<10} {:<34} {:>10}  output", "group", "what", "params");
-    for g in network.layer_groups(spec.input_size) {
+    let groups = network.layer_groups(spec.input_size);
+    let name = groups
+        .iter()
+        .map(|g| g.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let what = groups
+        .iter()
+        .map(|g| g.description.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<name$} {:<what$} {:>10}  output",
+        "group", "what", "params"
+    );
+    for g in groups {
         println!(
-            "{:<10} {:<34} {:>10}  {:?}",
+            "{:<name$} {:<what$} {:>10}  {:?}",
             g.name, g.description, g.params, g.output_shape
         );
     }
