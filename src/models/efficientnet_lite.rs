@@ -285,16 +285,15 @@ impl LiteBackbone {
     }
 
     /// Runs only the groups in `range` (0 is the stem, `groups() - 1` the head convolution).
-    pub fn forward_groups(&self, mut x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
-        let last = self.groups() - 1;
-        for g in range {
-            x = match g {
-                0 => self.stem.forward(x),
-                g if g == last => self.head_conv.forward(x),
-                g => self.blocks[g - 1].forward(x),
-            };
-        }
-        x
+    pub fn forward_groups(&self, x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        super::layers::forward_stem_blocks_last(
+            x,
+            range,
+            self.blocks.len(),
+            |x| self.stem.forward(x),
+            |i, x| self.blocks[i].forward(x),
+            |x| self.head_conv.forward(x),
+        )
     }
 }
 

@@ -79,6 +79,26 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     y.reshape([n, out, h, w])
 }
 
+/// Runs the groups `range` of a backbone laid out as a stem (group 0), `blocks` blocks, and a
+/// last layer (group `blocks + 1`).
+pub fn forward_stem_blocks_last(
+    mut x: Tensor<4>,
+    range: std::ops::Range<usize>,
+    blocks: usize,
+    stem: impl Fn(Tensor<4>) -> Tensor<4>,
+    block: impl Fn(usize, Tensor<4>) -> Tensor<4>,
+    last: impl Fn(Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
+    for g in range {
+        x = match g {
+            0 => stem(x),
+            g if g == blocks + 1 => last(x),
+            g => block(g - 1, x),
+        };
+    }
+    x
+}
+
 /// A convolution as torchvision builds it: padding `(kernel − 1) / 2` on every side.
 pub fn torch_conv(
     input: usize,

@@ -367,16 +367,15 @@ impl MobileNet {
     }
 
     /// Runs the groups in `range`.
-    pub fn forward_groups(&self, mut x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
-        let last = self.groups() - 1;
-        for g in range {
-            x = match g {
-                0 => self.stem.forward(x),
-                g if g == last => self.last.forward(x),
-                g => self.blocks[g - 1].forward(x),
-            };
-        }
-        x
+    pub fn forward_groups(&self, x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        super::layers::forward_stem_blocks_last(
+            x,
+            range,
+            self.blocks.len(),
+            |x| self.stem.forward(x),
+            |i, x| self.blocks[i].forward(x),
+            |x| self.last.forward(x),
+        )
     }
 
     /// Freezes (`true`) or thaws each group.

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use serde::Serialize;
 
@@ -166,33 +167,33 @@ pub fn load_weights(
     if !keep_classifier {
         remap.push((r"^head\.fc\.".into(), DROPPED_CLASSIFIER.into()));
     }
-    let result = match format {
-        Format::Pytorch => {
-            let mut store = PytorchStore::from_file(path)
-                .allow_partial(true)
-                .validate(false)
-                .map_indices_contiguous(false);
-            for (from, to) in &remap {
-                store = store.with_key_remapping(from, to);
-            }
-            network.load_from(&mut store).map_err(|e| e.to_string())
-        }
-        Format::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .allow_partial(true)
-                .validate(false)
-                .skip_enum_variants(true);
-            for (from, to) in &remap {
-                store = store.with_key_remapping(from, to);
-            }
-            network.load_from(&mut store).map_err(|e| e.to_string())
-        }
-    }
-    .map_err(|reason| WeightsError::Unreadable {
+    let unreadable = |reason: String| WeightsError::Unreadable {
         path: path.to_path_buf(),
         reason,
-    })?;
+    };
+    let remapper = KeyRemapper::from_patterns(remap).map_err(|e| unreadable(e.to_string()))?;
+    let result = match format {
+        Format::Pytorch => network
+            .load_from(
+                &mut PytorchStore::from_file(path)
+                    .allow_partial(true)
+                    .validate(false)
+                    .map_indices_contiguous(false)
+                    .remap(remapper),
+            )
+            .map_err(|e| e.to_string()),
+        Format::Safetensors => network
+            .load_from(
+                &mut SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .allow_partial(true)
+                    .validate(false)
+                    .skip_enum_variants(true)
+                    .remap(remapper),
+            )
+            .map_err(|e| e.to_string()),
+    };
+    let result = result.map_err(unreadable)?;
 
     // Each kind of problem listed up to a limit, so one kind cannot hide the others.
     let capped = |mut lines: Vec<String>, what: &str| {
