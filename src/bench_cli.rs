@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     backends: Vec<String>,
     /// Models to time steps of.
-    #[arg(long, value_delimiter = ',', value_parser = parse_model, default_value = "efficientnet-lite0,resnet18")]
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::parse_model, default_value = "efficientnet-lite0,resnet18")]
     models: Vec<ModelKind>,
     /// Timed steps per configuration (after one untimed first step).
     #[arg(long, default_value_t = 5)]
@@ -189,10 +189,6 @@ pub fn bench(args: &BenchArgs) -> i32 {
         println!("\nwrote {}", path.display());
     }
     0
-}
-
-fn parse_model(name: &str) -> Result<ModelKind, String> {
-    ModelKind::from_name(name).ok_or_else(|| format!("unknown model `{name}`"))
 }
 
 fn mib(value: Option<f64>) -> String {

@@ -63,7 +63,8 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
-fn parse_model(name: &str) -> Result<ModelKind, String> {
+/// Parses a model name for clap, listing the known ones when it is not one.
+pub fn parse_model(name: &str) -> Result<ModelKind, String> {
     ModelKind::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
         format!("unknown model `{name}`; choose one of {}", names.join(", "))

@@ -95,6 +95,17 @@ fn reference_networks_match_pytorch_logits() {
     }
 }
 
+/// The key lists in `reference/keys/` of the architectures Graft supports.
+const TORCHVISION_KEYS: [(&str, ModelKind); 7] = [
+    ("resnet18", ModelKind::ResNet18),
+    ("resnet34", ModelKind::ResNet34),
+    ("resnet50", ModelKind::ResNet50),
+    ("resnet101", ModelKind::ResNet101),
+    ("mobilenet_v2", ModelKind::MobileNetV2),
+    ("mobilenet_v3_small", ModelKind::MobileNetV3Small),
+    ("mobilenet_v3_large", ModelKind::MobileNetV3Large),
+];
+
 /// Writes a safetensors file with zeros under the names and shapes of a torchvision key list.
 fn zeros_like_keys(keys: &Path, out: &Path) {
     let json: serde_json::Map<String, serde_json::Value> =
@@ -128,15 +139,7 @@ fn full_size_models_map_onto_torchvision_names_exactly() {
     };
     let tmp = TempDir::new("zoo-keys");
     let device = Device::flex();
-    for (file, kind) in [
-        ("resnet18", ModelKind::ResNet18),
-        ("resnet34", ModelKind::ResNet34),
-        ("resnet50", ModelKind::ResNet50),
-        ("resnet101", ModelKind::ResNet101),
-        ("mobilenet_v2", ModelKind::MobileNetV2),
-        ("mobilenet_v3_small", ModelKind::MobileNetV3Small),
-        ("mobilenet_v3_large", ModelKind::MobileNetV3Large),
-    ] {
+    for (file, kind) in TORCHVISION_KEYS {
         let weights = tmp.path().join(format!("{file}.safetensors"));
         zeros_like_keys(
             &fixtures.join(format!("reference/keys/{file}.json")),
@@ -259,13 +262,7 @@ fn exported_weights_carry_exactly_the_torchvision_names_and_shapes() {
     };
     let tmp = TempDir::new("zoo-export");
     let device = Device::flex();
-    for (file, kind) in [
-        ("resnet18", ModelKind::ResNet18),
-        ("resnet50", ModelKind::ResNet50),
-        ("mobilenet_v2", ModelKind::MobileNetV2),
-        ("mobilenet_v3_small", ModelKind::MobileNetV3Small),
-        ("mobilenet_v3_large", ModelKind::MobileNetV3Large),
-    ] {
+    for (file, kind) in TORCHVISION_KEYS {
         let spec = NetworkSpec {
             kind,
             classes: 1000,

@@ -214,7 +214,7 @@ impl Dispatcher {
             }
             Action::Dropped(paths) => match paths.as_slice() {
                 [one] if one.is_dir() => self.handle(Action::SetDataFolder(one.clone()), state),
-                [one] if is_image_path(one) => {
+                [one] if crate::data::scan::is_image(one) => {
                     state.live.messages.data = Some(
                         "That is an image: its ImageNet classes are shown under Model. To train, drop a folder that holds one sub-folder per class."
                             .into(),
@@ -627,15 +627,13 @@ impl Dispatcher {
             }
             Reply::PickedTry(paths) => self.handle(Action::TryImages(paths), state),
             Reply::Tried(run_dir, result) => {
-                let results = &mut state.live.results;
-                results.trying = false;
-                if state.results_run_dir().as_ref() != Some(&run_dir) {
-                    return;
-                }
-                let results = &mut state.live.results;
-                match result {
-                    Ok(tries) => results.tries = tries,
-                    Err(e) => results.tries = vec![(run_dir, Err(e))],
+                state.live.results.trying = false;
+                // A try for a run no longer shown is dropped.
+                if state.results_run_dir().as_ref() == Some(&run_dir) {
+                    state.live.results.tries = match result {
+                        Ok(tries) => tries,
+                        Err(e) => vec![(run_dir, Err(e))],
+                    };
                 }
             }
             Reply::PickedExport(out) => {
@@ -666,12 +664,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-fn is_image_path(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        crate::data::scan::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-    })
 }
 
 /// The model's own ImageNet top-5 for one image, on the CPU (one image needs no GPU).

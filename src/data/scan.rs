@@ -40,7 +40,8 @@ pub struct Scan {
     pub files: Vec<FoundFile>,
 }
 
-fn is_image(path: &Path) -> bool {
+/// Whether the file name has an image extension (case-insensitive).
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use super::efficientnet_lite::LiteBackbone;
 use super::mobilenet::MobileNet;
 use super::resnet::ResNet;
-use super::{Family, ModelKind, param_count};
+use super::{Family, param_count};
 
 /// A feature extractor. burn puts the variant's name in parameter paths
 /// (`backbone.ResNet.layer1.0.conv1.weight`); PyTorch files match without it.
@@ -36,11 +36,6 @@ pub struct GroupInfo {
 }
 
 impl Backbone {
-    /// A randomly initialised backbone for `kind`.
-    pub fn new(kind: ModelKind, device: &Device) -> Self {
-        Self::from_family(&kind.family(), device)
-    }
-
     /// A randomly initialised backbone of shape `family`.
     pub fn from_family(family: &Family, device: &Device) -> Self {
         match family {

@@ -133,25 +133,24 @@ pub fn file_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>, WeightsErr
     };
     let tensors = match sniff(path)? {
         Format::Pytorch => {
-            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-            store
-                .get_all_tensors()
-                .map_err(|e| unreadable(e.to_string()))?
-                .iter()
-                .map(|(k, t)| (k.clone(), t.shape.to_vec()))
-                .collect()
+            names_and_shapes(&mut PytorchStore::from_file(path).map_indices_contiguous(false))
         }
-        Format::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path);
-            store
-                .get_all_tensors()
-                .map_err(|e| unreadable(e.to_string()))?
-                .iter()
-                .map(|(k, t)| (k.clone(), t.shape.to_vec()))
-                .collect()
-        }
-    };
+        Format::Safetensors => names_and_shapes(&mut SafetensorsStore::from_file(path)),
+    }
+    .map_err(unreadable)?;
     Ok(tensors)
+}
+
+fn names_and_shapes<S: ModuleStore>(store: &mut S) -> Result<Vec<(String, Vec<usize>)>, String>
+where
+    S::Error: std::fmt::Display,
+{
+    Ok(store
+        .get_all_tensors()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .collect())
 }
 
 /// Loads a PyTorch (`.pth`/`.pt`, zip or legacy) or safetensors file with torchvision (or, for

@@ -1,6 +1,6 @@
 //! The training loop itself, run on the engine's thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -9,7 +9,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::events::{BatchProgress, DataSummary, EpochMetrics, RunInfo, RunSummary, TrainEvent};
-use super::feature_cache::{self, FeatureCache};
+use super::feature_cache::FeatureCache;
 use super::loss::cross_entropy;
 use super::{Control, EventSink, optim};
 use crate::config::{ConfigError, TrainConfig};
@@ -17,7 +17,7 @@ use crate::data::batches::{self, Batch, View};
 use crate::data::rng::Rng;
 use crate::data::{self, DataError, Dataset, PrepareOptions, Sample};
 use crate::device;
-use crate::models::{ModelKind, Network, NetworkSpec, WeightsError};
+use crate::models::{ModelKind, Network, NetworkSpec, WeightsError, trainable_param_count};
 use crate::run_dir::{RunDir, RunRecord};
 
 /// Why a run could not go on.
@@ -210,10 +210,10 @@ fn forward(
             let features = cache
                 .read(view, &indices, device)
                 .map_err(TrainError::Device)?;
-            let y: Vec<i64> = indices.iter().map(|&i| samples[i].label as i64).collect();
+            let y = indices.iter().map(|&i| samples[i].label as i64).collect();
             (
                 network.forward_after(features, cache.boundary),
-                feature_cache::labels(&y, device),
+                label_tensor(y, device),
             )
         }
         (Input::Cached(_), None) => {
@@ -236,8 +236,12 @@ fn tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let n = batch.len();
     let s = batch.side as usize;
     let x = Tensor::<4>::from_data(TensorData::new(batch.images, [n, 3, s, s]), device);
-    let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), device);
-    (x, y)
+    (x, label_tensor(batch.labels, device))
+}
+
+fn label_tensor(labels: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+    let n = labels.len();
+    Tensor::from_data(TensorData::new(labels, [n]), device)
 }
 
 fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
@@ -271,7 +275,6 @@ fn summarize(dataset: &Dataset) -> DataSummary {
     }
 }
 
-/// Builds the network the config asks for: pre-trained backbone (or random) and a new head.
 /// The pre-trained weight file for `config`: the one it names, one already here, or one
 /// downloaded now from the catalogue (with progress events).
 fn weights_path(
@@ -281,9 +284,6 @@ fn weights_path(
 ) -> Result<PathBuf, TrainError> {
     if let Some(path) = &config.weights {
         return Ok(path.clone());
-    }
-    if let Some(path) = config.model.find_weights() {
-        return Ok(path);
     }
     let no_weights = || TrainError::NoWeights {
         model: config.model.name(),
@@ -295,9 +295,6 @@ fn weights_path(
             .join(", "),
     };
     let entry = crate::models::zoo::entry(config.model).ok_or_else(no_weights)?;
-    if entry.url.is_none() {
-        return Err(no_weights());
-    }
     let last = std::sync::atomic::AtomicU64::new(0);
     let progress = |done: u64, total: Option<u64>| {
         // About one event per percent (or per MB when the size is unknown).
@@ -312,35 +309,32 @@ fn weights_path(
             });
         }
     };
-    crate::models::download::ensure(entry, &progress, control.cancel_flag())
-        .map_err(|e| TrainError::Download(e.to_string()))
+    // Found here (bundled or cached) or downloaded; without an address, it must be picked.
+    crate::models::download::ensure(entry, &progress, control.cancel_flag()).map_err(|e| match e {
+        crate::models::download::DownloadError::NoUrl(_) => no_weights(),
+        e => TrainError::Download(e.to_string()),
+    })
 }
 
+/// Builds the network the config asks for: the pre-trained backbone in `weights` (or random
+/// weights without one) and a new head.
 fn build_network(
     config: &TrainConfig,
     classes: usize,
     input_size: u32,
     device: &Device,
-    weights: Option<PathBuf>,
-) -> Result<(Network, Option<PathBuf>), TrainError> {
+    weights: Option<&Path>,
+) -> Result<Network, TrainError> {
     let spec = NetworkSpec {
         kind: config.model,
         classes,
         head: config.head.clone(),
         input_size,
     };
-    if config.from_scratch || config.model.weights_file_name().is_none() {
-        return Ok((Network::new_seeded(&spec, device, config.seed), None));
-    }
-    let Some(path) = weights else {
-        return Ok((Network::new_seeded(&spec, device, config.seed), None));
-    };
-    let (network, _report) = Network::pretrained(&spec, &path, false, Some(config.seed), device)?;
-    Ok((network, Some(path)))
-}
-
-fn trainable_params(network: &Network) -> usize {
-    crate::models::trainable_param_count(network)
+    Ok(match weights {
+        Some(path) => Network::pretrained(&spec, path, false, Some(config.seed), device)?.0,
+        None => Network::new_seeded(&spec, device, config.seed),
+    })
 }
 
 /// State carried from epoch to epoch.
@@ -618,17 +612,17 @@ pub fn run(
     }
 
     let device = compute.device.clone().autodiff();
-    let pretrained = if config.from_scratch || config.model.weights_file_name().is_none() {
+    let weights = if config.from_scratch || config.model.weights_file_name().is_none() {
         None
     } else {
         Some(weights_path(config, control, events)?)
     };
-    let (network, weights) = build_network(
+    let network = build_network(
         config,
         dataset.classes.len(),
         input_size,
         &device,
-        pretrained,
+        weights.as_deref(),
     )?;
     let groups = network.layer_groups(input_size);
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
@@ -636,7 +630,9 @@ pub fn run(
     if frozen.iter().all(|f| *f) {
         return Err(TrainError::NothingToTrain);
     }
-    if weights.is_none() && frozen.iter().any(|f| *f) && config.model.weights_file_name().is_some()
+    if config.from_scratch
+        && frozen.iter().any(|f| *f)
+        && config.model.weights_file_name().is_some()
     {
         events.send(TrainEvent::Warning(format!(
             "{} of {} layer groups are frozen but start from random weights: they will stay random. Unfreeze everything to train from scratch.",
@@ -644,10 +640,9 @@ pub fn run(
             frozen.len()
         )));
     }
-    let pretrained = weights.is_some();
     let network = network.with_frozen(&frozen);
     let total_params: usize = groups.iter().map(|g| g.params).sum();
-    let stage1_params = trainable_params(&network);
+    let stage1_params = trainable_param_count(&network);
 
     let runs_root = config
         .runs_dir
@@ -672,7 +667,7 @@ pub fn run(
         frozen: frozen.clone(),
         total_params,
         trainable_params: stage1_params,
-        weights,
+        weights: weights.clone(),
     }));
 
     let run_path = run.path.clone();
@@ -725,11 +720,11 @@ pub fn run(
             })
             .collect();
         network = network.with_frozen(&thawed);
-        if fine_tune.freeze_batch_norm && pretrained {
+        if fine_tune.freeze_batch_norm && weights.is_some() {
             network = network.with_batch_norm_frozen();
         }
         let stage_lr = lr * fine_tune.lr_factor;
-        let params = trainable_params(&network);
+        let params = trainable_param_count(&network);
         events.send(TrainEvent::StageStarted {
             stage: 2,
             epochs: fine_tune.epochs,

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::models::{Activation, Network};
 
@@ -154,11 +154,6 @@ impl FeatureCache {
             .is_some_and(|s| (0..self.images).all(|i| s.has(self.slot(view, i))))
     }
 
-    /// Whether the cache went to disk.
-    pub fn on_disk(&self) -> bool {
-        self.store.as_ref().is_some_and(FeatureStore::on_disk)
-    }
-
     fn slot(&self, view: usize, image: usize) -> usize {
         (view % self.views) * self.images + image
     }
@@ -222,11 +217,6 @@ impl FeatureCache {
             other => return Err(format!("unexpected cached shape {other:?}")),
         })
     }
-}
-
-/// Labels of `indices` as a tensor.
-pub fn labels(labels: &[i64], device: &Device) -> Tensor<1, Int> {
-    Tensor::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
 }
 
 #[cfg(test)]
