@@ -444,12 +444,6 @@ impl Network {
         groups
     }
 
-    /// Names of the layer groups, in order.
-    pub fn group_names(&self) -> Vec<String> {
-        // Names do not depend on the input size.
-        self.layer_groups(224).into_iter().map(|g| g.name).collect()
-    }
-
     /// Freezes every BatchNorm layer of the backbone (weights and running statistics), whatever
     /// group it is in.
     pub fn with_batch_norm_frozen(self) -> Self {
