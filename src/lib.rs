@@ -14,6 +14,7 @@ pub mod eval;
 pub mod export;
 pub mod fsutil;
 pub mod models;
+pub mod ops;
 pub mod predict;
 pub mod run_dir;
 pub mod train;

@@ -230,7 +230,7 @@ impl MbConv {
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
             x = relu6(bn.forward(conv_forward(expand, x)));
         }
-        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = relu6(self.bn1.forward(conv_forward(&self.depthwise_conv, x)));
         x = self.bn2.forward(conv_forward(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }

@@ -8,6 +8,36 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::ops::depthwise::{DepthwiseOptions, depthwise_conv2d};
+
+/// The depthwise operation's options for `conv` on `x`, or `None` when `conv` is not a depthwise
+/// convolution with a square kernel, one stride and no dilation.
+fn depthwise_options(conv: &Conv2d, x: &Tensor<4>) -> Option<DepthwiseOptions> {
+    let [out, per_group, kh, kw] = conv.weight.dims();
+    let [_, channels, h, w] = x.dims();
+    let depthwise = per_group == 1 && conv.groups == channels && out == channels;
+    if !depthwise || kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
+        return None;
+    }
+    let stride = conv.stride[0];
+    let padding = match &conv.padding {
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
+        PaddingConfig2d::Same => {
+            // burn's "same": as much padding as ceil(size / stride) outputs need, the odd row or
+            // column at the bottom or right.
+            let same = |size: usize| {
+                let total =
+                    (size.div_ceil(stride).saturating_sub(1) * stride + kh).saturating_sub(size);
+                (total / 2, total - total / 2)
+            };
+            let ((top, bottom), (left, right)) = (same(h), same(w));
+            [top, left, bottom, right]
+        }
+    };
+    Some(DepthwiseOptions { stride, padding })
+}
+
 /// `min(max(x, 0), 6)`.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     relu(x.clone()) - relu(x - 6.0)
@@ -49,12 +79,20 @@ impl Act {
 }
 
 /// Runs `conv`, as a matrix product when it trains and is a plain 1×1 convolution (stride 1, no
-/// padding, one group). Most of an inverted-residual network's work is in such convolutions, and
-/// burn's CPU backend computes their gradients much faster as a matrix product than through its
-/// general transposed convolution; without gradients its convolution is the faster of the two.
+/// padding, one group), and through Graft's depthwise operation when it is depthwise. Most of an
+/// inverted-residual network's work is in such convolutions, and burn's CPU backend computes
+/// their gradients much faster this way than through its general (grouped) transposed
+/// convolution; without gradients its 1×1 convolution is the faster of the two.
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [out, input, kh, kw] = conv.weight.dims();
     let weight = conv.weight.val();
+    if let Some(options) = depthwise_options(conv, &x) {
+        let y = depthwise_conv2d(x, weight, options);
+        return match &conv.bias {
+            Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
+            None => y,
+        };
+    }
     let plain = weight.is_require_grad()
         && kh == 1
         && kw == 1

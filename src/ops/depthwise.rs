@@ -1,0 +1,367 @@
+//! Depthwise 2-D convolution with a fast backward pass on the CPU.
+//!
+//! A burn backend extension: on the flex (CPU) backend, with or without autodiff, the forward pass
+//! is burn's own (it already has a depthwise fast path) and the two gradients come from the loops
+//! in [`super::depthwise_kernels`]. On any other device [`depthwise_conv2d`] uses burn's generic
+//! convolution.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+
+use super::depthwise_kernels::{self, Geometry};
+
+/// Stride and padding of a depthwise convolution (square kernel, dilation 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseOptions {
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding as `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+}
+
+impl DepthwiseOptions {
+    fn conv_options(&self, channels: usize) -> ConvOptions<2> {
+        let [top, left, bottom, right] = self.padding;
+        ConvOptions::new_with_padding(
+            [self.stride; 2],
+            [(top, bottom), (left, right)],
+            [1, 1],
+            channels,
+        )
+    }
+}
+
+/// The operation as a backend extension. Its default bodies are burn's generic convolution and
+/// its gradients, correct on any backend; flex overrides the gradients, autodiff the forward pass.
+#[backend_extension(Flex, Autodiff)]
+pub trait DepthwiseBackend: Backend {
+    /// `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]`.
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let options = DepthwiseOptions { stride, padding };
+        let channels = weight.shape()[0];
+        Self::conv2d(x, weight, None, options.conv_options(channels))
+    }
+
+    /// The gradient of the loss with respect to `x`, given the output's gradient.
+    fn depthwise_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let options = DepthwiseOptions { stride, padding };
+        let channels = weight.shape()[0];
+        Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels))
+    }
+
+    /// The gradient of the loss with respect to `weight`, given the output's gradient.
+    fn depthwise_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let options = DepthwiseOptions { stride, padding };
+        let channels = weight.shape()[0];
+        Self::conv2d_weight_backward(x, weight, output_grad, options.conv_options(channels))
+    }
+}
+
+/// The geometry of a call, from the tensors' shapes.
+fn geometry(
+    x: &Shape,
+    weight: &Shape,
+    output: &Shape,
+    stride: usize,
+    padding: [usize; 4],
+) -> Geometry {
+    Geometry {
+        batch: x[0],
+        channels: x[1],
+        kernel: weight[2],
+        stride,
+        pad_top: padding[0],
+        pad_left: padding[1],
+        in_h: x[2],
+        in_w: x[3],
+        out_h: output[2],
+        out_w: output[3],
+    }
+}
+
+/// The contiguous `f32` values of a flex tensor, or `None` for another element type.
+fn values(tensor: &FlexTensor) -> Option<FlexTensor> {
+    (tensor.dtype() == DType::F32).then(|| tensor.to_contiguous())
+}
+
+fn as_slice(tensor: &FlexTensor) -> &[f32] {
+    let storage: &[f32] = tensor.storage();
+    match tensor.layout().contiguous_offsets() {
+        Some((start, end)) => &storage[start..end],
+        None => storage,
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl DepthwiseBackend for Flex {
+    fn depthwise_conv2d_x_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let (Some(w), Some(dy)) = (values(&weight), values(&output_grad)) else {
+            let options = DepthwiseOptions { stride, padding };
+            let channels = weight.shape()[0];
+            return Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels));
+        };
+        let shape = x.shape();
+        let g = geometry(&shape, &weight.shape(), &dy.shape(), stride, padding);
+        flex_tensor(
+            depthwise_kernels::input_grad(as_slice(&dy), as_slice(&w), &g),
+            shape,
+        )
+    }
+
+    fn depthwise_conv2d_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let (Some(xv), Some(dy)) = (values(&x), values(&output_grad)) else {
+            let options = DepthwiseOptions { stride, padding };
+            let channels = weight.shape()[0];
+            return Self::conv2d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options.conv_options(channels),
+            );
+        };
+        let w_shape = weight.shape();
+        let g = geometry(&x.shape(), &w_shape, &dy.shape(), stride, padding);
+        flex_tensor(
+            depthwise_kernels::weight_grad(as_slice(&xv), as_slice(&dy), &g),
+            w_shape,
+        )
+    }
+}
+
+impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B, C> {
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DepthwiseConv2d;
+
+        impl<B: DepthwiseBackend> Backward<B, 2> for DepthwiseConv2d {
+            type State = (NodeId, NodeId, usize, [usize; 4]);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state, stride, padding) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+                if let Some(node) = node_x {
+                    let dx = B::depthwise_conv2d_x_grad(
+                        x.clone(),
+                        weight.clone(),
+                        grad.clone(),
+                        stride,
+                        padding,
+                    );
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    let dw = B::depthwise_conv2d_weight_grad(x, weight, grad, stride, padding);
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+        }
+
+        match DepthwiseConv2d
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let output = B::depthwise_conv2d(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    stride,
+                    padding,
+                );
+                prep.finish((x_state, weight_state, stride, padding), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_conv2d(
+                x.primitive().clone(),
+                weight.primitive().clone(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}
+
+/// A depthwise convolution (`weight` `[C, 1, k, k]`, one kernel per channel of `x`), through the
+/// extension on the CPU backend and burn's generic convolution elsewhere.
+pub fn depthwise_conv2d(x: Tensor<4>, weight: Tensor<4>, options: DepthwiseOptions) -> Tensor<4> {
+    if x.device() != Device::flex() {
+        let channels = weight.dims()[0];
+        return burn::tensor::module::conv2d(x, weight, None, options.conv_options(channels));
+    }
+    let output = <Dispatch as DepthwiseBackend>::depthwise_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options.stride,
+        options.padding,
+    );
+    Tensor::from_dispatch(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Output, input gradient and weight gradient of `sum(conv(x, w) · probe)`.
+    fn run(
+        depthwise: bool,
+        x: &Tensor<4>,
+        w: &Tensor<4>,
+        probe: &Tensor<4>,
+        options: DepthwiseOptions,
+    ) -> [TensorData; 3] {
+        let x = x.clone().require_grad();
+        let w = w.clone().require_grad();
+        let y = if depthwise {
+            depthwise_conv2d(x.clone(), w.clone(), options)
+        } else {
+            let channels = w.dims()[0];
+            burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.conv_options(channels))
+        };
+        let grads = (y.clone() * probe.clone()).sum().backward();
+        let dx = x.grad(&grads).expect("x has a gradient");
+        let dw = w.grad(&grads).expect("w has a gradient");
+        [y.into_data(), dx.into_data(), dw.into_data()]
+    }
+
+    #[test]
+    fn matches_burns_convolution_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            (
+                3,
+                DepthwiseOptions {
+                    stride: 1,
+                    padding: [1; 4],
+                },
+            ),
+            (
+                3,
+                DepthwiseOptions {
+                    stride: 2,
+                    padding: [1; 4],
+                },
+            ),
+            (
+                5,
+                DepthwiseOptions {
+                    stride: 2,
+                    padding: [1, 1, 2, 2],
+                },
+            ),
+            (
+                5,
+                DepthwiseOptions {
+                    stride: 1,
+                    padding: [2; 4],
+                },
+            ),
+        ];
+        for (kernel, options) in cases {
+            let x = Tensor::<4>::random([2, 4, 11, 9], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(
+                [4, 1, kernel, kernel],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let reference = run(
+                false,
+                &x,
+                &w,
+                &Tensor::zeros([1, 1, 1, 1], &device),
+                options,
+            );
+            let out_shape = reference[0].shape().clone();
+            let probe = Tensor::<4>::random(
+                [out_shape[0], out_shape[1], out_shape[2], out_shape[3]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let expected = run(false, &x, &w, &probe, options);
+            let actual = run(true, &x, &w, &probe, options);
+            for (what, (a, e)) in ["output", "x gradient", "weight gradient"]
+                .iter()
+                .zip(actual.iter().zip(&expected))
+            {
+                assert_eq!(
+                    a.shape(),
+                    e.shape(),
+                    "{what} shape, kernel {kernel}, {options:?}"
+                );
+                a.assert_approx_eq::<f32>(e, burn::tensor::Tolerance::absolute(1e-4));
+            }
+        }
+    }
+
+    #[test]
+    fn frozen_weights_still_pass_the_gradient_to_the_input() {
+        let device = Device::flex().autodiff();
+        let options = DepthwiseOptions {
+            stride: 2,
+            padding: [1; 4],
+        };
+        let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let w = Tensor::<4>::random([3, 1, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        let grads = depthwise_conv2d(x.clone(), w.clone(), options)
+            .sum()
+            .backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(w.grad(&grads).is_none());
+    }
+}
