@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{conv_forward, relu6};
+use crate::ops::batch_norm::batch_norm_forward;
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +180,7 @@ impl ConvBnAct {
 
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(self.bn.forward(conv_forward(&self.conv, x)))
+        relu6(batch_norm_forward(&self.bn, conv_forward(&self.conv, x)))
     }
 }
 
@@ -228,10 +229,13 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(conv_forward(expand, x)));
+            x = relu6(batch_norm_forward(bn, conv_forward(expand, x)));
         }
-        x = relu6(self.bn1.forward(conv_forward(&self.depthwise_conv, x)));
-        x = self.bn2.forward(conv_forward(&self.project_conv, x));
+        x = relu6(batch_norm_forward(
+            &self.bn1,
+            conv_forward(&self.depthwise_conv, x),
+        ));
+        x = batch_norm_forward(&self.bn2, conv_forward(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }

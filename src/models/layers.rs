@@ -1,6 +1,6 @@
 //! Building blocks shared by the torchvision architectures: convolution + BatchNorm with
-//! PyTorch's symmetric padding, and the activations, written with ReLUs because burn's `clamp`
-//! (two comparisons and two masked fills each way) is slow on the CPU.
+//! PyTorch's symmetric padding, the activations (on ReLU6, Graft's own one-pass operation on the
+//! CPU), and the convolution paths that train fast on the CPU.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -8,6 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::ops::batch_norm::batch_norm_forward;
 use crate::ops::depthwise::{DepthwiseOptions, depthwise_conv2d};
 
 /// The depthwise operation's options for `conv` on `x`, or `None` when `conv` is not a depthwise
@@ -38,14 +39,11 @@ fn depthwise_options(conv: &Conv2d, x: &Tensor<4>) -> Option<DepthwiseOptions> {
     Some(DepthwiseOptions { stride, padding })
 }
 
-/// `min(max(x, 0), 6)`.
-pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    relu(x.clone()) - relu(x - 6.0)
-}
+pub use crate::ops::relu6::relu6;
 
 /// `relu6(x + 3) / 6`, PyTorch's `Hardsigmoid`.
 pub fn hard_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    (relu(x.clone() + 3.0) - relu(x - 3.0)) / 6.0
+    relu6(x + 3.0) / 6.0
 }
 
 /// `x · relu6(x + 3) / 6`, PyTorch's `Hardswish`.
@@ -199,6 +197,6 @@ impl ConvBn {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.act
-            .forward(self.bn.forward(conv_forward(&self.conv, x)))
+            .forward(batch_norm_forward(&self.bn, conv_forward(&self.conv, x)))
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{Act, ConvBn, batch_norm, conv_forward, torch_conv};
+use crate::ops::batch_norm::batch_norm_forward;
 
 /// Which residual block and how many per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,13 +109,16 @@ impl ResBlock {
 
     /// Runs the block.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.bn1.forward(conv_forward(&self.conv1, input.clone())));
-        x = self.bn2.forward(conv_forward(&self.conv2, x));
+        let mut x = relu(batch_norm_forward(
+            &self.bn1,
+            conv_forward(&self.conv1, input.clone()),
+        ));
+        x = batch_norm_forward(&self.bn2, conv_forward(&self.conv2, x));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            x = bn3.forward(conv_forward(conv3, relu(x)));
+            x = batch_norm_forward(bn3, conv_forward(conv3, relu(x)));
         }
         let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(input)),
+            Some(d) => batch_norm_forward(&d.bn, conv_forward(&d.conv, input)),
             None => input,
         };
         relu(x + shortcut)

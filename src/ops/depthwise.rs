@@ -15,9 +15,10 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn::tensor::{Device, Shape, Tensor};
 
 use super::depthwise_kernels::{self, Geometry};
+use super::flex_values::{contiguous_f32, flex_tensor, slice};
 
 /// Stride and padding of a depthwise convolution (square kernel, dilation 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,23 +106,6 @@ fn geometry(
     }
 }
 
-/// The contiguous `f32` values of a flex tensor, or `None` for another element type.
-fn values(tensor: &FlexTensor) -> Option<FlexTensor> {
-    (tensor.dtype() == DType::F32).then(|| tensor.to_contiguous())
-}
-
-fn as_slice(tensor: &FlexTensor) -> &[f32] {
-    let storage: &[f32] = tensor.storage();
-    match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => &storage[start..end],
-        None => storage,
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 impl DepthwiseBackend for Flex {
     fn depthwise_conv2d_x_grad(
         x: FlexTensor,
@@ -130,7 +114,7 @@ impl DepthwiseBackend for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
-        let (Some(w), Some(dy)) = (values(&weight), values(&output_grad)) else {
+        let (Some(w), Some(dy)) = (contiguous_f32(&weight), contiguous_f32(&output_grad)) else {
             let options = DepthwiseOptions { stride, padding };
             let channels = weight.shape()[0];
             return Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels));
@@ -138,7 +122,7 @@ impl DepthwiseBackend for Flex {
         let shape = x.shape();
         let g = geometry(&shape, &weight.shape(), &dy.shape(), stride, padding);
         flex_tensor(
-            depthwise_kernels::input_grad(as_slice(&dy), as_slice(&w), &g),
+            depthwise_kernels::input_grad(slice(&dy), slice(&w), &g),
             shape,
         )
     }
@@ -150,7 +134,7 @@ impl DepthwiseBackend for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
-        let (Some(xv), Some(dy)) = (values(&x), values(&output_grad)) else {
+        let (Some(xv), Some(dy)) = (contiguous_f32(&x), contiguous_f32(&output_grad)) else {
             let options = DepthwiseOptions { stride, padding };
             let channels = weight.shape()[0];
             return Self::conv2d_weight_backward(
@@ -163,7 +147,7 @@ impl DepthwiseBackend for Flex {
         let w_shape = weight.shape();
         let g = geometry(&x.shape(), &w_shape, &dy.shape(), stride, padding);
         flex_tensor(
-            depthwise_kernels::weight_grad(as_slice(&xv), as_slice(&dy), &g),
+            depthwise_kernels::weight_grad(slice(&xv), slice(&dy), &g),
             w_shape,
         )
     }
@@ -255,7 +239,7 @@ pub fn depthwise_conv2d(x: Tensor<4>, weight: Tensor<4>, options: DepthwiseOptio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, TensorData};
 
     /// Output, input gradient and weight gradient of `sum(conv(x, w) · probe)`.
     fn run(
