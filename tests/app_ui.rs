@@ -42,7 +42,17 @@ fn step_until(
     let start = Instant::now();
     let mut frames = Vec::new();
     while !done(harness.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        if start.elapsed() >= limit {
+            let runs: Vec<_> = harness
+                .state()
+                .state
+                .project
+                .runs
+                .iter()
+                .map(|r| &r.status)
+                .collect();
+            panic!("timed out waiting for {what}; the runs: {runs:?}");
+        }
         let t = Instant::now();
         harness.step();
         frames.push(t.elapsed());

@@ -11,34 +11,6 @@ use burn::tensor::{Device, Tensor};
 use crate::ops::batch_norm::batch_norm_forward;
 use crate::ops::depthwise::{DepthwiseOptions, depthwise_conv2d};
 
-/// The depthwise operation's options for `conv` on `x`, or `None` when `conv` is not a depthwise
-/// convolution with a square kernel, one stride and no dilation.
-fn depthwise_options(conv: &Conv2d, x: &Tensor<4>) -> Option<DepthwiseOptions> {
-    let [out, per_group, kh, kw] = conv.weight.dims();
-    let [_, channels, h, w] = x.dims();
-    let depthwise = per_group == 1 && conv.groups == channels && out == channels;
-    if !depthwise || kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
-        return None;
-    }
-    let stride = conv.stride[0];
-    let padding = match &conv.padding {
-        PaddingConfig2d::Valid => [0; 4],
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
-        PaddingConfig2d::Same => {
-            // burn's "same": as much padding as ceil(size / stride) outputs need, the odd row or
-            // column at the bottom or right.
-            let same = |size: usize| {
-                let total =
-                    (size.div_ceil(stride).saturating_sub(1) * stride + kh).saturating_sub(size);
-                (total / 2, total - total / 2)
-            };
-            let ((top, bottom), (left, right)) = (same(h), same(w));
-            [top, left, bottom, right]
-        }
-    };
-    Some(DepthwiseOptions { stride, padding })
-}
-
 pub use crate::ops::relu6::relu6;
 
 /// `relu6(x + 3) / 6`, PyTorch's `Hardsigmoid`.
@@ -76,43 +48,62 @@ impl Act {
     }
 }
 
-/// Runs `conv`, as a matrix product when it trains and is a plain 1×1 convolution (stride 1, no
-/// padding, one group), and through Graft's depthwise operation when it is depthwise. Most of an
-/// inverted-residual network's work is in such convolutions, and burn's CPU backend computes
-/// their gradients much faster this way than through its general (grouped) transposed
-/// convolution; without gradients its 1×1 convolution is the faster of the two.
+/// burn's "same" padding, or the explicit one, as `[top, left, bottom, right]` for `conv` on an
+/// `h`×`w` input: "same" pads as much as `ceil(size / stride)` outputs need, the odd row or column
+/// at the bottom or right.
+fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
+    let kernel = conv.weight.dims()[2];
+    let stride = conv.stride[0];
+    match &conv.padding {
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
+        PaddingConfig2d::Same => {
+            let same = |size: usize| {
+                let total = (size.div_ceil(stride).saturating_sub(1) * stride + kernel)
+                    .saturating_sub(size);
+                (total / 2, total - total / 2)
+            };
+            let ((top, bottom), (left, right)) = (same(h), same(w));
+            [top, left, bottom, right]
+        }
+    }
+}
+
+/// Runs `conv` by the fastest path on burn's CPU backend, which computes convolution gradients
+/// slowly (through its general transposed and grouped convolutions):
+/// - a plain 1×1 convolution that trains (stride 1, no padding, one group) is a matrix product;
+///   without gradients burn's convolution is the faster of the two;
+/// - a depthwise convolution goes through [`depthwise_conv2d`].
+///
+/// Most of a network's training time is in these. Each path falls back to burn's convolution on
+/// other devices.
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [out, input, kh, kw] = conv.weight.dims();
-    let weight = conv.weight.val();
-    if let Some(options) = depthwise_options(conv, &x) {
-        let y = depthwise_conv2d(x, weight, options);
-        return match &conv.bias {
-            Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
-            None => y,
-        };
-    }
-    let plain = weight.is_require_grad()
-        && kh == 1
-        && kw == 1
-        && conv.stride == [1, 1]
-        && conv.groups == 1
-        && conv.dilation == [1, 1]
-        && matches!(
-            conv.padding,
-            // "Same" adds nothing around a 1×1 kernel at stride 1.
-            PaddingConfig2d::Valid | PaddingConfig2d::Same | PaddingConfig2d::Explicit(0, 0, 0, 0)
-        );
-    if !plain {
+    let [out, per_group, kh, kw] = conv.weight.dims();
+    let [n, channels, h, w] = x.dims();
+    let simple = kh == kw && conv.stride[0] == conv.stride[1] && conv.dilation == [1, 1];
+    let trains = conv.weight.val().is_require_grad();
+    let pad = padding(conv, h, w);
+    let stride = conv.stride[0];
+    let y = if !simple {
         return conv.forward(x);
-    }
-    let [n, _, h, w] = x.dims();
-    let weight = weight.reshape([1, out, input]);
-    let y = weight.matmul(x.reshape([n, input, h * w]));
-    let y = match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, out, 1]),
-        None => y,
+    } else if per_group == 1 && conv.groups == channels && out == channels {
+        let options = DepthwiseOptions {
+            stride,
+            padding: pad,
+        };
+        depthwise_conv2d(x, conv.weight.val(), options)
+    } else if conv.groups == 1 && trains && kh == 1 && stride == 1 && pad == [0; 4] {
+        let weight = conv.weight.val().reshape([1, out, channels]);
+        weight
+            .matmul(x.reshape([n, channels, h * w]))
+            .reshape([n, out, h, w])
+    } else {
+        return conv.forward(x);
     };
-    y.reshape([n, out, h, w])
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
+        None => y,
+    }
 }
 
 /// Runs the groups `range` of a backbone laid out as a stem (group 0), `blocks` blocks, and a

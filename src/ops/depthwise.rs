@@ -2,7 +2,7 @@
 //!
 //! A burn backend extension: on the flex (CPU) backend, with or without autodiff, the forward pass
 //! is burn's own (it already has a depthwise fast path) and the two gradients come from the loops
-//! in [`super::depthwise_kernels`]. On any other device [`depthwise_conv2d`] uses burn's generic
+//! in [`super::conv_kernels`]. On any other device [`depthwise_conv2d`] uses burn's generic
 //! convolution.
 
 use burn::backend::autodiff::NodeId;
@@ -15,9 +15,9 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Shape, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use super::depthwise_kernels::{self, Geometry};
+use super::conv_kernels::{self, Geometry, conv_options};
 use super::flex_values::{contiguous_f32, flex_tensor, slice};
 
 /// Stride and padding of a depthwise convolution (square kernel, dilation 1).
@@ -31,13 +31,7 @@ pub struct DepthwiseOptions {
 
 impl DepthwiseOptions {
     fn conv_options(&self, channels: usize) -> ConvOptions<2> {
-        let [top, left, bottom, right] = self.padding;
-        ConvOptions::new_with_padding(
-            [self.stride; 2],
-            [(top, bottom), (left, right)],
-            [1, 1],
-            channels,
-        )
+        conv_options(self.stride, self.padding, channels)
     }
 }
 
@@ -84,28 +78,6 @@ pub trait DepthwiseBackend: Backend {
     }
 }
 
-/// The geometry of a call, from the tensors' shapes.
-fn geometry(
-    x: &Shape,
-    weight: &Shape,
-    output: &Shape,
-    stride: usize,
-    padding: [usize; 4],
-) -> Geometry {
-    Geometry {
-        batch: x[0],
-        channels: x[1],
-        kernel: weight[2],
-        stride,
-        pad_top: padding[0],
-        pad_left: padding[1],
-        in_h: x[2],
-        in_w: x[3],
-        out_h: output[2],
-        out_w: output[3],
-    }
-}
-
 impl DepthwiseBackend for Flex {
     fn depthwise_conv2d_x_grad(
         x: FlexTensor,
@@ -120,9 +92,9 @@ impl DepthwiseBackend for Flex {
             return Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels));
         };
         let shape = x.shape();
-        let g = geometry(&shape, &weight.shape(), &dy.shape(), stride, padding);
+        let g = Geometry::from_shapes(&shape, &weight.shape(), &dy.shape(), stride, padding);
         flex_tensor(
-            depthwise_kernels::input_grad(slice(&dy), slice(&w), &g),
+            conv_kernels::depthwise_input_grad(slice(&dy), slice(&w), &g),
             shape,
         )
     }
@@ -145,9 +117,9 @@ impl DepthwiseBackend for Flex {
             );
         };
         let w_shape = weight.shape();
-        let g = geometry(&x.shape(), &w_shape, &dy.shape(), stride, padding);
+        let g = Geometry::from_shapes(&x.shape(), &w_shape, &dy.shape(), stride, padding);
         flex_tensor(
-            depthwise_kernels::weight_grad(slice(&xv), slice(&dy), &g),
+            conv_kernels::depthwise_weight_grad(slice(&xv), slice(&dy), &g),
             w_shape,
         )
     }

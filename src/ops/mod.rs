@@ -3,7 +3,7 @@
 //! burn's operations.
 
 pub mod batch_norm;
+mod conv_kernels;
 pub mod depthwise;
-mod depthwise_kernels;
 mod flex_values;
 pub mod relu6;
