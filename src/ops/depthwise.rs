@@ -29,10 +29,9 @@ pub struct DepthwiseOptions {
     pub padding: [usize; 4],
 }
 
-impl DepthwiseOptions {
-    fn conv_options(&self, channels: usize) -> ConvOptions<2> {
-        conv_options(self.stride, self.padding, channels)
-    }
+/// burn's options for a depthwise convolution whose weight is `weight` (`[C, 1, k, k]`: `C` groups).
+fn options_for(weight: &impl TensorMetadata, stride: usize, padding: [usize; 4]) -> ConvOptions<2> {
+    conv_options(stride, padding, weight.shape()[0])
 }
 
 /// The operation as a backend extension. Its default bodies are burn's generic convolution and
@@ -46,9 +45,8 @@ pub trait DepthwiseBackend: Backend {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self> {
-        let options = DepthwiseOptions { stride, padding };
-        let channels = weight.shape()[0];
-        Self::conv2d(x, weight, None, options.conv_options(channels))
+        let options = options_for(&weight, stride, padding);
+        Self::conv2d(x, weight, None, options)
     }
 
     /// The gradient of the loss with respect to `x`, given the output's gradient.
@@ -59,9 +57,8 @@ pub trait DepthwiseBackend: Backend {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self> {
-        let options = DepthwiseOptions { stride, padding };
-        let channels = weight.shape()[0];
-        Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels))
+        let options = options_for(&weight, stride, padding);
+        Self::conv2d_x_backward(x, weight, output_grad, options)
     }
 
     /// The gradient of the loss with respect to `weight`, given the output's gradient.
@@ -72,9 +69,8 @@ pub trait DepthwiseBackend: Backend {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self> {
-        let options = DepthwiseOptions { stride, padding };
-        let channels = weight.shape()[0];
-        Self::conv2d_weight_backward(x, weight, output_grad, options.conv_options(channels))
+        let options = options_for(&weight, stride, padding);
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 }
 
@@ -87,9 +83,8 @@ impl DepthwiseBackend for Flex {
         padding: [usize; 4],
     ) -> FlexTensor {
         let (Some(w), Some(dy)) = (contiguous_f32(&weight), contiguous_f32(&output_grad)) else {
-            let options = DepthwiseOptions { stride, padding };
-            let channels = weight.shape()[0];
-            return Self::conv2d_x_backward(x, weight, output_grad, options.conv_options(channels));
+            let options = options_for(&weight, stride, padding);
+            return Self::conv2d_x_backward(x, weight, output_grad, options);
         };
         let shape = x.shape();
         let g = Geometry::from_shapes(&shape, &weight.shape(), &dy.shape(), stride, padding);
@@ -107,14 +102,8 @@ impl DepthwiseBackend for Flex {
         padding: [usize; 4],
     ) -> FlexTensor {
         let (Some(xv), Some(dy)) = (contiguous_f32(&x), contiguous_f32(&output_grad)) else {
-            let options = DepthwiseOptions { stride, padding };
-            let channels = weight.shape()[0];
-            return Self::conv2d_weight_backward(
-                x,
-                weight,
-                output_grad,
-                options.conv_options(channels),
-            );
+            let options = options_for(&weight, stride, padding);
+            return Self::conv2d_weight_backward(x, weight, output_grad, options);
         };
         let w_shape = weight.shape();
         let g = Geometry::from_shapes(&x.shape(), &w_shape, &dy.shape(), stride, padding);
@@ -196,8 +185,8 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
 /// extension on the CPU backend and burn's generic convolution elsewhere.
 pub fn depthwise_conv2d(x: Tensor<4>, weight: Tensor<4>, options: DepthwiseOptions) -> Tensor<4> {
     if x.device() != Device::flex() {
-        let channels = weight.dims()[0];
-        return burn::tensor::module::conv2d(x, weight, None, options.conv_options(channels));
+        let burn_options = conv_options(options.stride, options.padding, weight.dims()[0]);
+        return burn::tensor::module::conv2d(x, weight, None, burn_options);
     }
     let output = <Dispatch as DepthwiseBackend>::depthwise_conv2d(
         x.into_dispatch(),
@@ -226,8 +215,8 @@ mod tests {
         let y = if depthwise {
             depthwise_conv2d(x.clone(), w.clone(), options)
         } else {
-            let channels = w.dims()[0];
-            burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.conv_options(channels))
+            let burn_options = conv_options(options.stride, options.padding, w.dims()[0]);
+            burn::tensor::module::conv2d(x.clone(), w.clone(), None, burn_options)
         };
         let grads = (y.clone() * probe.clone()).sum().backward();
         let dx = x.grad(&grads).expect("x has a gradient");
