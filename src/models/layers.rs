@@ -1,5 +1,5 @@
 //! Building blocks shared by the torchvision architectures: convolution + BatchNorm with
-//! PyTorch's symmetric padding, the activations (on ReLU6, Graft's own one-pass operation on the
+//! PyTorch's symmetric padding, the activations (ReLU6 is Graft's own one-pass operation on the
 //! CPU), and the convolution paths that train fast on the CPU.
 
 use burn::module::Module;
@@ -80,13 +80,13 @@ fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [out, per_group, kh, kw] = conv.weight.dims();
     let [n, channels, h, w] = x.dims();
-    let simple = kh == kw && conv.stride[0] == conv.stride[1] && conv.dilation == [1, 1];
+    if kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
+        return conv.forward(x);
+    }
     let trains = conv.weight.val().is_require_grad();
     let pad = padding(conv, h, w);
     let stride = conv.stride[0];
-    let y = if !simple {
-        return conv.forward(x);
-    } else if per_group == 1 && conv.groups == channels && out == channels {
+    let y = if per_group == 1 && conv.groups == channels && out == channels {
         let options = DepthwiseOptions {
             stride,
             padding: pad,
