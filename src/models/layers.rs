@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::ops::batch_norm::batch_norm_forward;
-use crate::ops::depthwise::{DepthwiseOptions, depthwise_conv2d};
+use crate::ops::conv::{ConvKind, ConvSpec, conv2d};
 
 pub use crate::ops::relu6::relu6;
 
@@ -69,11 +69,11 @@ fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
     }
 }
 
-/// Runs `conv` by the fastest path on burn's CPU backend, which computes convolution gradients
-/// slowly (through its general transposed and grouped convolutions):
+/// Runs `conv` by the fastest path on burn's CPU backend, which computes convolutions and their
+/// gradients slowly (through im2col, and its general transposed and grouped convolutions):
 /// - a plain 1×1 convolution that trains (stride 1, no padding, one group) is a matrix product;
 ///   without gradients burn's convolution is the faster of the two;
-/// - a depthwise convolution goes through [`depthwise_conv2d`].
+/// - other convolutions with one group, and depthwise ones, go through Graft's [`conv2d`].
 ///
 /// Most of a network's training time is in these. Each path falls back to burn's convolution on
 /// other devices.
@@ -86,17 +86,21 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let trains = conv.weight.val().is_require_grad();
     let pad = padding(conv, h, w);
     let stride = conv.stride[0];
+    let pointwise = kh == 1 && stride == 1 && pad == [0; 4];
+    let spec = |kind| ConvSpec {
+        kind,
+        stride,
+        padding: pad,
+    };
     let y = if per_group == 1 && conv.groups == channels && out == channels {
-        let options = DepthwiseOptions {
-            stride,
-            padding: pad,
-        };
-        depthwise_conv2d(x, conv.weight.val(), options)
-    } else if conv.groups == 1 && trains && kh == 1 && stride == 1 && pad == [0; 4] {
+        conv2d(x, conv.weight.val(), spec(ConvKind::Depthwise))
+    } else if conv.groups == 1 && trains && pointwise {
         let weight = conv.weight.val().reshape([1, out, channels]);
         weight
             .matmul(x.reshape([n, channels, h * w]))
             .reshape([n, out, h, w])
+    } else if conv.groups == 1 && !pointwise {
+        conv2d(x, conv.weight.val(), spec(ConvKind::Dense))
     } else {
         return conv.forward(x);
     };

@@ -3,7 +3,9 @@
 //! burn's operations.
 
 pub mod batch_norm;
+pub mod conv;
 mod conv_kernels;
-pub mod depthwise;
+#[cfg(target_arch = "x86_64")]
+pub mod dense_kernels;
 mod flex_values;
 pub mod relu6;

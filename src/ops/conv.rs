@@ -1,0 +1,454 @@
+//! Convolutions with fast training passes on the CPU: depthwise ones and dense ones (one group).
+//!
+//! A burn backend extension: on the flex (CPU) backend, with or without autodiff, a depthwise
+//! convolution runs forward through burn (it already has a depthwise fast path) and backward
+//! through the loops in [`super::conv_kernels`]; a dense one runs all three passes through the
+//! AVX-512 kernels in [`super::dense_kernels`] where the CPU has them and the channel counts fit,
+//! and through burn otherwise. On any other device [`conv2d`] uses burn's convolution.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
+
+use super::conv_kernels::{self, Geometry, conv_options};
+use super::flex_values::{contiguous_f32, flex_tensor, slice};
+
+/// Which weights a convolution has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKind {
+    /// One `k`×`k` kernel per channel: weight `[C, 1, k, k]`.
+    Depthwise,
+    /// Every output channel sees every input channel: weight `[O, C, kh, kw]`.
+    Dense,
+}
+
+/// What a convolution does besides its weights (dilation 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Depthwise or dense.
+    pub kind: ConvKind,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding as `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+}
+
+impl ConvSpec {
+    /// burn's options for this convolution, whose weight has `out_channels` rows.
+    fn burn_options(&self, out_channels: usize) -> ConvOptions<2> {
+        let groups = match self.kind {
+            ConvKind::Depthwise => out_channels,
+            ConvKind::Dense => 1,
+        };
+        conv_options(self.stride, self.padding, groups)
+    }
+}
+
+/// The operation as a backend extension. Its default bodies are burn's convolution and its
+/// gradients, correct on any backend; flex overrides what it computes faster, autodiff the
+/// forward pass.
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvBackend: Backend {
+    /// `x` `[N, C, H, W]` convolved with `weight`.
+    fn graft_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let options = spec.burn_options(weight.shape()[0]);
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of the loss with respect to `x`, given the output's gradient.
+    fn graft_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let options = spec.burn_options(weight.shape()[0]);
+        Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of the loss with respect to `weight`, given the output's gradient.
+    fn graft_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let options = spec.burn_options(weight.shape()[0]);
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+impl ConvBackend for Flex {
+    fn graft_conv2d(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
+        if spec.kind == ConvKind::Dense
+            && let Some(y) = dense::forward(&x, &weight, spec)
+        {
+            return y;
+        }
+        let options = spec.burn_options(weight.shape()[0]);
+        Self::conv2d(x, weight, None, options)
+    }
+
+    fn graft_conv2d_x_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        spec: ConvSpec,
+    ) -> FlexTensor {
+        let fast = match spec.kind {
+            ConvKind::Depthwise => depthwise_x_grad(&x, &weight, &output_grad, spec),
+            ConvKind::Dense => dense::x_grad(&x, &weight, &output_grad, spec),
+        };
+        fast.unwrap_or_else(|| {
+            let options = spec.burn_options(weight.shape()[0]);
+            Self::conv2d_x_backward(x, weight, output_grad, options)
+        })
+    }
+
+    fn graft_conv2d_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        spec: ConvSpec,
+    ) -> FlexTensor {
+        let fast = match spec.kind {
+            ConvKind::Depthwise => depthwise_weight_grad(&x, &weight, &output_grad, spec),
+            ConvKind::Dense => dense::weight_grad(&x, &weight, &output_grad, spec),
+        };
+        fast.unwrap_or_else(|| {
+            let options = spec.burn_options(weight.shape()[0]);
+            Self::conv2d_weight_backward(x, weight, output_grad, options)
+        })
+    }
+}
+
+/// A depthwise convolution's input gradient by direct loops; `None` for a non-`f32` tensor.
+fn depthwise_x_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    spec: ConvSpec,
+) -> Option<FlexTensor> {
+    let (w, dy) = (contiguous_f32(weight)?, contiguous_f32(output_grad)?);
+    let shape = x.shape();
+    let g = Geometry::from_shapes(
+        &shape,
+        &weight.shape(),
+        &dy.shape(),
+        spec.stride,
+        spec.padding,
+    );
+    let dx = conv_kernels::depthwise_input_grad(slice(&dy), slice(&w), &g);
+    Some(flex_tensor(dx, shape))
+}
+
+/// A depthwise convolution's weight gradient by direct loops; `None` for a non-`f32` tensor.
+fn depthwise_weight_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    spec: ConvSpec,
+) -> Option<FlexTensor> {
+    let (xv, dy) = (contiguous_f32(x)?, contiguous_f32(output_grad)?);
+    let w_shape = weight.shape();
+    let g = Geometry::from_shapes(&x.shape(), &w_shape, &dy.shape(), spec.stride, spec.padding);
+    let dw = conv_kernels::depthwise_weight_grad(slice(&xv), slice(&dy), &g);
+    Some(flex_tensor(dw, w_shape))
+}
+
+/// Dense convolutions through [`super::dense_kernels`]: each pass returns `None` where the CPU
+/// or the shapes do not suit the kernels.
+#[cfg(target_arch = "x86_64")]
+mod dense {
+    use burn::backend::TensorMetadata;
+    use burn::backend::flex::FlexTensor;
+    use burn::tensor::Shape;
+
+    use super::super::dense_kernels::{self as kernels, Dense};
+    use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
+    use super::ConvSpec;
+
+    fn dims(t: &FlexTensor) -> Option<[usize; 4]> {
+        t.shape().as_slice().try_into().ok()
+    }
+
+    /// The geometry of a call the kernels handle.
+    fn geometry(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        spec: ConvSpec,
+        input_grad: bool,
+    ) -> Option<Dense> {
+        if !kernels::available() {
+            return None;
+        }
+        let d = Dense::new(dims(x)?, dims(weight)?, spec.stride, spec.padding)?;
+        d.supported(input_grad).then_some(d)
+    }
+
+    fn padded_input(x: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
+        let xv = contiguous_f32(x)?;
+        Some(kernels::to_channels_last(
+            slice(&xv),
+            dims(x)?,
+            d.pad,
+            d.padded_hw,
+        ))
+    }
+
+    fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
+        let dyv = contiguous_f32(dy)?;
+        Some(kernels::to_channels_last(
+            slice(&dyv),
+            dims(dy)?,
+            [0, 0],
+            d.out_hw,
+        ))
+    }
+
+    pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
+        let d = geometry(x, weight, spec, false)?;
+        let w = contiguous_f32(weight)?;
+        let xp = padded_input(x, &d)?;
+        let y = kernels::forward(&xp, &kernels::weight_taps_by_output(slice(&w), &d), &d);
+        let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
+        let y = kernels::to_channels_first(&y, shape, [0, 0], d.out_hw);
+        Some(flex_tensor(y, Shape::from(shape)))
+    }
+
+    pub fn x_grad(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        output_grad: &FlexTensor,
+        spec: ConvSpec,
+    ) -> Option<FlexTensor> {
+        let d = geometry(x, weight, spec, true)?;
+        let w = contiguous_f32(weight)?;
+        let dy = self::output_grad(output_grad, &d)?;
+        let dx = kernels::input_grad(&dy, &kernels::weight_taps_by_input(slice(&w), &d), &d);
+        let shape = dims(x)?;
+        let dx = kernels::to_channels_first(&dx, shape, d.pad, d.padded_hw);
+        Some(flex_tensor(dx, Shape::from(shape)))
+    }
+
+    pub fn weight_grad(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        output_grad: &FlexTensor,
+        spec: ConvSpec,
+    ) -> Option<FlexTensor> {
+        let d = geometry(x, weight, spec, false)?;
+        let xp = padded_input(x, &d)?;
+        let dy = self::output_grad(output_grad, &d)?;
+        let dw = kernels::weight_from_taps_by_output(&kernels::weight_grad(&xp, &dy, &d), &d);
+        Some(flex_tensor(dw, weight.shape()))
+    }
+}
+
+/// Stand-ins where the kernels do not exist: burn's convolution runs instead.
+#[cfg(not(target_arch = "x86_64"))]
+mod dense {
+    use burn::backend::flex::FlexTensor;
+
+    use super::ConvSpec;
+
+    pub fn forward(_: &FlexTensor, _: &FlexTensor, _: ConvSpec) -> Option<FlexTensor> {
+        None
+    }
+
+    pub fn x_grad(
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: ConvSpec,
+    ) -> Option<FlexTensor> {
+        None
+    }
+
+    pub fn weight_grad(
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: ConvSpec,
+    ) -> Option<FlexTensor> {
+        None
+    }
+}
+
+impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
+    fn graft_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GraftConv2d;
+
+        impl<B: ConvBackend> Backward<B, 2> for GraftConv2d {
+            type State = (NodeId, NodeId, ConvSpec);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state, spec) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+                if let Some(node) = node_x {
+                    let dx = B::graft_conv2d_x_grad(x.clone(), weight.clone(), grad.clone(), spec);
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    let dw = B::graft_conv2d_weight_grad(x, weight, grad, spec);
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+        }
+
+        match GraftConv2d
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let output =
+                    B::graft_conv2d(x.primitive().clone(), weight.primitive().clone(), spec);
+                prep.finish((x_state, weight_state, spec), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::graft_conv2d(
+                x.primitive().clone(),
+                weight.primitive().clone(),
+                spec,
+            )),
+        }
+    }
+}
+
+/// A convolution without bias through the extension on the CPU backend, and burn's convolution
+/// elsewhere.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, spec: ConvSpec) -> Tensor<4> {
+    if x.device() != Device::flex() {
+        let options = spec.burn_options(weight.dims()[0]);
+        return burn::tensor::module::conv2d(x, weight, None, options);
+    }
+    let output =
+        <Dispatch as ConvBackend>::graft_conv2d(x.into_dispatch(), weight.into_dispatch(), spec);
+    Tensor::from_dispatch(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Output, input gradient and weight gradient of `sum(conv(x, w) · probe)`, through the
+    /// extension (`ours`) or through burn's convolution.
+    fn run(
+        ours: bool,
+        x: &Tensor<4>,
+        w: &Tensor<4>,
+        probe: &Tensor<4>,
+        spec: ConvSpec,
+    ) -> [TensorData; 3] {
+        let x = x.clone().require_grad();
+        let w = w.clone().require_grad();
+        let y = if ours {
+            conv2d(x.clone(), w.clone(), spec)
+        } else {
+            let options = spec.burn_options(w.dims()[0]);
+            burn::tensor::module::conv2d(x.clone(), w.clone(), None, options)
+        };
+        let grads = (y.clone() * probe.clone()).sum().backward();
+        let dx = x.grad(&grads).expect("x has a gradient");
+        let dw = w.grad(&grads).expect("w has a gradient");
+        [y.into_data(), dx.into_data(), dw.into_data()]
+    }
+
+    fn spec(kind: ConvKind, stride: usize, padding: [usize; 4]) -> ConvSpec {
+        ConvSpec {
+            kind,
+            stride,
+            padding,
+        }
+    }
+
+    #[test]
+    fn matches_burns_convolution_and_its_gradients() {
+        use ConvKind::{Dense, Depthwise};
+        let device = Device::flex().autodiff();
+        // (input channels, weight shape, spec): depthwise kernels, and dense ones the AVX-512
+        // kernels take (channel counts in whole registers) and ones they leave to burn.
+        let cases = [
+            (4, [4, 1, 3, 3], spec(Depthwise, 1, [1; 4])),
+            (4, [4, 1, 3, 3], spec(Depthwise, 2, [1; 4])),
+            (4, [4, 1, 5, 5], spec(Depthwise, 2, [1, 1, 2, 2])),
+            (4, [4, 1, 5, 5], spec(Depthwise, 1, [2; 4])),
+            (16, [64, 16, 3, 3], spec(Dense, 1, [1; 4])),
+            (32, [32, 32, 3, 3], spec(Dense, 2, [1; 4])),
+            (3, [16, 3, 7, 7], spec(Dense, 2, [3; 4])),
+            (16, [32, 16, 1, 1], spec(Dense, 2, [0; 4])),
+            (16, [16, 16, 3, 3], spec(Dense, 2, [0, 0, 1, 1])),
+            (5, [6, 5, 3, 3], spec(Dense, 1, [1; 4])),
+        ];
+        for (channels, w_shape, spec) in cases {
+            let x = Tensor::<4>::random(
+                [2, channels, 11, 9],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 1.0), &device);
+            let reference = run(false, &x, &w, &Tensor::zeros([1, 1, 1, 1], &device), spec);
+            let out_shape = reference[0].shape().clone();
+            let probe = Tensor::<4>::random(
+                [out_shape[0], out_shape[1], out_shape[2], out_shape[3]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let expected = run(false, &x, &w, &probe, spec);
+            let actual = run(true, &x, &w, &probe, spec);
+            for (what, (a, e)) in ["output", "x gradient", "weight gradient"]
+                .iter()
+                .zip(actual.iter().zip(&expected))
+            {
+                assert_eq!(a.shape(), e.shape(), "{what} shape, {w_shape:?}, {spec:?}");
+                a.assert_approx_eq::<f32>(e, burn::tensor::Tolerance::absolute(1e-3));
+            }
+        }
+    }
+
+    #[test]
+    fn frozen_weights_still_pass_the_gradient_to_the_input() {
+        let device = Device::flex().autodiff();
+        for (w_shape, kind) in [
+            ([3, 1, 3, 3], ConvKind::Depthwise),
+            ([16, 3, 3, 3], ConvKind::Dense),
+        ] {
+            let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 1.0), &device);
+            let grads = conv2d(x.clone(), w.clone(), spec(kind, 2, [1; 4]))
+                .sum()
+                .backward();
+            assert!(x.grad(&grads).is_some());
+            assert!(w.grad(&grads).is_none());
+        }
+    }
+}
