@@ -15,8 +15,8 @@
 //! checks bounds.
 
 use std::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-    _mm512_storeu_ps,
+    __m512, _mm_load_ss, _mm512_add_ps, _mm512_broadcastss_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -166,9 +166,10 @@ pub fn to_channels_first(
         .for_each(|(out, x)| {
             for y in 0..h {
                 let row = &x[((y + top) * width + left) * channels..][..w * channels];
-                for (col, pixel) in row.chunks_exact(channels).enumerate() {
-                    for (c, &v) in pixel.iter().enumerate() {
-                        out[c * plane + y * w + col] = v;
+                // Written in order, read across the row (which stays in the core's cache).
+                for (c, out) in out.chunks_exact_mut(plane).enumerate() {
+                    for (col, out) in out[y * w..][..w].iter_mut().enumerate() {
+                        *out = row[col * channels + c];
                     }
                 }
             }
@@ -254,6 +255,79 @@ fn rows_per_pass(d: &Dense) -> usize {
     (1024 / d.taps()).clamp(1, d.kernel[0])
 }
 
+/// `acc[i][v] += Σ_t a[i][t·a_step] · b[t·b_step + v·16 ..][..16]` for `t` in `0..steps`: the
+/// register tile all three passes share, `R` rows by `V` registers.
+///
+/// Pointers advance with `wrapping_add` and are read through intrinsics: the debug build's checks
+/// on `add` and `*` would cost as much as the multiply-adds here.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn accumulate<const R: usize, const V: usize>(
+    acc: &mut [[__m512; V]; R],
+    a: [*const f32; R],
+    a_step: usize,
+    mut b: *const f32,
+    b_step: usize,
+    steps: usize,
+) {
+    let mut regs = *acc;
+    let mut offset = 0;
+    for _ in 0..steps {
+        // SAFETY: the caller keeps every `a[i]` and `b` read inside its slice.
+        unsafe {
+            let bv: [__m512; V] =
+                std::array::from_fn(|v| _mm512_loadu_ps(b.wrapping_add(v * LANES)));
+            for (row, a) in regs.iter_mut().zip(&a) {
+                let s = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(offset)));
+                for (r, bv) in row.iter_mut().zip(&bv) {
+                    *r = _mm512_fmadd_ps(s, *bv, *r);
+                }
+            }
+        }
+        offset = offset.wrapping_add(a_step);
+        b = b.wrapping_add(b_step);
+    }
+    *acc = regs;
+}
+
+/// Loads (`add`) or zeroes a tile of `valid` rows at `out`, rows `row` floats apart.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_tile<const R: usize, const V: usize>(
+    out: *const f32,
+    row: usize,
+    valid: usize,
+    add: bool,
+) -> [[__m512; V]; R] {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    if add {
+        for (i, acc) in acc.iter_mut().enumerate().take(valid) {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller passes a tile inside its slice.
+                *acc = unsafe { _mm512_loadu_ps(out.add(i * row + v * LANES)) };
+            }
+        }
+    }
+    acc
+}
+
+/// Stores the first `valid` rows of a tile at `out`, rows `row` floats apart.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_tile<const R: usize, const V: usize>(
+    acc: &[[__m512; V]; R],
+    out: *mut f32,
+    row: usize,
+    valid: usize,
+) {
+    for (i, acc) in acc.iter().enumerate().take(valid) {
+        for (v, acc) in acc.iter().enumerate() {
+            // SAFETY: the caller passes a tile inside its slice.
+            unsafe { _mm512_storeu_ps(out.add(i * row + v * LANES), *acc) };
+        }
+    }
+}
+
 /// One image of [`forward`]: `R` pixels by `V` registers of output channels at a time.
 #[target_feature(enable = "avx512f")]
 unsafe fn forward_image<const R: usize, const V: usize>(
@@ -271,38 +345,18 @@ unsafe fn forward_image<const R: usize, const V: usize>(
             let k1 = (k0 + rows).min(d.kernel[0]);
             for p0 in (0..pixels).step_by(R) {
                 let valid = R.min(pixels - p0);
-                let at: [usize; R] = std::array::from_fn(|i| bases[p0 + i.min(valid - 1)]);
-                let out = &mut y[p0 * co + o0..];
+                let out = y[p0 * co + o0..].as_mut_ptr();
                 // SAFETY: every index stays inside the padded image, the weights and `y`.
                 unsafe {
-                    let mut acc = [[_mm512_setzero_ps(); V]; R];
-                    if k0 > 0 {
-                        for (i, acc) in acc.iter_mut().enumerate().take(valid) {
-                            for (v, acc) in acc.iter_mut().enumerate() {
-                                *acc = _mm512_loadu_ps(out.as_ptr().add(i * co + v * LANES));
-                            }
-                        }
-                    }
+                    let mut acc = load_tile::<R, V>(out, co, valid, k0 > 0);
                     for k in k0..k1 {
-                        let xk = x.as_ptr().add(k * row);
-                        let wk = w.as_ptr().add(k * taps * co + o0);
-                        for j in 0..taps {
-                            let wv: [__m512; V] = std::array::from_fn(|v| {
-                                _mm512_loadu_ps(wk.add(j * co + v * LANES))
-                            });
-                            for i in 0..R {
-                                let b = _mm512_set1_ps(*xk.add(at[i] + j));
-                                for v in 0..V {
-                                    acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
-                                }
-                            }
-                        }
+                        let a = std::array::from_fn(|i| {
+                            x.as_ptr().add(bases[p0 + i.min(valid - 1)] + k * row)
+                        });
+                        let b = w.as_ptr().add(k * taps * co + o0);
+                        accumulate(&mut acc, a, 1, b, co, taps);
                     }
-                    for (i, acc) in acc.iter().enumerate().take(valid) {
-                        for (v, acc) in acc.iter().enumerate() {
-                            _mm512_storeu_ps(out.as_mut_ptr().add(i * co + v * LANES), *acc);
-                        }
-                    }
+                    store_tile(&acc, out, co, valid);
                 }
             }
         }
@@ -364,48 +418,48 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
     d: &Dense,
 ) {
     let (co, taps, row, pixels) = (d.c_out, d.taps(), d.row(), d.pixels());
-    let image = d.padded_image();
+    let (image, step) = (d.padded_image(), d.stride * d.c_in);
+    let out_w = d.out_hw[1];
+    // Runs of pixels along one output row: their taps lie `step` floats apart.
+    let mut runs = Vec::new();
+    let mut p = range.start;
+    while p < range.end {
+        let len = (out_w - p % out_w).min(range.end - p);
+        runs.push((p, (p / pixels) * image + bases[p % pixels], len));
+        p += len;
+    }
     let block = pixels_per_block(d);
-    // Offsets of each pixel's top-left tap from the start of the padded batch.
-    let offsets: Vec<usize> = range
-        .clone()
-        .map(|p| (p / pixels) * image + bases[p % pixels])
-        .collect();
-    for (b, offsets) in offsets.chunks(block).enumerate() {
-        let p_first = range.start + b * block;
+    let mut first = 0;
+    while first < runs.len() {
+        // Whole runs, about `block` pixels.
+        let mut last = first;
+        let mut count = 0;
+        while last < runs.len() && (count == 0 || count + runs[last].2 <= block) {
+            count += runs[last].2;
+            last += 1;
+        }
         for k in 0..d.kernel[0] {
             for j0 in (0..taps).step_by(R) {
                 let valid = R.min(taps - j0);
-                // The last tile reads its first tap again in place of the missing ones.
-                let tap: [usize; R] = std::array::from_fn(|i| k * row + j0 + i.min(valid - 1));
                 for o0 in (0..co).step_by(V * LANES) {
+                    let out = dw[(k * taps + j0) * co + o0..].as_mut_ptr();
                     // SAFETY: every index stays inside the padded batch, `dy` and `dw`.
                     unsafe {
-                        let mut acc = [[_mm512_setzero_ps(); V]; R];
-                        let mut g = dy.as_ptr().add(p_first * co + o0);
-                        for &at in offsets {
-                            let gv: [__m512; V] =
-                                std::array::from_fn(|v| _mm512_loadu_ps(g.add(v * LANES)));
-                            let xp = x.as_ptr().add(at);
-                            for i in 0..R {
-                                let b = _mm512_set1_ps(*xp.add(tap[i]));
-                                for v in 0..V {
-                                    acc[i][v] = _mm512_fmadd_ps(b, gv[v], acc[i][v]);
-                                }
-                            }
-                            g = g.add(co);
+                        let mut acc = load_tile::<R, V>(out, co, valid, true);
+                        for &(p, at, len) in &runs[first..last] {
+                            // The last tile reads its last tap again in place of missing ones.
+                            let a = std::array::from_fn(|i| {
+                                x.as_ptr().add(at + k * row + j0 + i.min(valid - 1))
+                            });
+                            let b = dy.as_ptr().add(p * co + o0);
+                            accumulate(&mut acc, a, step, b, co, len);
                         }
-                        let out = dw.as_mut_ptr().add((k * taps + j0) * co + o0);
-                        for (i, acc) in acc.iter().enumerate().take(valid) {
-                            for (v, acc) in acc.iter().enumerate() {
-                                let at = out.add(i * co + v * LANES);
-                                _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), *acc));
-                            }
-                        }
+                        store_tile(&acc, out, co, valid);
                     }
                 }
             }
         }
+        first = last;
     }
 }
 
@@ -446,25 +500,15 @@ unsafe fn input_grad_image<const R: usize, const V: usize>(
     for i0 in (0..ci).step_by(V * LANES) {
         for p0 in (0..pixels).step_by(R) {
             let valid = R.min(pixels - p0);
-            let g: [usize; R] = std::array::from_fn(|i| (p0 + i.min(valid - 1)) * co);
-            for k in 0..d.kernel[0] {
-                for kw in 0..d.kernel[1] {
-                    let tap = k * row + kw * ci + i0;
-                    // SAFETY: every index stays inside `dy`, the weights and the padded image.
-                    unsafe {
-                        let wk = w.as_ptr().add((k * d.kernel[1] + kw) * co * ci + i0);
+            // SAFETY: every index stays inside `dy`, the weights and the padded image.
+            unsafe {
+                let a = std::array::from_fn(|i| dy.as_ptr().add((p0 + i.min(valid - 1)) * co));
+                for k in 0..d.kernel[0] {
+                    for kw in 0..d.kernel[1] {
+                        let b = w.as_ptr().add((k * d.kernel[1] + kw) * co * ci + i0);
                         let mut acc = [[_mm512_setzero_ps(); V]; R];
-                        for o in 0..co {
-                            let wv: [__m512; V] = std::array::from_fn(|v| {
-                                _mm512_loadu_ps(wk.add(o * ci + v * LANES))
-                            });
-                            for i in 0..R {
-                                let b = _mm512_set1_ps(*dy.as_ptr().add(g[i] + o));
-                                for v in 0..V {
-                                    acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
-                                }
-                            }
-                        }
+                        accumulate(&mut acc, a, 1, b, ci, co);
+                        let tap = k * row + kw * ci + i0;
                         for (i, acc) in acc.iter().enumerate().take(valid) {
                             let out = dx.as_mut_ptr().add(bases[p0 + i] + tap);
                             for (v, acc) in acc.iter().enumerate() {
