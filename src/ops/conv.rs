@@ -88,6 +88,18 @@ pub trait ConvBackend: Backend {
         let options = spec.burn_options(weight.shape()[0]);
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
+
+    /// Both gradients, `(x, weight)`, sharing the work they have in common.
+    fn graft_conv2d_grads(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let dx = Self::graft_conv2d_x_grad(x.clone(), weight.clone(), output_grad.clone(), spec);
+        let dw = Self::graft_conv2d_weight_grad(x, weight, output_grad, spec);
+        (dx, dw)
+    }
 }
 
 impl ConvBackend for Flex {
@@ -131,6 +143,22 @@ impl ConvBackend for Flex {
             let options = spec.burn_options(weight.shape()[0]);
             Self::conv2d_weight_backward(x, weight, output_grad, options)
         })
+    }
+
+    fn graft_conv2d_grads(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        spec: ConvSpec,
+    ) -> (FlexTensor, FlexTensor) {
+        if spec.kind == ConvKind::Dense
+            && let Some(grads) = dense::grads(&x, &weight, &output_grad, spec)
+        {
+            return grads;
+        }
+        let dx = Self::graft_conv2d_x_grad(x.clone(), weight.clone(), output_grad.clone(), spec);
+        let dw = Self::graft_conv2d_weight_grad(x, weight, output_grad, spec);
+        (dx, dw)
     }
 }
 
@@ -228,6 +256,32 @@ mod dense {
         Some(flex_tensor(y, Shape::from(shape)))
     }
 
+    /// The input gradient from the channels-last output gradient `dy`.
+    fn x_grad_from(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        dy: &[f32],
+        d: &Dense,
+    ) -> Option<FlexTensor> {
+        let w = contiguous_f32(weight)?;
+        let dx = kernels::input_grad(dy, &kernels::weight_taps_by_input(slice(&w), d), d);
+        let shape = dims(x)?;
+        let dx = kernels::to_channels_first(&dx, shape, d.pad, d.padded_hw);
+        Some(flex_tensor(dx, Shape::from(shape)))
+    }
+
+    /// The weight gradient from the channels-last output gradient `dy`.
+    fn weight_grad_from(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        dy: &[f32],
+        d: &Dense,
+    ) -> Option<FlexTensor> {
+        let xp = padded_input(x, d)?;
+        let dw = kernels::weight_from_taps_by_output(&kernels::weight_grad(&xp, dy, d), d);
+        Some(flex_tensor(dw, weight.shape()))
+    }
+
     pub fn x_grad(
         x: &FlexTensor,
         weight: &FlexTensor,
@@ -235,12 +289,7 @@ mod dense {
         spec: ConvSpec,
     ) -> Option<FlexTensor> {
         let d = geometry(x, weight, spec, true)?;
-        let w = contiguous_f32(weight)?;
-        let dy = self::output_grad(output_grad, &d)?;
-        let dx = kernels::input_grad(&dy, &kernels::weight_taps_by_input(slice(&w), &d), &d);
-        let shape = dims(x)?;
-        let dx = kernels::to_channels_first(&dx, shape, d.pad, d.padded_hw);
-        Some(flex_tensor(dx, Shape::from(shape)))
+        x_grad_from(x, weight, &self::output_grad(output_grad, &d)?, &d)
     }
 
     pub fn weight_grad(
@@ -250,10 +299,22 @@ mod dense {
         spec: ConvSpec,
     ) -> Option<FlexTensor> {
         let d = geometry(x, weight, spec, false)?;
-        let xp = padded_input(x, &d)?;
+        weight_grad_from(x, weight, &self::output_grad(output_grad, &d)?, &d)
+    }
+
+    /// Both gradients, with the output gradient made channels-last once.
+    pub fn grads(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        output_grad: &FlexTensor,
+        spec: ConvSpec,
+    ) -> Option<(FlexTensor, FlexTensor)> {
+        let d = geometry(x, weight, spec, true)?;
         let dy = self::output_grad(output_grad, &d)?;
-        let dw = kernels::weight_from_taps_by_output(&kernels::weight_grad(&xp, &dy, &d), &d);
-        Some(flex_tensor(dw, weight.shape()))
+        Some((
+            x_grad_from(x, weight, &dy, &d)?,
+            weight_grad_from(x, weight, &dy, &d)?,
+        ))
     }
 }
 
@@ -285,6 +346,15 @@ mod dense {
     ) -> Option<FlexTensor> {
         None
     }
+
+    pub fn grads(
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: ConvSpec,
+    ) -> Option<(FlexTensor, FlexTensor)> {
+        None
+    }
 }
 
 impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
@@ -310,13 +380,21 @@ impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
                 let (x_state, weight_state, spec) = ops.state;
                 let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
                 let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-                if let Some(node) = node_x {
-                    let dx = B::graft_conv2d_x_grad(x.clone(), weight.clone(), grad.clone(), spec);
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_weight {
-                    let dw = B::graft_conv2d_weight_grad(x, weight, grad, spec);
-                    grads.register::<B>(node.id, dw);
+                match (node_x, node_weight) {
+                    (Some(node_x), Some(node_weight)) => {
+                        let (dx, dw) = B::graft_conv2d_grads(x, weight, grad, spec);
+                        grads.register::<B>(node_x.id, dx);
+                        grads.register::<B>(node_weight.id, dw);
+                    }
+                    (Some(node), None) => {
+                        let dx = B::graft_conv2d_x_grad(x, weight, grad, spec);
+                        grads.register::<B>(node.id, dx);
+                    }
+                    (None, Some(node)) => {
+                        let dw = B::graft_conv2d_weight_grad(x, weight, grad, spec);
+                        grads.register::<B>(node.id, dw);
+                    }
+                    (None, None) => {}
                 }
             }
         }

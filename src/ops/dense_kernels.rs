@@ -177,54 +177,58 @@ pub fn to_channels_first(
     out
 }
 
+/// Input channels per block of a weight re-layout: the block's reads and writes stay in the
+/// core's cache.
+const CHANNEL_BLOCK: usize = 64;
+
 /// The forward weight layout `[kh][kw][i][o]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
-    let [kh, kw] = d.kernel;
-    let (ci, co) = (d.c_in, d.c_out);
+    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
     let mut out = vec![0.0f32; w.len()];
-    for o in 0..co {
-        for i in 0..ci {
-            for a in 0..kh {
-                for b in 0..kw {
-                    out[((a * kw + b) * ci + i) * co + o] = w[((o * ci + i) * kh + a) * kw + b];
+    out.par_chunks_mut(ci * co)
+        .enumerate()
+        .for_each(|(t, out)| {
+            for i0 in (0..ci).step_by(CHANNEL_BLOCK) {
+                let i1 = (i0 + CHANNEL_BLOCK).min(ci);
+                for o in 0..co {
+                    for i in i0..i1 {
+                        out[i * co + o] = w[(o * ci + i) * taps + t];
+                    }
                 }
             }
-        }
-    }
+        });
     out
 }
 
 /// The input-gradient weight layout `[kh][kw][o][i]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_input(w: &[f32], d: &Dense) -> Vec<f32> {
-    let [kh, kw] = d.kernel;
-    let (ci, co) = (d.c_in, d.c_out);
+    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
     let mut out = vec![0.0f32; w.len()];
-    for o in 0..co {
-        for i in 0..ci {
-            for a in 0..kh {
-                for b in 0..kw {
-                    out[((a * kw + b) * co + o) * ci + i] = w[((o * ci + i) * kh + a) * kw + b];
+    out.par_chunks_mut(co * ci)
+        .enumerate()
+        .for_each(|(t, out)| {
+            for (o, out) in out.chunks_exact_mut(ci).enumerate() {
+                for (i, out) in out.iter_mut().enumerate() {
+                    *out = w[(o * ci + i) * taps + t];
                 }
             }
-        }
-    }
+        });
     out
 }
 
 /// burn's weight layout `[o][i][kh][kw]` from `[kh][kw][i][o]`.
 pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
-    let [kh, kw] = d.kernel;
-    let (ci, co) = (d.c_in, d.c_out);
+    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
     let mut out = vec![0.0f32; w.len()];
-    for o in 0..co {
-        for i in 0..ci {
-            for a in 0..kh {
-                for b in 0..kw {
-                    out[((o * ci + i) * kh + a) * kw + b] = w[((a * kw + b) * ci + i) * co + o];
+    out.par_chunks_mut(ci * taps)
+        .enumerate()
+        .for_each(|(o, out)| {
+            for (i, out) in out.chunks_exact_mut(taps).enumerate() {
+                for (t, out) in out.iter_mut().enumerate() {
+                    *out = w[(t * ci + i) * co + o];
                 }
             }
-        }
-    }
+        });
     out
 }
 
