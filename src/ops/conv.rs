@@ -249,10 +249,13 @@ mod dense {
     pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
         let d = geometry(x, weight, spec, false)?;
         let w = contiguous_f32(weight)?;
-        let xp = padded_input(x, &d)?;
-        let y = kernels::forward(&xp, &kernels::weight_taps_by_output(slice(&w), &d), &d);
+        let xv = contiguous_f32(x)?;
+        let y = kernels::forward(
+            slice(&xv),
+            &kernels::weight_taps_by_output(slice(&w), &d),
+            &d,
+        );
         let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
-        let y = kernels::to_channels_first(&y, shape, [0, 0], d.out_hw);
         Some(flex_tensor(y, Shape::from(shape)))
     }
 
@@ -265,9 +268,7 @@ mod dense {
     ) -> Option<FlexTensor> {
         let w = contiguous_f32(weight)?;
         let dx = kernels::input_grad(dy, &kernels::weight_taps_by_input(slice(&w), d), d);
-        let shape = dims(x)?;
-        let dx = kernels::to_channels_first(&dx, shape, d.pad, d.padded_hw);
-        Some(flex_tensor(dx, Shape::from(shape)))
+        Some(flex_tensor(dx, x.shape()))
     }
 
     /// The weight gradient from the channels-last output gradient `dy`.

@@ -120,136 +120,187 @@ impl Dense {
     }
 }
 
+/// Copies one NCHW image `x` (`channels` planes of `h`×`w`) into the NHWC image `out`
+/// (`[height, width, channels]`) with its top-left corner at `(top, left)`; the rest of `out` is
+/// left as it is.
+fn image_to_channels_last(
+    x: &[f32],
+    out: &mut [f32],
+    [channels, h, w]: [usize; 3],
+    [top, left]: [usize; 2],
+    width: usize,
+) {
+    for y in 0..h {
+        let row = &mut out[((y + top) * width + left) * channels..][..w * channels];
+        for (c, plane) in x.chunks_exact(h * w).enumerate() {
+            for (col, &v) in plane[y * w..][..w].iter().enumerate() {
+                row[col * channels + c] = v;
+            }
+        }
+    }
+}
+
+/// Copies the `h`×`w` window at `(top, left)` of the NHWC image `x` (`[_, width, channels]`)
+/// into the NCHW image `out` (`channels` planes of `h`×`w`).
+fn image_to_channels_first(
+    x: &[f32],
+    out: &mut [f32],
+    [channels, h, w]: [usize; 3],
+    [top, left]: [usize; 2],
+    width: usize,
+) {
+    let plane = h * w;
+    for y in 0..h {
+        let row = &x[((y + top) * width + left) * channels..][..w * channels];
+        // Written in order, read across the row (which stays in the core's cache).
+        for (c, out) in out.chunks_exact_mut(plane).enumerate() {
+            for (col, out) in out[y * w..][..w].iter_mut().enumerate() {
+                *out = row[col * channels + c];
+            }
+        }
+    }
+}
+
 /// Copies NCHW `x` (`[N, C, H, W]`) into NHWC `[N, height, width, C]` with its top-left corner at
 /// `(top, left)` and zeros around it.
 pub fn to_channels_last(
     x: &[f32],
     [batch, channels, h, w]: [usize; 4],
-    [top, left]: [usize; 2],
+    pad: [usize; 2],
     [height, width]: [usize; 2],
 ) -> Vec<f32> {
     let image = height * width * channels;
     let mut out = vec![0.0f32; batch * image];
-    if image == 0 {
+    if image * channels * h * w == 0 {
         return out;
     }
     out.par_chunks_mut(image)
         .zip(x.par_chunks(channels * h * w))
-        .for_each(|(out, x)| {
-            for y in 0..h {
-                let row = &mut out[((y + top) * width + left) * channels..][..w * channels];
-                for (c, plane) in x.chunks_exact(h * w).enumerate() {
-                    for (col, &v) in plane[y * w..][..w].iter().enumerate() {
-                        row[col * channels + c] = v;
-                    }
-                }
-            }
-        });
+        .for_each(|(out, x)| image_to_channels_last(x, out, [channels, h, w], pad, width));
     out
 }
 
-/// Copies the `h`×`w` window at `(top, left)` of NHWC `x` (`[N, height, width, C]`) into NCHW
-/// `[N, C, h, w]`.
-pub fn to_channels_first(
-    x: &[f32],
-    [batch, channels, h, w]: [usize; 4],
-    [top, left]: [usize; 2],
-    [height, width]: [usize; 2],
+/// Channels per side of a tile of a weight re-layout: a tile's reads and writes stay in the
+/// core's cache and fill whole cache lines.
+const CHANNEL_TILE: usize = 16;
+
+/// A pointer that tiles of [`relayout`] write through from several threads, each to its own
+/// elements.
+struct SharedOut(*mut f32);
+
+// SAFETY: the tiles of `relayout` write disjoint elements.
+unsafe impl Sync for SharedOut {}
+
+/// A copy of the weights `w` (`co` output channels, `ci` input channels, `taps` kernel taps)
+/// with element `from(o, i, t)` moved to `to(o, i, t)`; `to` must be a one-to-one map onto
+/// `0..w.len()`.
+fn relayout(
+    w: &[f32],
+    [co, ci, taps]: [usize; 3],
+    from: impl Fn(usize, usize, usize) -> usize + Sync,
+    to: impl Fn(usize, usize, usize) -> usize + Sync,
 ) -> Vec<f32> {
-    let plane = h * w;
-    let mut out = vec![0.0f32; batch * channels * plane];
-    if plane * channels == 0 {
-        return out;
-    }
-    out.par_chunks_mut(channels * plane)
-        .zip(x.par_chunks(height * width * channels))
-        .for_each(|(out, x)| {
-            for y in 0..h {
-                let row = &x[((y + top) * width + left) * channels..][..w * channels];
-                // Written in order, read across the row (which stays in the core's cache).
-                for (c, out) in out.chunks_exact_mut(plane).enumerate() {
-                    for (col, out) in out[y * w..][..w].iter_mut().enumerate() {
-                        *out = row[col * channels + c];
-                    }
+    assert_eq!(w.len(), co * ci * taps, "weight size");
+    let mut out = vec![0.0f32; w.len()];
+    let shared = SharedOut(out.as_mut_ptr());
+    let tiles: Vec<(usize, usize)> = (0..co)
+        .step_by(CHANNEL_TILE)
+        .flat_map(|o| (0..ci).step_by(CHANNEL_TILE).map(move |i| (o, i)))
+        .collect();
+    tiles.par_iter().for_each(|&(o0, i0)| {
+        let shared = &shared;
+        for o in o0..(o0 + CHANNEL_TILE).min(co) {
+            for i in i0..(i0 + CHANNEL_TILE).min(ci) {
+                for t in 0..taps {
+                    let at = to(o, i, t);
+                    assert!(at < w.len(), "weight re-layout out of range");
+                    // SAFETY: `at` is in bounds, and no other tile writes it (`to` is
+                    // one-to-one, and tiles cover disjoint `(o, i)`).
+                    unsafe { *shared.0.add(at) = w[from(o, i, t)] };
                 }
             }
-        });
+        }
+    });
     out
 }
 
-/// Input channels per block of a weight re-layout: the block's reads and writes stay in the
-/// core's cache.
-const CHANNEL_BLOCK: usize = 64;
+/// The sizes [`relayout`] takes.
+fn weight_dims(d: &Dense) -> [usize; 3] {
+    [d.c_out, d.c_in, d.kernel[0] * d.kernel[1]]
+}
 
 /// The forward weight layout `[kh][kw][i][o]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
-    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
-    let mut out = vec![0.0f32; w.len()];
-    out.par_chunks_mut(ci * co)
-        .enumerate()
-        .for_each(|(t, out)| {
-            for i0 in (0..ci).step_by(CHANNEL_BLOCK) {
-                let i1 = (i0 + CHANNEL_BLOCK).min(ci);
-                for o in 0..co {
-                    for i in i0..i1 {
-                        out[i * co + o] = w[(o * ci + i) * taps + t];
-                    }
-                }
-            }
-        });
-    out
+    let [co, ci, taps] = weight_dims(d);
+    relayout(
+        w,
+        weight_dims(d),
+        |o, i, t| (o * ci + i) * taps + t,
+        |o, i, t| (t * ci + i) * co + o,
+    )
 }
 
 /// The input-gradient weight layout `[kh][kw][o][i]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_input(w: &[f32], d: &Dense) -> Vec<f32> {
-    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
-    let mut out = vec![0.0f32; w.len()];
-    out.par_chunks_mut(co * ci)
-        .enumerate()
-        .for_each(|(t, out)| {
-            for (o, out) in out.chunks_exact_mut(ci).enumerate() {
-                for (i, out) in out.iter_mut().enumerate() {
-                    *out = w[(o * ci + i) * taps + t];
-                }
-            }
-        });
-    out
+    let [co, ci, taps] = weight_dims(d);
+    relayout(
+        w,
+        weight_dims(d),
+        |o, i, t| (o * ci + i) * taps + t,
+        |o, i, t| (t * co + o) * ci + i,
+    )
 }
 
 /// burn's weight layout `[o][i][kh][kw]` from `[kh][kw][i][o]`.
 pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
-    let (ci, co, taps) = (d.c_in, d.c_out, d.kernel[0] * d.kernel[1]);
-    let mut out = vec![0.0f32; w.len()];
-    out.par_chunks_mut(ci * taps)
-        .enumerate()
-        .for_each(|(o, out)| {
-            for (i, out) in out.chunks_exact_mut(taps).enumerate() {
-                for (t, out) in out.iter_mut().enumerate() {
-                    *out = w[(t * ci + i) * co + o];
-                }
-            }
-        });
-    out
+    let [co, ci, taps] = weight_dims(d);
+    relayout(
+        w,
+        weight_dims(d),
+        |o, i, t| (t * ci + i) * co + o,
+        |o, i, t| (o * ci + i) * taps + t,
+    )
 }
 
-/// The forward pass: `x` padded NHWC, `w` `[kh][kw][i][o]`; returns NHWC `[N, out_h, out_w, O]`.
+/// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`.
+///
+/// Each image goes channels-last, through the kernel and back to channels-first in one task, so
+/// its copies stay in the core's cache.
 pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
     assert!(available() && d.supported(false), "dense kernel on {d:?}");
     let pixels = d.pixels();
-    let mut y = vec![0.0f32; d.batch * pixels * d.c_out];
+    let [h, width] = d.in_hw;
+    let mut y = vec![0.0f32; d.batch * d.c_out * pixels];
     let bases = d.bases();
-    y.par_chunks_mut(pixels * d.c_out)
-        .zip(x.par_chunks(d.padded_image()))
-        .for_each(|(y, x)| {
-            // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
-            unsafe {
-                if d.c_out.is_multiple_of(2 * LANES) {
-                    forward_image::<12, 2>(x, w, y, &bases, d);
-                } else {
-                    forward_image::<12, 1>(x, w, y, &bases, d);
+    y.par_chunks_mut(d.c_out * pixels)
+        .zip(x.par_chunks(d.c_in * h * width))
+        .for_each_init(
+            || {
+                (
+                    vec![0.0f32; d.padded_image()],
+                    vec![0.0f32; pixels * d.c_out],
+                )
+            },
+            |(padded, out), (y, x)| {
+                // Only the window is written: the zero padding around it stays.
+                image_to_channels_last(x, padded, [d.c_in, h, width], d.pad, d.padded_hw[1]);
+                // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
+                unsafe {
+                    if d.c_out.is_multiple_of(2 * LANES) {
+                        forward_image::<12, 2>(padded, w, out, &bases, d);
+                    } else {
+                        forward_image::<12, 1>(padded, w, out, &bases, d);
+                    }
                 }
-            }
-        });
+                image_to_channels_first(
+                    out,
+                    y,
+                    [d.c_out, d.out_hw[0], d.out_hw[1]],
+                    [0, 0],
+                    d.out_hw[1],
+                );
+            },
+        );
     y
 }
 
@@ -370,7 +421,7 @@ unsafe fn forward_image<const R: usize, const V: usize>(
 /// Output pixels per block of the weight gradient's sum: one block's rows of `dy` stay in the
 /// core's cache while every tile of the weight gradient reads them.
 fn pixels_per_block(d: &Dense) -> usize {
-    (32768 / d.c_out).max(16)
+    (65536 / d.c_out).max(16)
 }
 
 /// The weight gradient: `x` padded NHWC, `dy` NHWC `[N, out_h, out_w, O]`; returns
@@ -467,25 +518,31 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
     }
 }
 
-/// The input gradient: `dy` NHWC `[N, out_h, out_w, O]`, `w` `[kh][kw][o][i]`; returns the
-/// gradient of the padded NHWC input (crop it with [`to_channels_first`]).
+/// The input gradient: `dy` NHWC `[N, out_h, out_w, O]`, `w` `[kh][kw][o][i]`; returns NCHW
+/// `[N, C, H, W]`.
 pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
     assert!(available() && d.supported(true), "dense kernel on {d:?}");
     let pixels = d.pixels();
-    let mut dx = vec![0.0f32; d.batch * d.padded_image()];
+    let [h, width] = d.in_hw;
+    let mut dx = vec![0.0f32; d.batch * d.c_in * h * width];
     let bases = d.bases();
-    dx.par_chunks_mut(d.padded_image())
+    dx.par_chunks_mut(d.c_in * h * width)
         .zip(dy.par_chunks(pixels * d.c_out))
-        .for_each(|(dx, dy)| {
-            // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
-            unsafe {
-                if d.c_in.is_multiple_of(2 * LANES) {
-                    input_grad_image::<12, 2>(dy, w, dx, &bases, d);
-                } else {
-                    input_grad_image::<12, 1>(dy, w, dx, &bases, d);
+        .for_each_init(
+            || vec![0.0f32; d.padded_image()],
+            |padded, (dx, dy)| {
+                padded.fill(0.0);
+                // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
+                unsafe {
+                    if d.c_in.is_multiple_of(2 * LANES) {
+                        input_grad_image::<12, 2>(dy, w, padded, &bases, d);
+                    } else {
+                        input_grad_image::<12, 1>(dy, w, padded, &bases, d);
+                    }
                 }
-            }
-        });
+                image_to_channels_first(padded, dx, [d.c_in, h, width], d.pad, d.padded_hw[1]);
+            },
+        );
     dx
 }
 
@@ -606,8 +663,7 @@ mod tests {
             let y_shape = [d.batch, d.c_out, oh, ow];
             let probe = values(y_shape.iter().product(), 3);
             let xp = to_channels_last(&x, xs, d.pad, d.padded_hw);
-            let y = forward(&xp, &weight_taps_by_output(&w, &d), &d);
-            let y = to_channels_first(&y, y_shape, [0, 0], d.out_hw);
+            let y = forward(&x, &weight_taps_by_output(&w, &d), &d);
             close(&y, &reference_forward(&x, &w, &d), &format!("output {d:?}"));
 
             // Gradients of sum(y · probe) against numerical ones of the reference: the loss is
@@ -627,7 +683,6 @@ mod tests {
             }
             if d.supported(true) {
                 let dx = input_grad(&g, &weight_taps_by_input(&w, &d), &d);
-                let dx = to_channels_first(&dx, xs, d.pad, d.padded_hw);
                 for k in (0..x.len()).step_by(5) {
                     let mut x1 = x.clone();
                     x1[k] += 1.0;
