@@ -15,8 +15,9 @@
 //! checks bounds.
 
 use std::arch::x86_64::{
-    __m512, _mm_load_ss, _mm512_add_ps, _mm512_broadcastss_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_setzero_ps, _mm512_storeu_ps,
+    __m512, __m512i, _mm_load_ss, _mm_store_ss, _mm512_add_ps, _mm512_broadcastss_ps,
+    _mm512_fmadd_ps, _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_loadu_ps,
+    _mm512_loadu_si512, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -120,29 +121,20 @@ impl Dense {
     }
 }
 
-/// Copies one NCHW image `x` (`channels` planes of `h`×`w`) into the NHWC image `out`
-/// (`[height, width, channels]`) with its top-left corner at `(top, left)`; the rest of `out` is
-/// left as it is.
-fn image_to_channels_last(
-    x: &[f32],
-    out: &mut [f32],
-    [channels, h, w]: [usize; 3],
-    [top, left]: [usize; 2],
-    width: usize,
-) {
-    for y in 0..h {
-        let row = &mut out[((y + top) * width + left) * channels..][..w * channels];
-        for (c, plane) in x.chunks_exact(h * w).enumerate() {
-            for (col, &v) in plane[y * w..][..w].iter().enumerate() {
-                row[col * channels + c] = v;
-            }
-        }
-    }
+/// `[0, stride, 2·stride, …]`: the element offsets of 16 lanes `stride` floats apart.
+#[target_feature(enable = "avx512f")]
+fn lane_offsets(stride: usize) -> __m512i {
+    let stride = i32::try_from(stride).expect("plane of under 2^27 floats");
+    let offsets: [i32; LANES] = std::array::from_fn(|l| l as i32 * stride);
+    // SAFETY: reads the 16 `i32` of `offsets`.
+    unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) }
 }
 
-/// Copies the `h`×`w` window at `(top, left)` of the NHWC image `x` (`[_, width, channels]`)
-/// into the NCHW image `out` (`channels` planes of `h`×`w`).
-fn image_to_channels_first(
+/// Copies one NCHW image `x` (`channels` planes of `h`×`w`) into the NHWC image `out`
+/// (`[height, width, channels]`) with its top-left corner at `(top, left)`; the rest of `out` is
+/// left as it is. Each pixel's channels are gathered 16 at a time.
+#[target_feature(enable = "avx512f")]
+unsafe fn image_to_channels_last(
     x: &[f32],
     out: &mut [f32],
     [channels, h, w]: [usize; 3],
@@ -150,12 +142,59 @@ fn image_to_channels_first(
     width: usize,
 ) {
     let plane = h * w;
-    for y in 0..h {
-        let row = &x[((y + top) * width + left) * channels..][..w * channels];
-        // Written in order, read across the row (which stays in the core's cache).
-        for (c, out) in out.chunks_exact_mut(plane).enumerate() {
-            for (col, out) in out[y * w..][..w].iter_mut().enumerate() {
-                *out = row[col * channels + c];
+    assert!(x.len() >= channels * plane && out.len() >= ((top + h) * width) * channels);
+    assert!(left + w <= width, "window inside the image");
+    let whole = channels - channels % LANES;
+    // SAFETY: every index is inside `x` and `out` by the asserts above.
+    unsafe {
+        let offsets = lane_offsets(plane);
+        for y in 0..h {
+            for col in 0..w {
+                let from = x.as_ptr().add(y * w + col);
+                let to = out
+                    .as_mut_ptr()
+                    .add(((y + top) * width + left + col) * channels);
+                for c in (0..whole).step_by(LANES) {
+                    let v = _mm512_i32gather_ps::<4>(offsets, from.add(c * plane));
+                    _mm512_storeu_ps(to.add(c), v);
+                }
+                for c in whole..channels {
+                    _mm_store_ss(to.add(c), _mm_load_ss(from.add(c * plane)));
+                }
+            }
+        }
+    }
+}
+
+/// Copies the `h`×`w` window at `(top, left)` of the NHWC image `x` (`[_, width, channels]`)
+/// into the NCHW image `out` (`channels` planes of `h`×`w`). Each pixel's channels are
+/// scattered 16 at a time.
+#[target_feature(enable = "avx512f")]
+unsafe fn image_to_channels_first(
+    x: &[f32],
+    out: &mut [f32],
+    [channels, h, w]: [usize; 3],
+    [top, left]: [usize; 2],
+    width: usize,
+) {
+    let plane = h * w;
+    assert!(out.len() >= channels * plane && x.len() >= ((top + h) * width) * channels);
+    assert!(left + w <= width, "window inside the image");
+    let whole = channels - channels % LANES;
+    // SAFETY: as in `image_to_channels_last`.
+    unsafe {
+        let offsets = lane_offsets(plane);
+        for y in 0..h {
+            for col in 0..w {
+                let from = x.as_ptr().add(((y + top) * width + left + col) * channels);
+                let to = out.as_mut_ptr().add(y * w + col);
+                for c in (0..whole).step_by(LANES) {
+                    let v = _mm512_loadu_ps(from.add(c));
+                    _mm512_i32scatter_ps::<4>(to.add(c * plane), offsets, v);
+                }
+                for c in whole..channels {
+                    _mm_store_ss(to.add(c * plane), _mm_load_ss(from.add(c)));
+                }
             }
         }
     }
@@ -169,6 +208,7 @@ pub fn to_channels_last(
     pad: [usize; 2],
     [height, width]: [usize; 2],
 ) -> Vec<f32> {
+    assert!(available(), "AVX-512 copy on a CPU without it");
     let image = height * width * channels;
     let mut out = vec![0.0f32; batch * image];
     if image * channels * h * w == 0 {
@@ -176,7 +216,10 @@ pub fn to_channels_last(
     }
     out.par_chunks_mut(image)
         .zip(x.par_chunks(channels * h * w))
-        .for_each(|(out, x)| image_to_channels_last(x, out, [channels, h, w], pad, width));
+        // SAFETY: `available()` checked the CPU.
+        .for_each(|(out, x)| unsafe {
+            image_to_channels_last(x, out, [channels, h, w], pad, width)
+        });
     out
 }
 
@@ -282,23 +325,18 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
                 )
             },
             |(padded, out), (y, x)| {
-                // Only the window is written: the zero padding around it stays.
-                image_to_channels_last(x, padded, [d.c_in, h, width], d.pad, d.padded_hw[1]);
+                let [out_h, out_w] = d.out_hw;
                 // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
                 unsafe {
+                    // Only the window is written: the zero padding around it stays.
+                    image_to_channels_last(x, padded, [d.c_in, h, width], d.pad, d.padded_hw[1]);
                     if d.c_out.is_multiple_of(2 * LANES) {
                         forward_image::<12, 2>(padded, w, out, &bases, d);
                     } else {
                         forward_image::<12, 1>(padded, w, out, &bases, d);
                     }
+                    image_to_channels_first(out, y, [d.c_out, out_h, out_w], [0, 0], out_w);
                 }
-                image_to_channels_first(
-                    out,
-                    y,
-                    [d.c_out, d.out_hw[0], d.out_hw[1]],
-                    [0, 0],
-                    d.out_hw[1],
-                );
             },
         );
     y
@@ -539,8 +577,8 @@ pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
                     } else {
                         input_grad_image::<12, 1>(dy, w, padded, &bases, d);
                     }
+                    image_to_channels_first(padded, dx, [d.c_in, h, width], d.pad, d.padded_hw[1]);
                 }
-                image_to_channels_first(padded, dx, [d.c_in, h, width], d.pad, d.padded_hw[1]);
             },
         );
     dx
