@@ -16,8 +16,8 @@
 
 use std::arch::x86_64::{
     __m512, __m512i, _mm_load_ss, _mm_store_ss, _mm512_add_ps, _mm512_broadcastss_ps,
-    _mm512_fmadd_ps, _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_loadu_ps,
-    _mm512_loadu_si512, _mm512_setzero_ps, _mm512_storeu_ps,
+    _mm512_fmadd_ps, _mm512_i32gather_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_setzero_ps,
+    _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -167,8 +167,10 @@ unsafe fn image_to_channels_last(
 }
 
 /// Copies the `h`×`w` window at `(top, left)` of the NHWC image `x` (`[_, width, channels]`)
-/// into the NCHW image `out` (`channels` planes of `h`×`w`). Each pixel's channels are
-/// scattered 16 at a time.
+/// into the NCHW image `out` (`channels` planes of `h`×`w`). Each channel's values at 16
+/// neighbouring pixels are gathered into one register. (Scattering each pixel's channels instead
+/// writes 16 planes at once, which for planes a multiple of 1 KiB apart fall into the same
+/// cache sets: 4 times slower on ResNet-18's first layer.)
 #[target_feature(enable = "avx512f")]
 unsafe fn image_to_channels_first(
     x: &[f32],
@@ -180,20 +182,31 @@ unsafe fn image_to_channels_first(
     let plane = h * w;
     assert!(out.len() >= channels * plane && x.len() >= ((top + h) * width) * channels);
     assert!(left + w <= width, "window inside the image");
-    let whole = channels - channels % LANES;
+    // A window as wide as the image is one run of pixels.
+    let (h, w, width) = if left == 0 && w == width {
+        (1, plane, plane)
+    } else {
+        (h, w, width)
+    };
+    let whole = w - w % LANES;
     // SAFETY: as in `image_to_channels_last`.
     unsafe {
-        let offsets = lane_offsets(plane);
+        let offsets = lane_offsets(channels);
         for y in 0..h {
-            for col in 0..w {
-                let from = x.as_ptr().add(((y + top) * width + left + col) * channels);
-                let to = out.as_mut_ptr().add(y * w + col);
-                for c in (0..whole).step_by(LANES) {
-                    let v = _mm512_loadu_ps(from.add(c));
-                    _mm512_i32scatter_ps::<4>(to.add(c * plane), offsets, v);
+            let from = x.as_ptr().add(((y + top) * width + left) * channels);
+            let to = out.as_mut_ptr().add(y * w);
+            for col in (0..whole).step_by(LANES) {
+                for c in 0..channels {
+                    let v = _mm512_i32gather_ps::<4>(offsets, from.add(col * channels + c));
+                    _mm512_storeu_ps(to.add(c * plane + col), v);
                 }
-                for c in whole..channels {
-                    _mm_store_ss(to.add(c * plane), _mm_load_ss(from.add(c)));
+            }
+            for col in whole..w {
+                for c in 0..channels {
+                    _mm_store_ss(
+                        to.add(c * plane + col),
+                        _mm_load_ss(from.add(col * channels + c)),
+                    );
                 }
             }
         }
