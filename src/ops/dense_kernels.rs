@@ -248,15 +248,16 @@ struct SharedOut(*mut f32);
 unsafe impl Sync for SharedOut {}
 
 /// A copy of the weights `w` (`co` output channels, `ci` input channels, `taps` kernel taps)
-/// with element `from(o, i, t)` moved to `to(o, i, t)`; `to` must be a one-to-one map onto
-/// `0..w.len()`.
-fn relayout(
-    w: &[f32],
-    [co, ci, taps]: [usize; 3],
-    from: impl Fn(usize, usize, usize) -> usize + Sync,
-    to: impl Fn(usize, usize, usize) -> usize + Sync,
-) -> Vec<f32> {
+/// with the element at `from · (o, i, t)` moved to `to · (o, i, t)` (strides per index); `to`
+/// must map one-to-one onto `0..w.len()`.
+fn relayout(w: &[f32], [co, ci, taps]: [usize; 3], from: [usize; 3], to: [usize; 3]) -> Vec<f32> {
     assert_eq!(w.len(), co * ci * taps, "weight size");
+    let last =
+        |s: [usize; 3]| (co.max(1) - 1) * s[0] + (ci.max(1) - 1) * s[1] + (taps.max(1) - 1) * s[2];
+    assert!(
+        w.is_empty() || (last(from) < w.len() && last(to) < w.len()),
+        "strides fit"
+    );
     let mut out = vec![0.0f32; w.len()];
     let shared = SharedOut(out.as_mut_ptr());
     let tiles: Vec<(usize, usize)> = (0..co)
@@ -267,12 +268,18 @@ fn relayout(
         let shared = &shared;
         for o in o0..(o0 + CHANNEL_TILE).min(co) {
             for i in i0..(i0 + CHANNEL_TILE).min(ci) {
-                for t in 0..taps {
-                    let at = to(o, i, t);
-                    assert!(at < w.len(), "weight re-layout out of range");
-                    // SAFETY: `at` is in bounds, and no other tile writes it (`to` is
-                    // one-to-one, and tiles cover disjoint `(o, i)`).
-                    unsafe { *shared.0.add(at) = w[from(o, i, t)] };
+                let (mut src, mut dst) = (o * from[0] + i * from[1], o * to[0] + i * to[1]);
+                for _ in 0..taps {
+                    // SAFETY: both offsets are at most the asserted last ones, and no other
+                    // tile writes `dst` (`to` is one-to-one, tiles cover disjoint `(o, i)`).
+                    unsafe {
+                        _mm_store_ss(
+                            shared.0.wrapping_add(dst),
+                            _mm_load_ss(w.as_ptr().wrapping_add(src)),
+                        );
+                    }
+                    src = src.wrapping_add(from[2]);
+                    dst = dst.wrapping_add(to[2]);
                 }
             }
         }
@@ -288,34 +295,19 @@ fn weight_dims(d: &Dense) -> [usize; 3] {
 /// The forward weight layout `[kh][kw][i][o]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(
-        w,
-        weight_dims(d),
-        |o, i, t| (o * ci + i) * taps + t,
-        |o, i, t| (t * ci + i) * co + o,
-    )
+    relayout(w, weight_dims(d), [ci * taps, taps, 1], [1, co, ci * co])
 }
 
 /// The input-gradient weight layout `[kh][kw][o][i]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_input(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(
-        w,
-        weight_dims(d),
-        |o, i, t| (o * ci + i) * taps + t,
-        |o, i, t| (t * co + o) * ci + i,
-    )
+    relayout(w, weight_dims(d), [ci * taps, taps, 1], [ci, 1, co * ci])
 }
 
 /// burn's weight layout `[o][i][kh][kw]` from `[kh][kw][i][o]`.
 pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(
-        w,
-        weight_dims(d),
-        |o, i, t| (t * ci + i) * co + o,
-        |o, i, t| (o * ci + i) * taps + t,
-    )
+    relayout(w, weight_dims(d), [1, co, ci * co], [ci * taps, taps, 1])
 }
 
 /// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`.
@@ -452,14 +444,16 @@ unsafe fn forward_image<const R: usize, const V: usize>(
             for p0 in (0..pixels).step_by(R) {
                 let valid = R.min(pixels - p0);
                 let out = y[p0 * co + o0..].as_mut_ptr();
+                // The tile's pixels; the last tile computes its last pixel again in place of
+                // missing ones.
+                let at: [*const f32; R] =
+                    std::array::from_fn(|i| x.as_ptr().wrapping_add(bases[p0 + i.min(valid - 1)]));
                 // SAFETY: every index stays inside the padded image, the weights and `y`.
                 unsafe {
                     let mut acc = load_tile::<R, V>(out, co, valid, k0 > 0);
                     for k in k0..k1 {
-                        let a = std::array::from_fn(|i| {
-                            x.as_ptr().add(bases[p0 + i.min(valid - 1)] + k * row)
-                        });
-                        let b = w.as_ptr().add(k * taps * co + o0);
+                        let a = at.map(|p| p.wrapping_add(k * row));
+                        let b = w.as_ptr().wrapping_add(k * taps * co + o0);
                         accumulate(&mut acc, a, 1, b, co, taps);
                     }
                     store_tile(&acc, out, co, valid);
@@ -547,18 +541,20 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
         for k in 0..d.kernel[0] {
             for j0 in (0..taps).step_by(R) {
                 let valid = R.min(taps - j0);
+                // The tile's taps from a pixel's top-left one; the last tile reads its last tap
+                // again in place of missing ones.
+                let tap: [*const f32; R] = std::array::from_fn(|i| {
+                    x.as_ptr().wrapping_add(k * row + j0 + i.min(valid - 1))
+                });
                 for o0 in (0..co).step_by(V * LANES) {
                     let out = dw[(k * taps + j0) * co + o0..].as_mut_ptr();
+                    let g = dy.as_ptr().wrapping_add(o0);
                     // SAFETY: every index stays inside the padded batch, `dy` and `dw`.
                     unsafe {
                         let mut acc = load_tile::<R, V>(out, co, valid, true);
                         for &(p, at, len) in &runs[first..last] {
-                            // The last tile reads its last tap again in place of missing ones.
-                            let a = std::array::from_fn(|i| {
-                                x.as_ptr().add(at + k * row + j0 + i.min(valid - 1))
-                            });
-                            let b = dy.as_ptr().add(p * co + o0);
-                            accumulate(&mut acc, a, step, b, co, len);
+                            let a = tap.map(|t| t.wrapping_add(at));
+                            accumulate(&mut acc, a, step, g.wrapping_add(p * co), co, len);
                         }
                         store_tile(&acc, out, co, valid);
                     }
@@ -612,19 +608,25 @@ unsafe fn input_grad_image<const R: usize, const V: usize>(
     for i0 in (0..ci).step_by(V * LANES) {
         for p0 in (0..pixels).step_by(R) {
             let valid = R.min(pixels - p0);
+            let a = std::array::from_fn(|i| dy[(p0 + i.min(valid - 1)) * co..].as_ptr());
+            // Where each pixel's top-left tap adds into the padded image.
+            let out: [*mut f32; R] = std::array::from_fn(|i| {
+                dx.as_mut_ptr()
+                    .wrapping_add(bases[p0 + i.min(valid - 1)] + i0)
+            });
             // SAFETY: every index stays inside `dy`, the weights and the padded image.
             unsafe {
-                let a = std::array::from_fn(|i| dy.as_ptr().add((p0 + i.min(valid - 1)) * co));
                 for k in 0..d.kernel[0] {
                     for kw in 0..d.kernel[1] {
-                        let b = w.as_ptr().add((k * d.kernel[1] + kw) * co * ci + i0);
+                        let b = w
+                            .as_ptr()
+                            .wrapping_add((k * d.kernel[1] + kw) * co * ci + i0);
                         let mut acc = [[_mm512_setzero_ps(); V]; R];
                         accumulate(&mut acc, a, 1, b, ci, co);
-                        let tap = k * row + kw * ci + i0;
-                        for (i, acc) in acc.iter().enumerate().take(valid) {
-                            let out = dx.as_mut_ptr().add(bases[p0 + i] + tap);
+                        let tap = k * row + kw * ci;
+                        for (acc, out) in acc.iter().zip(out).take(valid) {
                             for (v, acc) in acc.iter().enumerate() {
-                                let at = out.add(v * LANES);
+                                let at = out.wrapping_add(tap + v * LANES);
                                 _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), *acc));
                             }
                         }
