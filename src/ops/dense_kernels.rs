@@ -353,8 +353,31 @@ fn rows_per_pass(d: &Dense) -> usize {
     (1024 / d.taps()).clamp(1, d.kernel[0])
 }
 
-/// `acc[i][v] += Σ_t a[i][t·a_step] · b[t·b_step + v·16 ..][..16]` for `t` in `0..steps`: the
-/// register tile all three passes share, `R` rows by `V` registers.
+/// How the sum of [`accumulate`] walks its `a` side: `rows` runs of `cols` steps of `step`
+/// floats, each run starting `row` floats after the previous one (kernel taps over several
+/// kernel rows, or pixels over several output rows).
+#[derive(Clone, Copy)]
+struct Walk {
+    step: usize,
+    cols: usize,
+    row: usize,
+    rows: usize,
+}
+
+impl Walk {
+    /// One run of `cols` steps of `step`.
+    fn line(step: usize, cols: usize) -> Self {
+        Self {
+            step,
+            cols,
+            row: 0,
+            rows: 1,
+        }
+    }
+}
+
+/// `acc[i][v] += Σ_t a[i][offset(t)] · b[t·b_step + v·16 ..][..16]` over the steps `t` of
+/// `walk`: the register tile all three passes share, `R` rows by `V` registers.
 ///
 /// Pointers advance with `wrapping_add` and are read through intrinsics: the debug build's checks
 /// on `add` and `*` would cost as much as the multiply-adds here.
@@ -363,27 +386,30 @@ fn rows_per_pass(d: &Dense) -> usize {
 unsafe fn accumulate<const R: usize, const V: usize>(
     acc: &mut [[__m512; V]; R],
     a: [*const f32; R],
-    a_step: usize,
+    walk: Walk,
     mut b: *const f32,
     b_step: usize,
-    steps: usize,
 ) {
     let mut regs = *acc;
-    let mut offset = 0;
-    for _ in 0..steps {
-        // SAFETY: the caller keeps every `a[i]` and `b` read inside its slice.
-        unsafe {
-            let bv: [__m512; V] =
-                std::array::from_fn(|v| _mm512_loadu_ps(b.wrapping_add(v * LANES)));
-            for (row, a) in regs.iter_mut().zip(&a) {
-                let s = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(offset)));
-                for (r, bv) in row.iter_mut().zip(&bv) {
-                    *r = _mm512_fmadd_ps(s, *bv, *r);
+    let mut start = 0usize;
+    for _ in 0..walk.rows {
+        let mut offset = start;
+        for _ in 0..walk.cols {
+            // SAFETY: the caller keeps every `a[i]` and `b` read inside its slice.
+            unsafe {
+                let bv: [__m512; V] =
+                    std::array::from_fn(|v| _mm512_loadu_ps(b.wrapping_add(v * LANES)));
+                for (row, a) in regs.iter_mut().zip(&a) {
+                    let s = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(offset)));
+                    for (r, bv) in row.iter_mut().zip(&bv) {
+                        *r = _mm512_fmadd_ps(s, *bv, *r);
+                    }
                 }
             }
+            offset = offset.wrapping_add(walk.step);
+            b = b.wrapping_add(b_step);
         }
-        offset = offset.wrapping_add(a_step);
-        b = b.wrapping_add(b_step);
+        start = start.wrapping_add(walk.row);
     }
     *acc = regs;
 }
@@ -451,11 +477,15 @@ unsafe fn forward_image<const R: usize, const V: usize>(
                 // SAFETY: every index stays inside the padded image, the weights and `y`.
                 unsafe {
                     let mut acc = load_tile::<R, V>(out, co, valid, k0 > 0);
-                    for k in k0..k1 {
-                        let a = at.map(|p| p.wrapping_add(k * row));
-                        let b = w.as_ptr().wrapping_add(k * taps * co + o0);
-                        accumulate(&mut acc, a, 1, b, co, taps);
-                    }
+                    let a = at.map(|p| p.wrapping_add(k0 * row));
+                    let b = w.as_ptr().wrapping_add(k0 * taps * co + o0);
+                    let walk = Walk {
+                        step: 1,
+                        cols: taps,
+                        row,
+                        rows: k1 - k0,
+                    };
+                    accumulate(&mut acc, a, walk, b, co);
                     store_tile(&acc, out, co, valid);
                 }
             }
@@ -463,11 +493,10 @@ unsafe fn forward_image<const R: usize, const V: usize>(
     }
 }
 
-/// Output pixels per block of the weight gradient's sum: one block's rows of `dy` stay in the
-/// core's cache while every tile of the weight gradient reads them.
-fn pixels_per_block(d: &Dense) -> usize {
-    (65536 / d.c_out).max(16)
-}
+/// Output pixels per block of the weight gradient's sum: the block's rows of one register tile's
+/// output channels in `dy` (up to 128 bytes a pixel) stay in the core's cache while every tap
+/// tile reads them, and each block adds into the weight gradient once.
+const PIXELS_PER_BLOCK: usize = 512;
 
 /// The weight gradient: `x` padded NHWC, `dy` NHWC `[N, out_h, out_w, O]`; returns
 /// `[kh][kw][i][o]`.
@@ -519,42 +548,61 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
 ) {
     let (co, taps, row, pixels) = (d.c_out, d.taps(), d.row(), d.pixels());
     let (image, step) = (d.padded_image(), d.stride * d.c_in);
-    let out_w = d.out_hw[1];
-    // Runs of pixels along one output row: their taps lie `step` floats apart.
+    let [out_h, out_w] = d.out_hw;
+    let block = PIXELS_PER_BLOCK;
+    // Runs of whole output rows of one image (or part of one row): pixel, offset of its
+    // top-left tap in the padded batch, and the walk over the run's taps.
     let mut runs = Vec::new();
     let mut p = range.start;
     while p < range.end {
-        let len = (out_w - p % out_w).min(range.end - p);
-        runs.push((p, (p / pixels) * image + bases[p % pixels], len));
-        p += len;
+        let (col, y) = (p % out_w, (p % pixels) / out_w);
+        let at = (p / pixels) * image + bases[p % pixels];
+        let walk = if col == 0 && range.end - p >= out_w {
+            let rows = ((range.end - p) / out_w)
+                .min(out_h - y)
+                .min((block / out_w).max(1));
+            Walk {
+                step,
+                cols: out_w,
+                row: d.stride * row,
+                rows,
+            }
+        } else {
+            Walk::line(step, (out_w - col).min(range.end - p))
+        };
+        runs.push((p, at, walk));
+        p += walk.cols * walk.rows;
     }
-    let block = pixels_per_block(d);
     let mut first = 0;
     while first < runs.len() {
         // Whole runs, about `block` pixels.
         let mut last = first;
         let mut count = 0;
-        while last < runs.len() && (count == 0 || count + runs[last].2 <= block) {
-            count += runs[last].2;
+        while last < runs.len() {
+            let len = runs[last].2.cols * runs[last].2.rows;
+            if count > 0 && count + len > block {
+                break;
+            }
+            count += len;
             last += 1;
         }
-        for k in 0..d.kernel[0] {
-            for j0 in (0..taps).step_by(R) {
-                let valid = R.min(taps - j0);
-                // The tile's taps from a pixel's top-left one; the last tile reads its last tap
-                // again in place of missing ones.
-                let tap: [*const f32; R] = std::array::from_fn(|i| {
-                    x.as_ptr().wrapping_add(k * row + j0 + i.min(valid - 1))
-                });
-                for o0 in (0..co).step_by(V * LANES) {
+        for o0 in (0..co).step_by(V * LANES) {
+            let g = dy.as_ptr().wrapping_add(o0);
+            for k in 0..d.kernel[0] {
+                for j0 in (0..taps).step_by(R) {
+                    let valid = R.min(taps - j0);
+                    // The tile's taps from a pixel's top-left one; the last tile reads its last
+                    // tap again in place of missing ones.
+                    let tap: [*const f32; R] = std::array::from_fn(|i| {
+                        x.as_ptr().wrapping_add(k * row + j0 + i.min(valid - 1))
+                    });
                     let out = dw[(k * taps + j0) * co + o0..].as_mut_ptr();
-                    let g = dy.as_ptr().wrapping_add(o0);
                     // SAFETY: every index stays inside the padded batch, `dy` and `dw`.
                     unsafe {
                         let mut acc = load_tile::<R, V>(out, co, valid, true);
-                        for &(p, at, len) in &runs[first..last] {
+                        for &(p, at, walk) in &runs[first..last] {
                             let a = tap.map(|t| t.wrapping_add(at));
-                            accumulate(&mut acc, a, step, g.wrapping_add(p * co), co, len);
+                            accumulate(&mut acc, a, walk, g.wrapping_add(p * co), co);
                         }
                         store_tile(&acc, out, co, valid);
                     }
@@ -622,7 +670,7 @@ unsafe fn input_grad_image<const R: usize, const V: usize>(
                             .as_ptr()
                             .wrapping_add((k * d.kernel[1] + kw) * co * ci + i0);
                         let mut acc = [[_mm512_setzero_ps(); V]; R];
-                        accumulate(&mut acc, a, 1, b, ci, co);
+                        accumulate(&mut acc, a, Walk::line(1, co), b, ci);
                         let tap = k * row + kw * ci;
                         for (acc, out) in acc.iter().zip(out).take(valid) {
                             for (v, acc) in acc.iter().enumerate() {
