@@ -336,7 +336,7 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
                     // Only the window is written: the zero padding around it stays.
                     image_to_channels_last(x, padded, [d.c_in, h, width], d.pad, d.padded_hw[1]);
                     if d.c_out.is_multiple_of(2 * LANES) {
-                        forward_image::<12, 2>(padded, w, out, &bases, d);
+                        forward_image::<14, 2>(padded, w, out, &bases, d);
                     } else {
                         forward_image::<12, 1>(padded, w, out, &bases, d);
                     }
@@ -514,9 +514,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], d: &Dense) -> Vec<f32> {
             let range = t * per_thread..((t + 1) * per_thread).min(total);
             // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
             unsafe {
-                if d.c_out.is_multiple_of(4 * LANES) {
-                    weight_grad_range::<6, 4>(x, dy, &mut dw, &bases, range, d);
-                } else if d.c_out.is_multiple_of(2 * LANES) {
+                if d.c_out.is_multiple_of(2 * LANES) {
                     weight_grad_range::<12, 2>(x, dy, &mut dw, &bases, range, d);
                 } else {
                     weight_grad_range::<12, 1>(x, dy, &mut dw, &bases, range, d);
@@ -630,7 +628,7 @@ pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
                 // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
                 unsafe {
                     if d.c_in.is_multiple_of(2 * LANES) {
-                        input_grad_image::<12, 2>(dy, w, padded, &bases, d);
+                        input_grad_image::<14, 2>(dy, w, padded, &bases, d);
                     } else {
                         input_grad_image::<12, 1>(dy, w, padded, &bases, d);
                     }
