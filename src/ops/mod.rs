@@ -6,6 +6,6 @@ pub mod batch_norm;
 pub mod conv;
 mod conv_kernels;
 #[cfg(target_arch = "x86_64")]
-pub mod dense_kernels;
+mod dense_kernels;
 mod flex_values;
 pub mod relu6;
