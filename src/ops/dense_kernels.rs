@@ -130,6 +130,22 @@ fn lane_offsets(stride: usize) -> __m512i {
     unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) }
 }
 
+/// Checks that an NCHW image of `channels` planes of `h`×`w` fits in `nchw` floats, and an NHWC
+/// image of rows `width` pixels wide holding it at `(top, left)` in `nhwc` floats.
+fn assert_window(
+    nchw: usize,
+    nhwc: usize,
+    [channels, h, w]: [usize; 3],
+    [top, left]: [usize; 2],
+    width: usize,
+) {
+    assert!(nchw >= channels * h * w, "NCHW image size");
+    assert!(
+        nhwc >= (top + h) * width * channels && left + w <= width,
+        "window inside the image"
+    );
+}
+
 /// Copies one NCHW image `x` (`channels` planes of `h`×`w`) into the NHWC image `out`
 /// (`[height, width, channels]`) with its top-left corner at `(top, left)`; the rest of `out` is
 /// left as it is. Each pixel's channels are gathered 16 at a time.
@@ -142,10 +158,9 @@ unsafe fn image_to_channels_last(
     width: usize,
 ) {
     let plane = h * w;
-    assert!(x.len() >= channels * plane && out.len() >= ((top + h) * width) * channels);
-    assert!(left + w <= width, "window inside the image");
+    assert_window(x.len(), out.len(), [channels, h, w], [top, left], width);
     let whole = channels - channels % LANES;
-    // SAFETY: every index is inside `x` and `out` by the asserts above.
+    // SAFETY: every index is inside `x` and `out` by `assert_window`.
     unsafe {
         let offsets = lane_offsets(plane);
         for y in 0..h {
@@ -180,8 +195,7 @@ unsafe fn image_to_channels_first(
     width: usize,
 ) {
     let plane = h * w;
-    assert!(out.len() >= channels * plane && x.len() >= ((top + h) * width) * channels);
-    assert!(left + w <= width, "window inside the image");
+    assert_window(out.len(), x.len(), [channels, h, w], [top, left], width);
     // A window as wide as the image is one run of pixels.
     let (h, w, width) = if left == 0 && w == width {
         (1, plane, plane)
