@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::ops::batch_norm::batch_norm_forward;
-use crate::ops::conv::{ConvKind, ConvSpec, conv2d};
+use crate::ops::conv::{ConvKind, ConvSpec, conv2d, dense_kernels_take};
 
 pub use crate::ops::relu6::relu6;
 
@@ -71,9 +71,10 @@ fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
 
 /// Runs `conv` by the fastest path on burn's CPU backend, which computes convolutions and their
 /// gradients slowly (through im2col, and its general transposed and grouped convolutions):
-/// - a plain 1×1 convolution that trains (stride 1, no padding, one group) is a matrix product;
-///   without gradients burn's convolution is the faster of the two;
-/// - other convolutions with one group, and depthwise ones, go through Graft's [`conv2d`].
+/// - depthwise convolutions, and convolutions with one group that Graft's kernels take (see
+///   [`dense_kernels_take`]; any that is not 1×1 with stride 1), go through Graft's [`conv2d`];
+/// - a plain 1×1 convolution that trains (stride 1, no padding, one group) that they do not take
+///   is a matrix product; without gradients burn's convolution is the faster of the two.
 ///
 /// Most of a network's training time is in these. Each path falls back to burn's convolution on
 /// other devices.
@@ -94,13 +95,15 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     };
     let y = if per_group == 1 && conv.groups == channels && out == channels {
         conv2d(x, conv.weight.val(), spec(ConvKind::Depthwise))
-    } else if conv.groups == 1 && trains && pointwise {
+    } else if conv.groups != 1 {
+        return conv.forward(x);
+    } else if !pointwise || dense_kernels_take(&x.device(), channels, out) {
+        conv2d(x, conv.weight.val(), spec(ConvKind::Dense))
+    } else if trains {
         let weight = conv.weight.val().reshape([1, out, channels]);
         weight
             .matmul(x.reshape([n, channels, h * w]))
             .reshape([n, out, h, w])
-    } else if conv.groups == 1 && !pointwise {
-        conv2d(x, conv.weight.val(), spec(ConvKind::Dense))
     } else {
         return conv.forward(x);
     };

@@ -208,6 +208,11 @@ mod dense {
     use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
     use super::ConvSpec;
 
+    pub fn available(in_channels: usize, out_channels: usize) -> bool {
+        let whole = kernels::whole_registers;
+        kernels::available() && whole(in_channels) && whole(out_channels)
+    }
+
     fn dims(t: &FlexTensor) -> Option<[usize; 4]> {
         t.shape().as_slice().try_into().ok()
     }
@@ -326,6 +331,10 @@ mod dense {
 
     use super::ConvSpec;
 
+    pub fn available(_: usize, _: usize) -> bool {
+        false
+    }
+
     pub fn forward(_: &FlexTensor, _: &FlexTensor, _: ConvSpec) -> Option<FlexTensor> {
         None
     }
@@ -421,6 +430,13 @@ impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
     }
 }
 
+/// Whether Graft's own kernels run a dense convolution from `in_channels` to `out_channels` on
+/// `device` (all three passes; otherwise burn's convolution does): the CPU backend on a CPU with
+/// AVX-512, and channel counts that fill whole registers.
+pub fn dense_kernels_take(device: &Device, in_channels: usize, out_channels: usize) -> bool {
+    *device == Device::flex() && dense::available(in_channels, out_channels)
+}
+
 /// A convolution without bias through the extension on the CPU backend, and burn's convolution
 /// elsewhere.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, spec: ConvSpec) -> Tensor<4> {
@@ -484,6 +500,7 @@ mod tests {
             (32, [32, 32, 3, 3], spec(Dense, 2, [1; 4])),
             (3, [16, 3, 7, 7], spec(Dense, 2, [3; 4])),
             (16, [32, 16, 1, 1], spec(Dense, 2, [0; 4])),
+            (32, [16, 32, 1, 1], spec(Dense, 1, [0; 4])),
             (16, [16, 16, 3, 3], spec(Dense, 2, [0, 0, 1, 1])),
             (5, [6, 5, 3, 3], spec(Dense, 1, [1; 4])),
         ];

@@ -30,6 +30,11 @@ pub fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
+/// Whether `channels` fill whole registers, as the kernels' vectorised channels must.
+pub fn whole_registers(channels: usize) -> bool {
+    channels > 0 && channels.is_multiple_of(LANES)
+}
+
 /// Sizes of one convolution and of the padded channels-last input copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dense {
@@ -88,7 +93,7 @@ impl Dense {
     /// Whether the kernels handle these sizes: whole registers of output channels (forward,
     /// weight gradient) and of input channels (input gradient).
     pub fn supported(&self, input_grad: bool) -> bool {
-        let whole = |c: usize| c > 0 && c.is_multiple_of(LANES);
+        let whole = whole_registers;
         self.batch > 0 && self.c_in > 0 && whole(self.c_out) && (!input_grad || whole(self.c_in))
     }
 
