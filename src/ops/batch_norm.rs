@@ -4,7 +4,8 @@
 //! burn's generic version transposes the activation to put channels first, then runs a chain of
 //! element-wise operations each way: about a third of a training step of EfficientNet-Lite0 on the
 //! CPU went there. [`batch_norm_forward`] matches `BatchNorm::forward` in training mode, running
-//! statistics included.
+//! statistics included; on running statistics (frozen layers, validation, prediction) it is the
+//! one normalising pass.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -261,13 +262,35 @@ impl<B: BatchNormBackend + BatchNormGrad, C: CheckpointStrategy> BatchNormBacken
     }
 }
 
-/// `bn.forward(x)`, with the fused operation when `bn` trains on batch statistics on the CPU
-/// backend (`f32`), and `bn.forward` itself otherwise.
+/// `bn.forward(x)` on the CPU backend (`f32`): the fused operation when `bn` trains on batch
+/// statistics, one normalising pass on running statistics where nothing needs a gradient, and
+/// `bn.forward` itself otherwise.
 pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let trains = device.is_autodiff() && bn.training.is_enabled();
-    if !trains || device != Device::flex() || x.dtype() != DType::F32 {
+    if device != Device::flex() || x.dtype() != DType::F32 {
         return bn.forward(x);
+    }
+    if !trains {
+        // On the running statistics, as burn's inference path, in one pass. The kernel's
+        // gradient is that of batch statistics, so only where nothing needs a gradient.
+        if x.is_require_grad()
+            || bn.gamma.val().is_require_grad()
+            || bn.beta.val().is_require_grad()
+        {
+            return bn.forward(x);
+        }
+        let running = |r: &burn::module::RunningState<Tensor<1>>| {
+            r.value_sync().to_device(&device).unsqueeze_dim::<2>(0)
+        };
+        let stats = Tensor::cat(vec![running(&bn.running_mean), running(&bn.running_var)], 0);
+        return Tensor::from_dispatch(<Dispatch as BatchNormBackend>::batch_norm_apply(
+            x.into_dispatch(),
+            bn.gamma.val().into_dispatch(),
+            bn.beta.val().into_dispatch(),
+            stats.into_dispatch(),
+            bn.epsilon,
+        ));
     }
     let stats = Tensor::<2>::from_dispatch(<Dispatch as BatchNormBackend>::batch_stats(
         x.clone().detach().into_dispatch(),
@@ -338,5 +361,22 @@ mod tests {
         for (ours, theirs) in results[1].iter().zip(&results[0]) {
             ours.assert_approx_eq::<f32>(theirs, Tolerance::absolute(1e-4));
         }
+    }
+
+    #[test]
+    fn running_statistics_path_matches_burns_inference() {
+        let device = Device::flex();
+        let mut bn = BatchNormConfig::new(3).init(&device);
+        bn.gamma = Param::from_tensor(Tensor::<1>::from_floats([0.5, 2.0, -1.0], &device));
+        bn.beta = Param::from_tensor(Tensor::<1>::from_floats([0.1, -0.3, 1.0], &device));
+        bn.running_mean =
+            burn::module::RunningState::new(Tensor::from_floats([1.0, -2.0, 0.5], &device));
+        bn.running_var =
+            burn::module::RunningState::new(Tensor::from_floats([4.0, 0.25, 1.5], &device));
+        let x = Tensor::<4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 2.0), &device);
+        // The running statistics are far from the batch's, so using the batch's would fail.
+        let ours = batch_norm_forward(&bn, x.clone()).into_data();
+        let theirs = bn.forward(x).into_data();
+        ours.assert_approx_eq::<f32>(&theirs, Tolerance::absolute(1e-5));
     }
 }
