@@ -3,8 +3,8 @@
 //! A burn backend extension: on the flex (CPU) backend, with or without autodiff, a depthwise
 //! convolution runs forward through burn (it already has a depthwise fast path) and backward
 //! through the loops in [`super::conv_kernels`]; a dense one runs all three passes through the
-//! AVX-512 kernels in [`super::dense_kernels`] where the CPU has them and the channel counts fit,
-//! and through burn otherwise. On any other device [`conv2d`] uses burn's convolution.
+//! AVX-512 (or AVX2) kernels in [`super::dense_kernels`] where the CPU has them and the channel
+//! counts fit, and through burn otherwise. On any other device [`conv2d`] uses burn's convolution.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -432,7 +432,7 @@ impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
 
 /// Whether Graft's own kernels run a dense convolution from `in_channels` to `out_channels` on
 /// `device` (all three passes; otherwise burn's convolution does): the CPU backend on a CPU with
-/// AVX-512, and channel counts that fill whole registers.
+/// AVX-512 or AVX2 with FMA, and channel counts that fill whole registers.
 pub fn dense_kernels_take(device: &Device, in_channels: usize, out_channels: usize) -> bool {
     *device == Device::flex() && dense::available(in_channels, out_channels)
 }
@@ -489,7 +489,7 @@ mod tests {
     fn matches_burns_convolution_and_its_gradients() {
         use ConvKind::{Dense, Depthwise};
         let device = Device::flex().autodiff();
-        // (input channels, weight shape, spec): depthwise kernels, and dense ones the AVX-512
+        // (input channels, weight shape, spec): depthwise kernels, and dense ones the vector
         // kernels take (channel counts in whole registers) and ones they leave to burn.
         let cases = [
             (4, [4, 1, 3, 3], spec(Depthwise, 1, [1; 4])),

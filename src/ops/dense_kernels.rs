@@ -1,12 +1,12 @@
-//! A dense convolution (one group, dilation 1) and its two gradients as AVX-512 register-tiled
-//! loops over channels-last (NHWC) copies of the tensors.
+//! A dense convolution (one group, dilation 1) and its two gradients as register-tiled AVX-512
+//! (or AVX2) loops over channels-last (NHWC) copies of the tensors.
 //!
 //! burn's CPU backend runs a convolution as im2col plus a general matrix product, and its
 //! gradients through a transposed convolution and a convolution with batch and channels swapped;
 //! at ResNet-18's shapes these reach 15–120 GFLOP/s on this project's 2-core machine, where
-//! PyTorch (oneDNN) reaches 300–450. Here each output tile is a block of registers (14 pixels by
-//! 32 channels; 12 taps by 32 channels for the weight gradient) that accumulates its sum without
-//! an im2col buffer:
+//! PyTorch (oneDNN) reaches 300–450. Here each output tile is a block of registers (with
+//! AVX-512 14 pixels by 32 channels, 12 taps by 32 channels for the weight gradient; with AVX2 6
+//! by 16) that accumulates its sum without an im2col buffer:
 //! - forward: `y[p][o] = Σ_{kh, kw, i} x[p·s + (kh, kw)][i] · w[kh][kw][i][o]`;
 //! - weight gradient: `dw[kh][kw][i][o] = Σ_p x[p·s + (kh, kw)][i] · dy[p][o]`;
 //! - input gradient: `dx[p·s + (kh, kw)][i] += Σ_o dy[p][o] · w[kh][kw][i][o]`, scattered.
@@ -16,25 +16,226 @@
 //! checks bounds.
 
 use std::arch::x86_64::{
-    __m512, __m512i, _mm_load_ss, _mm_store_ss, _mm512_add_ps, _mm512_broadcastss_ps,
+    __m256, __m256i, __m512, __m512i, _mm_load_ss, _mm_store_ss, _mm256_add_ps,
+    _mm256_broadcastss_ps, _mm256_fmadd_ps, _mm256_i32gather_ps, _mm256_loadu_ps,
+    _mm256_loadu_si256, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_broadcastss_ps,
     _mm512_fmadd_ps, _mm512_i32gather_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_setzero_ps,
     _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
 
-/// Floats in one AVX-512 register.
-const LANES: usize = 16;
+/// Channels the kernels vectorise must be a multiple of this: one AVX-512 register, two AVX2 ones.
+const CHANNEL_MULTIPLE: usize = 16;
 
-/// Whether this CPU runs the kernels; callers use burn's convolution where it does not.
+/// The vector instructions the kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512: 16 lanes, 32 registers.
+    Avx512,
+    /// AVX2 with FMA: 8 lanes, 16 registers.
+    Avx2,
+}
+
+/// The best instruction set this CPU has for the kernels, if any; callers use burn's convolution
+/// where it has none.
+pub fn detect() -> Option<Isa> {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        Some(Isa::Avx512)
+    } else if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        Some(Isa::Avx2)
+    } else {
+        None
+    }
+}
+
+/// Whether this CPU runs the kernels.
 pub fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    detect().is_some()
 }
 
 /// Whether `channels` fill whole registers, as the kernels' vectorised channels must.
 pub fn whole_registers(channels: usize) -> bool {
-    channels > 0 && channels.is_multiple_of(LANES)
+    channels > 0 && channels.is_multiple_of(CHANNEL_MULTIPLE)
 }
+
+/// One instruction set's vector operations. The kernels are generic over it and always inlined
+/// into entry points compiled for that instruction set ([`avx512`], [`avx2`]).
+trait Vector {
+    /// A register of floats.
+    type V: Copy;
+    /// A register of lane offsets.
+    type Offsets: Copy;
+    /// Floats in a register.
+    const LANES: usize;
+    unsafe fn zero() -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `a · b + c`.
+    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `*p` in every lane.
+    unsafe fn splat(p: *const f32) -> Self::V;
+    /// `[0, stride, 2·stride, …]`.
+    unsafe fn lane_offsets(stride: i32) -> Self::Offsets;
+    /// `p[offsets[l]]` in lane `l`.
+    unsafe fn gather(p: *const f32, offsets: Self::Offsets) -> Self::V;
+}
+
+/// AVX-512 registers.
+struct Avx512;
+
+impl Vector for Avx512 {
+    type V = __m512;
+    type Offsets = __m512i;
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m512 {
+        unsafe { _mm512_broadcastss_ps(_mm_load_ss(p)) }
+    }
+    #[inline(always)]
+    unsafe fn lane_offsets(stride: i32) -> __m512i {
+        let offsets: [i32; 16] = std::array::from_fn(|l| l as i32 * stride);
+        unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) }
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, offsets: __m512i) -> __m512 {
+        unsafe { _mm512_i32gather_ps::<4>(offsets, p) }
+    }
+}
+
+/// AVX2 registers (with FMA).
+struct Avx2;
+
+impl Vector for Avx2 {
+    type V = __m256;
+    type Offsets = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m256 {
+        unsafe { _mm256_broadcastss_ps(_mm_load_ss(p)) }
+    }
+    #[inline(always)]
+    unsafe fn lane_offsets(stride: i32) -> __m256i {
+        let offsets: [i32; 8] = std::array::from_fn(|l| l as i32 * stride);
+        unsafe { _mm256_loadu_si256(offsets.as_ptr().cast()) }
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, offsets: __m256i) -> __m256 {
+        unsafe { _mm256_i32gather_ps::<4>(p, offsets) }
+    }
+}
+
+/// Entry points compiled for one instruction set; everything they call is inlined into them.
+macro_rules! entry_points {
+    ($module:ident, $vector:ty, $feature:literal) => {
+        /// The kernels compiled for one instruction set.
+        mod $module {
+            use super::*;
+
+            #[target_feature(enable = $feature)]
+            pub unsafe fn forward_image<const R: usize, const V: usize>(
+                x: &[f32],
+                w: &[f32],
+                y: &mut [f32],
+                bases: &[usize],
+                d: &Dense,
+            ) {
+                unsafe { super::forward_image::<$vector, R, V>(x, w, y, bases, d) }
+            }
+
+            #[target_feature(enable = $feature)]
+            pub unsafe fn input_grad_image<const R: usize, const V: usize>(
+                dy: &[f32],
+                w: &[f32],
+                dx: &mut [f32],
+                bases: &[usize],
+                d: &Dense,
+            ) {
+                unsafe { super::input_grad_image::<$vector, R, V>(dy, w, dx, bases, d) }
+            }
+
+            #[target_feature(enable = $feature)]
+            pub unsafe fn weight_grad_range<const R: usize, const V: usize>(
+                x: &[f32],
+                dy: &[f32],
+                dw: &mut [f32],
+                bases: &[usize],
+                range: std::ops::Range<usize>,
+                d: &Dense,
+            ) {
+                unsafe { super::weight_grad_range::<$vector, R, V>(x, dy, dw, bases, range, d) }
+            }
+
+            #[target_feature(enable = $feature)]
+            pub unsafe fn image_to_channels_last(
+                x: &[f32],
+                out: &mut [f32],
+                chw: [usize; 3],
+                corner: [usize; 2],
+                width: usize,
+            ) {
+                unsafe { super::image_to_channels_last::<$vector>(x, out, chw, corner, width) }
+            }
+
+            #[target_feature(enable = $feature)]
+            pub unsafe fn image_to_channels_first(
+                x: &[f32],
+                out: &mut [f32],
+                chw: [usize; 3],
+                corner: [usize; 2],
+                width: usize,
+            ) {
+                unsafe { super::image_to_channels_first::<$vector>(x, out, chw, corner, width) }
+            }
+        }
+    };
+}
+
+entry_points!(avx512, Avx512, "avx512f");
+entry_points!(avx2, Avx2, "avx2,fma");
 
 /// Sizes of one convolution and of the padded channels-last input copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,12 +258,14 @@ pub struct Dense {
     pub out_hw: [usize; 2],
     /// Height and width of the padded input copy: every tap of every output lies inside it.
     pub padded_hw: [usize; 2],
+    /// The instructions the kernels run on.
+    pub isa: Isa,
 }
 
 impl Dense {
     /// The geometry of `x` `[N, C, H, W]` convolved with `weight` `[O, C, kh, kw]`; `padding` is
-    /// `[top, left, bottom, right]`. `None` where the kernel is larger than the padded input or
-    /// the stride is 0.
+    /// `[top, left, bottom, right]`. `None` where the kernel is larger than the padded input, the
+    /// stride is 0, or the CPU has neither AVX-512 nor AVX2 with FMA.
     pub fn new(
         x: [usize; 4],
         weight: [usize; 4],
@@ -88,6 +291,7 @@ impl Dense {
             pad: [top, left],
             out_hw,
             padded_hw,
+            isa: detect()?,
         })
     }
 
@@ -127,13 +331,11 @@ impl Dense {
     }
 }
 
-/// `[0, stride, 2·stride, …]`: the element offsets of 16 lanes `stride` floats apart.
-#[target_feature(enable = "avx512f")]
-fn lane_offsets(stride: usize) -> __m512i {
+/// `[0, stride, 2·stride, …]` for `V`'s lanes.
+#[inline(always)]
+unsafe fn lane_offsets<T: Vector>(stride: usize) -> T::Offsets {
     let stride = i32::try_from(stride).expect("plane of under 2^27 floats");
-    let offsets: [i32; LANES] = std::array::from_fn(|l| l as i32 * stride);
-    // SAFETY: reads the 16 `i32` of `offsets`.
-    unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) }
+    unsafe { T::lane_offsets(stride) }
 }
 
 /// Checks that an NCHW image of `channels` planes of `h`×`w` fits in `nchw` floats, and an NHWC
@@ -154,9 +356,9 @@ fn assert_window(
 
 /// Copies one NCHW image `x` (`channels` planes of `h`×`w`) into the NHWC image `out`
 /// (`[height, width, channels]`) with its top-left corner at `(top, left)`; the rest of `out` is
-/// left as it is. Each pixel's channels are gathered 16 at a time.
-#[target_feature(enable = "avx512f")]
-unsafe fn image_to_channels_last(
+/// left as it is. Each pixel's channels are gathered a register at a time.
+#[inline(always)]
+unsafe fn image_to_channels_last<T: Vector>(
     x: &[f32],
     out: &mut [f32],
     [channels, h, w]: [usize; 3],
@@ -165,19 +367,18 @@ unsafe fn image_to_channels_last(
 ) {
     let plane = h * w;
     assert_window(x.len(), out.len(), [channels, h, w], [top, left], width);
-    let whole = channels - channels % LANES;
+    let whole = channels - channels % T::LANES;
     // SAFETY: every index is inside `x` and `out` by `assert_window`.
     unsafe {
-        let offsets = lane_offsets(plane);
+        let offsets = lane_offsets::<T>(plane);
         for y in 0..h {
             for col in 0..w {
                 let from = x.as_ptr().add(y * w + col);
                 let to = out
                     .as_mut_ptr()
                     .add(((y + top) * width + left + col) * channels);
-                for c in (0..whole).step_by(LANES) {
-                    let v = _mm512_i32gather_ps::<4>(offsets, from.add(c * plane));
-                    _mm512_storeu_ps(to.add(c), v);
+                for c in (0..whole).step_by(T::LANES) {
+                    T::store(to.add(c), T::gather(from.add(c * plane), offsets));
                 }
                 for c in whole..channels {
                     _mm_store_ss(to.add(c), _mm_load_ss(from.add(c * plane)));
@@ -188,12 +389,12 @@ unsafe fn image_to_channels_last(
 }
 
 /// Copies the `h`×`w` window at `(top, left)` of the NHWC image `x` (`[_, width, channels]`)
-/// into the NCHW image `out` (`channels` planes of `h`×`w`). Each channel's values at 16
-/// neighbouring pixels are gathered into one register. (Scattering each pixel's channels instead
-/// writes 16 planes at once, which for planes a multiple of 1 KiB apart fall into the same
-/// cache sets: 4 times slower on ResNet-18's first layer.)
-#[target_feature(enable = "avx512f")]
-unsafe fn image_to_channels_first(
+/// into the NCHW image `out` (`channels` planes of `h`×`w`). Each channel's values at a
+/// register's worth of neighbouring pixels are gathered into it. (Scattering each pixel's
+/// channels instead writes 16 planes at once, which for planes a multiple of 1 KiB apart fall
+/// into the same cache sets: 4 times slower on ResNet-18's first layer.)
+#[inline(always)]
+unsafe fn image_to_channels_first<T: Vector>(
     x: &[f32],
     out: &mut [f32],
     [channels, h, w]: [usize; 3],
@@ -208,17 +409,17 @@ unsafe fn image_to_channels_first(
     } else {
         (h, w, width)
     };
-    let whole = w - w % LANES;
+    let whole = w - w % T::LANES;
     // SAFETY: as in `image_to_channels_last`.
     unsafe {
-        let offsets = lane_offsets(channels);
+        let offsets = lane_offsets::<T>(channels);
         for y in 0..h {
             let from = x.as_ptr().add(((y + top) * width + left) * channels);
             let to = out.as_mut_ptr().add(y * w);
-            for col in (0..whole).step_by(LANES) {
+            for col in (0..whole).step_by(T::LANES) {
                 for c in 0..channels {
-                    let v = _mm512_i32gather_ps::<4>(offsets, from.add(col * channels + c));
-                    _mm512_storeu_ps(to.add(c * plane + col), v);
+                    let v = T::gather(from.add(col * channels + c), offsets);
+                    T::store(to.add(c * plane + col), v);
                 }
             }
             for col in whole..w {
@@ -241,7 +442,7 @@ pub fn to_channels_last(
     pad: [usize; 2],
     [height, width]: [usize; 2],
 ) -> Vec<f32> {
-    assert!(available(), "AVX-512 copy on a CPU without it");
+    let isa = detect().expect("a CPU the kernels run on");
     let image = height * width * channels;
     let mut out = vec![0.0f32; batch * image];
     if image * channels * h * w == 0 {
@@ -249,9 +450,12 @@ pub fn to_channels_last(
     }
     out.par_chunks_mut(image)
         .zip(x.par_chunks(channels * h * w))
-        // SAFETY: `available()` checked the CPU.
+        // SAFETY: `detect()` checked the CPU.
         .for_each(|(out, x)| unsafe {
-            image_to_channels_last(x, out, [channels, h, w], pad, width)
+            match isa {
+                Isa::Avx512 => avx512::image_to_channels_last(x, out, [channels, h, w], pad, width),
+                Isa::Avx2 => avx2::image_to_channels_last(x, out, [channels, h, w], pad, width),
+            }
         });
     out
 }
@@ -335,11 +539,12 @@ pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
 /// Each image goes channels-last, through the kernel and back to channels-first in one task, so
 /// its copies stay in the core's cache.
 pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
-    assert!(available() && d.supported(false), "dense kernel on {d:?}");
+    assert!(d.supported(false), "dense kernel on {d:?}");
     let pixels = d.pixels();
     let [h, width] = d.in_hw;
     let mut y = vec![0.0f32; d.batch * d.c_out * pixels];
     let bases = d.bases();
+    let wide = d.c_out.is_multiple_of(32);
     y.par_chunks_mut(d.c_out * pixels)
         .zip(x.par_chunks(d.c_in * h * width))
         .for_each_init(
@@ -351,16 +556,26 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
             },
             |(padded, out), (y, x)| {
                 let [out_h, out_w] = d.out_hw;
-                // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
+                let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
+                // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
+                // Only the window of `padded` is written: the zero padding around it stays.
                 unsafe {
-                    // Only the window is written: the zero padding around it stays.
-                    image_to_channels_last(x, padded, [d.c_in, h, width], d.pad, d.padded_hw[1]);
-                    if d.c_out.is_multiple_of(2 * LANES) {
-                        forward_image::<14, 2>(padded, w, out, &bases, d);
-                    } else {
-                        forward_image::<12, 1>(padded, w, out, &bases, d);
+                    match d.isa {
+                        Isa::Avx512 => {
+                            avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]);
+                            if wide {
+                                avx512::forward_image::<14, 2>(padded, w, out, &bases, d);
+                            } else {
+                                avx512::forward_image::<12, 1>(padded, w, out, &bases, d);
+                            }
+                            avx512::image_to_channels_first(out, y, output, [0, 0], out_w);
+                        }
+                        Isa::Avx2 => {
+                            avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]);
+                            avx2::forward_image::<6, 2>(padded, w, out, &bases, d);
+                            avx2::image_to_channels_first(out, y, output, [0, 0], out_w);
+                        }
                     }
-                    image_to_channels_first(out, y, [d.c_out, out_h, out_w], [0, 0], out_w);
                 }
             },
         );
@@ -401,10 +616,9 @@ impl Walk {
 ///
 /// Pointers advance with `wrapping_add` and are read through intrinsics: the debug build's checks
 /// on `add` and `*` would cost as much as the multiply-adds here.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn accumulate<const R: usize, const V: usize>(
-    acc: &mut [[__m512; V]; R],
+#[inline(always)]
+unsafe fn accumulate<T: Vector, const R: usize, const V: usize>(
+    acc: &mut [[T::V; V]; R],
     a: [*const f32; R],
     walk: Walk,
     mut b: *const f32,
@@ -417,12 +631,11 @@ unsafe fn accumulate<const R: usize, const V: usize>(
         for _ in 0..walk.cols {
             // SAFETY: the caller keeps every `a[i]` and `b` read inside its slice.
             unsafe {
-                let bv: [__m512; V] =
-                    std::array::from_fn(|v| _mm512_loadu_ps(b.wrapping_add(v * LANES)));
+                let bv: [T::V; V] = std::array::from_fn(|v| T::load(b.wrapping_add(v * T::LANES)));
                 for (row, a) in regs.iter_mut().zip(&a) {
-                    let s = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(offset)));
+                    let s = T::splat(a.wrapping_add(offset));
                     for (r, bv) in row.iter_mut().zip(&bv) {
-                        *r = _mm512_fmadd_ps(s, *bv, *r);
+                        *r = T::fmadd(s, *bv, *r);
                     }
                 }
             }
@@ -435,20 +648,20 @@ unsafe fn accumulate<const R: usize, const V: usize>(
 }
 
 /// Loads (`add`) or zeroes a tile of `valid` rows at `out`, rows `row` floats apart.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn load_tile<const R: usize, const V: usize>(
+#[inline(always)]
+unsafe fn load_tile<T: Vector, const R: usize, const V: usize>(
     out: *const f32,
     row: usize,
     valid: usize,
     add: bool,
-) -> [[__m512; V]; R] {
-    let mut acc = [[_mm512_setzero_ps(); V]; R];
+) -> [[T::V; V]; R] {
+    // SAFETY: no memory is touched.
+    let mut acc = [[unsafe { T::zero() }; V]; R];
     if add {
         for (i, acc) in acc.iter_mut().enumerate().take(valid) {
             for (v, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: the caller passes a tile inside its slice.
-                *acc = unsafe { _mm512_loadu_ps(out.add(i * row + v * LANES)) };
+                *acc = unsafe { T::load(out.add(i * row + v * T::LANES)) };
             }
         }
     }
@@ -456,10 +669,9 @@ unsafe fn load_tile<const R: usize, const V: usize>(
 }
 
 /// Stores the first `valid` rows of a tile at `out`, rows `row` floats apart.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn store_tile<const R: usize, const V: usize>(
-    acc: &[[__m512; V]; R],
+#[inline(always)]
+unsafe fn store_tile<T: Vector, const R: usize, const V: usize>(
+    acc: &[[T::V; V]; R],
     out: *mut f32,
     row: usize,
     valid: usize,
@@ -467,14 +679,14 @@ unsafe fn store_tile<const R: usize, const V: usize>(
     for (i, acc) in acc.iter().enumerate().take(valid) {
         for (v, acc) in acc.iter().enumerate() {
             // SAFETY: the caller passes a tile inside its slice.
-            unsafe { _mm512_storeu_ps(out.add(i * row + v * LANES), *acc) };
+            unsafe { T::store(out.add(i * row + v * T::LANES), *acc) };
         }
     }
 }
 
 /// One image of [`forward`]: `R` pixels by `V` registers of output channels at a time.
-#[target_feature(enable = "avx512f")]
-unsafe fn forward_image<const R: usize, const V: usize>(
+#[inline(always)]
+unsafe fn forward_image<T: Vector, const R: usize, const V: usize>(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
@@ -484,7 +696,7 @@ unsafe fn forward_image<const R: usize, const V: usize>(
     let (co, taps, row) = (d.c_out, d.taps(), d.row());
     let pixels = bases.len();
     let rows = rows_per_pass(d);
-    for o0 in (0..co).step_by(V * LANES) {
+    for o0 in (0..co).step_by(V * T::LANES) {
         for k0 in (0..d.kernel[0]).step_by(rows) {
             let k1 = (k0 + rows).min(d.kernel[0]);
             for p0 in (0..pixels).step_by(R) {
@@ -496,7 +708,7 @@ unsafe fn forward_image<const R: usize, const V: usize>(
                     std::array::from_fn(|i| x.as_ptr().wrapping_add(bases[p0 + i.min(valid - 1)]));
                 // SAFETY: every index stays inside the padded image, the weights and `y`.
                 unsafe {
-                    let mut acc = load_tile::<R, V>(out, co, valid, k0 > 0);
+                    let mut acc = load_tile::<T, R, V>(out, co, valid, k0 > 0);
                     let a = at.map(|p| p.wrapping_add(k0 * row));
                     let b = w.as_ptr().wrapping_add(k0 * taps * co + o0);
                     let walk = Walk {
@@ -505,8 +717,8 @@ unsafe fn forward_image<const R: usize, const V: usize>(
                         row,
                         rows: k1 - k0,
                     };
-                    accumulate(&mut acc, a, walk, b, co);
-                    store_tile(&acc, out, co, valid);
+                    accumulate::<T, R, V>(&mut acc, a, walk, b, co);
+                    store_tile::<T, R, V>(&acc, out, co, valid);
                 }
             }
         }
@@ -521,7 +733,7 @@ const PIXELS_PER_BLOCK: usize = 512;
 /// The weight gradient: `x` padded NHWC, `dy` NHWC `[N, out_h, out_w, O]`; returns
 /// `[kh][kw][i][o]`.
 pub fn weight_grad(x: &[f32], dy: &[f32], d: &Dense) -> Vec<f32> {
-    assert!(available() && d.supported(false), "dense kernel on {d:?}");
+    assert!(d.supported(false), "dense kernel on {d:?}");
     let size = d.kernel[0] * d.taps() * d.c_out;
     let total = d.batch * d.pixels();
     let threads = rayon::current_num_threads().max(1);
@@ -532,12 +744,18 @@ pub fn weight_grad(x: &[f32], dy: &[f32], d: &Dense) -> Vec<f32> {
         .map(|t| {
             let mut dw = vec![0.0f32; size];
             let range = t * per_thread..((t + 1) * per_thread).min(total);
-            // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
+            // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
             unsafe {
-                if d.c_out.is_multiple_of(2 * LANES) {
-                    weight_grad_range::<12, 2>(x, dy, &mut dw, &bases, range, d);
-                } else {
-                    weight_grad_range::<12, 1>(x, dy, &mut dw, &bases, range, d);
+                match (d.isa, d.c_out.is_multiple_of(32)) {
+                    (Isa::Avx512, true) => {
+                        avx512::weight_grad_range::<12, 2>(x, dy, &mut dw, &bases, range, d)
+                    }
+                    (Isa::Avx512, false) => {
+                        avx512::weight_grad_range::<12, 1>(x, dy, &mut dw, &bases, range, d)
+                    }
+                    (Isa::Avx2, _) => {
+                        avx2::weight_grad_range::<6, 2>(x, dy, &mut dw, &bases, range, d)
+                    }
                 }
             }
             dw
@@ -555,8 +773,8 @@ pub fn weight_grad(x: &[f32], dy: &[f32], d: &Dense) -> Vec<f32> {
 
 /// The weight gradient's sum over the output pixels `range` (counted across the batch), added
 /// to `dw`: tiles of `R` taps by `V` registers of output channels.
-#[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_range<const R: usize, const V: usize>(
+#[inline(always)]
+unsafe fn weight_grad_range<T: Vector, const R: usize, const V: usize>(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
@@ -604,7 +822,7 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
             count += len;
             last += 1;
         }
-        for o0 in (0..co).step_by(V * LANES) {
+        for o0 in (0..co).step_by(V * T::LANES) {
             let g = dy.as_ptr().wrapping_add(o0);
             for k in 0..d.kernel[0] {
                 for j0 in (0..taps).step_by(R) {
@@ -617,12 +835,12 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
                     let out = dw[(k * taps + j0) * co + o0..].as_mut_ptr();
                     // SAFETY: every index stays inside the padded batch, `dy` and `dw`.
                     unsafe {
-                        let mut acc = load_tile::<R, V>(out, co, valid, true);
+                        let mut acc = load_tile::<T, R, V>(out, co, valid, true);
                         for &(p, at, walk) in &runs[first..last] {
                             let a = tap.map(|t| t.wrapping_add(at));
-                            accumulate(&mut acc, a, walk, g.wrapping_add(p * co), co);
+                            accumulate::<T, R, V>(&mut acc, a, walk, g.wrapping_add(p * co), co);
                         }
-                        store_tile(&acc, out, co, valid);
+                        store_tile::<T, R, V>(&acc, out, co, valid);
                     }
                 }
             }
@@ -634,25 +852,41 @@ unsafe fn weight_grad_range<const R: usize, const V: usize>(
 /// The input gradient: `dy` NHWC `[N, out_h, out_w, O]`, `w` `[kh][kw][o][i]`; returns NCHW
 /// `[N, C, H, W]`.
 pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
-    assert!(available() && d.supported(true), "dense kernel on {d:?}");
+    assert!(d.supported(true), "dense kernel on {d:?}");
     let pixels = d.pixels();
     let [h, width] = d.in_hw;
     let mut dx = vec![0.0f32; d.batch * d.c_in * h * width];
     let bases = d.bases();
+    let wide = d.c_in.is_multiple_of(32);
     dx.par_chunks_mut(d.c_in * h * width)
         .zip(dy.par_chunks(pixels * d.c_out))
         .for_each_init(
             || vec![0.0f32; d.padded_image()],
             |padded, (dx, dy)| {
                 padded.fill(0.0);
-                // SAFETY: `available()` checked the CPU; the slices have the sizes `d` describes.
+                let input = [d.c_in, h, width];
+                // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
                 unsafe {
-                    if d.c_in.is_multiple_of(2 * LANES) {
-                        input_grad_image::<14, 2>(dy, w, padded, &bases, d);
-                    } else {
-                        input_grad_image::<12, 1>(dy, w, padded, &bases, d);
+                    match d.isa {
+                        Isa::Avx512 => {
+                            if wide {
+                                avx512::input_grad_image::<14, 2>(dy, w, padded, &bases, d);
+                            } else {
+                                avx512::input_grad_image::<12, 1>(dy, w, padded, &bases, d);
+                            }
+                            avx512::image_to_channels_first(
+                                padded,
+                                dx,
+                                input,
+                                d.pad,
+                                d.padded_hw[1],
+                            );
+                        }
+                        Isa::Avx2 => {
+                            avx2::input_grad_image::<6, 2>(dy, w, padded, &bases, d);
+                            avx2::image_to_channels_first(padded, dx, input, d.pad, d.padded_hw[1]);
+                        }
                     }
-                    image_to_channels_first(padded, dx, [d.c_in, h, width], d.pad, d.padded_hw[1]);
                 }
             },
         );
@@ -661,8 +895,8 @@ pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
 
 /// One image of [`input_grad`]: `R` output pixels by `V` registers of input channels at a time,
 /// added into the padded input gradient at each kernel tap.
-#[target_feature(enable = "avx512f")]
-unsafe fn input_grad_image<const R: usize, const V: usize>(
+#[inline(always)]
+unsafe fn input_grad_image<T: Vector, const R: usize, const V: usize>(
     dy: &[f32],
     w: &[f32],
     dx: &mut [f32],
@@ -671,7 +905,7 @@ unsafe fn input_grad_image<const R: usize, const V: usize>(
 ) {
     let (ci, co, row) = (d.c_in, d.c_out, d.row());
     let pixels = bases.len();
-    for i0 in (0..ci).step_by(V * LANES) {
+    for i0 in (0..ci).step_by(V * T::LANES) {
         for p0 in (0..pixels).step_by(R) {
             let valid = R.min(pixels - p0);
             let a = std::array::from_fn(|i| dy[(p0 + i.min(valid - 1)) * co..].as_ptr());
@@ -687,13 +921,13 @@ unsafe fn input_grad_image<const R: usize, const V: usize>(
                         let b = w
                             .as_ptr()
                             .wrapping_add((k * d.kernel[1] + kw) * co * ci + i0);
-                        let mut acc = [[_mm512_setzero_ps(); V]; R];
-                        accumulate(&mut acc, a, Walk::line(1, co), b, ci);
+                        let mut acc = [[T::zero(); V]; R];
+                        accumulate::<T, R, V>(&mut acc, a, Walk::line(1, co), b, ci);
                         let tap = k * row + kw * ci;
                         for (acc, out) in acc.iter().zip(out).take(valid) {
                             for (v, acc) in acc.iter().enumerate() {
-                                let at = out.wrapping_add(tap + v * LANES);
-                                _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), *acc));
+                                let at = out.wrapping_add(tap + v * T::LANES);
+                                T::store(at, T::add(T::load(at), *acc));
                             }
                         }
                     }
@@ -761,10 +995,23 @@ mod tests {
 
     #[test]
     fn forward_and_gradients_match_the_definition() {
-        if !available() {
-            eprintln!("no AVX-512 on this CPU: skipped");
-            return;
+        let mut isas = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            isas.push(Isa::Avx512);
         }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            isas.push(Isa::Avx2);
+        }
+        if isas.is_empty() {
+            eprintln!("neither AVX-512 nor AVX2 on this CPU: skipped");
+        }
+        for isa in isas {
+            check_against_the_definition(isa);
+        }
+    }
+
+    fn check_against_the_definition(isa: Isa) {
         // (x shape, weight shape, stride, padding): every register tiling, odd sizes, stride 2,
         // asymmetric padding and pixel counts that leave partial tiles.
         let cases = [
@@ -775,7 +1022,10 @@ mod tests {
             ([1, 16, 5, 6], [32, 16, 3, 3], 2, [0, 0, 1, 1]),
         ];
         for (xs, ws, stride, padding) in cases {
-            let d = Dense::new(xs, ws, stride, padding).expect("the kernel fits");
+            let d = Dense {
+                isa,
+                ..Dense::new(xs, ws, stride, padding).expect("the kernel fits")
+            };
             let x = values(xs.iter().product(), 1);
             let w = values(ws.iter().product(), 2);
             let [oh, ow] = d.out_hw;
