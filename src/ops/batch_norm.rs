@@ -30,8 +30,9 @@ pub trait BatchNormBackend: Backend {
     /// differentiated.
     fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// `(x − mean) / sqrt(var + epsilon) · gamma + beta`, with `stats` from [`Self::batch_stats`]
-    /// of this same `x`; differentiable in `x`, `gamma` and `beta`.
+    /// `(x − mean) / sqrt(var + epsilon) · gamma + beta` with `stats` `[2, C]` (means, then
+    /// variances): from [`Self::batch_stats`] of this same `x`, which its gradients (in `x`,
+    /// `gamma` and `beta`) assume, or running statistics where nothing is differentiated.
     fn batch_norm_apply(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -271,30 +272,23 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if device != Device::flex() || x.dtype() != DType::F32 {
         return bn.forward(x);
     }
-    if !trains {
-        // On the running statistics, as burn's inference path, in one pass. The kernel's
-        // gradient is that of batch statistics, so only where nothing needs a gradient.
-        if x.is_require_grad()
+    // On running statistics only where nothing needs a gradient: the kernel's gradient is that
+    // of batch statistics.
+    if !trains
+        && (x.is_require_grad()
             || bn.gamma.val().is_require_grad()
-            || bn.beta.val().is_require_grad()
-        {
-            return bn.forward(x);
-        }
-        let running = |r: &burn::module::RunningState<Tensor<1>>| {
-            r.value_sync().to_device(&device).unsqueeze_dim::<2>(0)
-        };
-        let stats = Tensor::cat(vec![running(&bn.running_mean), running(&bn.running_var)], 0);
-        return Tensor::from_dispatch(<Dispatch as BatchNormBackend>::batch_norm_apply(
-            x.into_dispatch(),
-            bn.gamma.val().into_dispatch(),
-            bn.beta.val().into_dispatch(),
-            stats.into_dispatch(),
-            bn.epsilon,
-        ));
+            || bn.beta.val().is_require_grad())
+    {
+        return bn.forward(x);
     }
-    let stats = Tensor::<2>::from_dispatch(<Dispatch as BatchNormBackend>::batch_stats(
-        x.clone().detach().into_dispatch(),
-    ));
+    let running = |r: &burn::module::RunningState<Tensor<1>>| r.value_sync().to_device(&device);
+    let stats = if trains {
+        Tensor::<2>::from_dispatch(<Dispatch as BatchNormBackend>::batch_stats(
+            x.clone().detach().into_dispatch(),
+        ))
+    } else {
+        Tensor::stack(vec![running(&bn.running_mean), running(&bn.running_var)], 0)
+    };
     let y = Tensor::from_dispatch(<Dispatch as BatchNormBackend>::batch_norm_apply(
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
@@ -302,18 +296,19 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         stats.clone().into_dispatch(),
         bn.epsilon,
     ));
+    if !trains {
+        return y;
+    }
     // As burn's BatchNorm::forward_train: running = (1 − momentum)·running + momentum·batch,
     // with the biased batch variance.
     let [channels] = bn.gamma.dims();
     let mean = stats.clone().narrow(0, 0, 1).reshape([channels]);
     let var = stats.narrow(0, 1, 1).reshape([channels]);
     let momentum = bn.momentum;
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
     bn.running_mean
-        .update((running_mean * (1.0 - momentum) + mean * momentum).detach());
+        .update((running(&bn.running_mean) * (1.0 - momentum) + mean * momentum).detach());
     bn.running_var
-        .update((running_var * (1.0 - momentum) + var * momentum).detach());
+        .update((running(&bn.running_var) * (1.0 - momentum) + var * momentum).detach());
     y
 }
 

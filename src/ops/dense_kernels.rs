@@ -56,6 +56,11 @@ pub fn available() -> bool {
     detect().is_some()
 }
 
+/// Whether `channels` fill the AVX-512 tiles two registers wide (otherwise one register wide).
+fn two_avx512_registers(channels: usize) -> bool {
+    channels.is_multiple_of(32)
+}
+
 /// Whether `channels` fill whole registers, as the kernels' vectorised channels must.
 pub fn whole_registers(channels: usize) -> bool {
     channels > 0 && channels.is_multiple_of(CHANNEL_MULTIPLE)
@@ -331,7 +336,7 @@ impl Dense {
     }
 }
 
-/// `[0, stride, 2·stride, …]` for `V`'s lanes.
+/// `[0, stride, 2·stride, …]` for `T`'s lanes.
 #[inline(always)]
 unsafe fn lane_offsets<T: Vector>(stride: usize) -> T::Offsets {
     let stride = i32::try_from(stride).expect("plane of under 2^27 floats");
@@ -435,14 +440,14 @@ unsafe fn image_to_channels_first<T: Vector>(
 }
 
 /// Copies NCHW `x` (`[N, C, H, W]`) into NHWC `[N, height, width, C]` with its top-left corner at
-/// `(top, left)` and zeros around it.
+/// `(top, left)` and zeros around it, on `isa` (which the CPU must have: take [`Dense::isa`]).
 pub fn to_channels_last(
+    isa: Isa,
     x: &[f32],
     [batch, channels, h, w]: [usize; 4],
     pad: [usize; 2],
     [height, width]: [usize; 2],
 ) -> Vec<f32> {
-    let isa = detect().expect("a CPU the kernels run on");
     let image = height * width * channels;
     let mut out = vec![0.0f32; batch * image];
     if image * channels * h * w == 0 {
@@ -450,7 +455,7 @@ pub fn to_channels_last(
     }
     out.par_chunks_mut(image)
         .zip(x.par_chunks(channels * h * w))
-        // SAFETY: `detect()` checked the CPU.
+        // SAFETY: the caller's `isa` is one the CPU has.
         .for_each(|(out, x)| unsafe {
             match isa {
                 Isa::Avx512 => avx512::image_to_channels_last(x, out, [channels, h, w], pad, width),
@@ -519,19 +524,19 @@ fn weight_dims(d: &Dense) -> [usize; 3] {
 /// The forward weight layout `[kh][kw][i][o]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(w, weight_dims(d), [ci * taps, taps, 1], [1, co, ci * co])
+    relayout(w, [co, ci, taps], [ci * taps, taps, 1], [1, co, ci * co])
 }
 
 /// The input-gradient weight layout `[kh][kw][o][i]` from burn's `[o][i][kh][kw]`.
 pub fn weight_taps_by_input(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(w, weight_dims(d), [ci * taps, taps, 1], [ci, 1, co * ci])
+    relayout(w, [co, ci, taps], [ci * taps, taps, 1], [ci, 1, co * ci])
 }
 
 /// burn's weight layout `[o][i][kh][kw]` from `[kh][kw][i][o]`.
 pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
     let [co, ci, taps] = weight_dims(d);
-    relayout(w, weight_dims(d), [1, co, ci * co], [ci * taps, taps, 1])
+    relayout(w, [co, ci, taps], [1, co, ci * co], [ci * taps, taps, 1])
 }
 
 /// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`.
@@ -544,7 +549,7 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
     let [h, width] = d.in_hw;
     let mut y = vec![0.0f32; d.batch * d.c_out * pixels];
     let bases = d.bases();
-    let wide = d.c_out.is_multiple_of(32);
+    let wide = two_avx512_registers(d.c_out);
     y.par_chunks_mut(d.c_out * pixels)
         .zip(x.par_chunks(d.c_in * h * width))
         .for_each_init(
@@ -746,7 +751,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], d: &Dense) -> Vec<f32> {
             let range = t * per_thread..((t + 1) * per_thread).min(total);
             // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
             unsafe {
-                match (d.isa, d.c_out.is_multiple_of(32)) {
+                match (d.isa, two_avx512_registers(d.c_out)) {
                     (Isa::Avx512, true) => {
                         avx512::weight_grad_range::<12, 2>(x, dy, &mut dw, &bases, range, d)
                     }
@@ -857,7 +862,7 @@ pub fn input_grad(dy: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
     let [h, width] = d.in_hw;
     let mut dx = vec![0.0f32; d.batch * d.c_in * h * width];
     let bases = d.bases();
-    let wide = d.c_in.is_multiple_of(32);
+    let wide = two_avx512_registers(d.c_in);
     dx.par_chunks_mut(d.c_in * h * width)
         .zip(dy.par_chunks(pixels * d.c_out))
         .for_each_init(
@@ -1031,7 +1036,7 @@ mod tests {
             let [oh, ow] = d.out_hw;
             let y_shape = [d.batch, d.c_out, oh, ow];
             let probe = values(y_shape.iter().product(), 3);
-            let xp = to_channels_last(&x, xs, d.pad, d.padded_hw);
+            let xp = to_channels_last(isa, &x, xs, d.pad, d.padded_hw);
             let y = forward(&x, &weight_taps_by_output(&w, &d), &d);
             close(&y, &reference_forward(&x, &w, &d), &format!("output {d:?}"));
 
@@ -1042,7 +1047,7 @@ mod tests {
                 y.iter().zip(&probe).map(|(a, b)| (a * b) as f64).sum()
             };
             let base = loss(&x, &w);
-            let g = to_channels_last(&probe, y_shape, [0, 0], d.out_hw);
+            let g = to_channels_last(isa, &probe, y_shape, [0, 0], d.out_hw);
             let dw = weight_from_taps_by_output(&weight_grad(&xp, &g, &d), &d);
             for k in (0..w.len()).step_by(7) {
                 let mut w1 = w.clone();
