@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::ModelKind;
+pub use crate::models::HeadConfig;
+use crate::models::{ModelKind, NetworkSpec};
+pub use crate::platform::device::DevicePreference;
 
 /// Everything that decides what a training run does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,25 +118,6 @@ impl Default for SplitConfig {
     }
 }
 
-/// The classifier put on top of the pre-trained features.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HeadConfig {
-    /// Dropout before the classifier (and before the hidden layer, when there is one).
-    pub dropout: f64,
-    /// Width of an optional hidden dense layer (ReLU) between the features and the classifier.
-    pub hidden: Option<usize>,
-}
-
-impl Default for HeadConfig {
-    fn default() -> Self {
-        Self {
-            dropout: 0.2,
-            hidden: None,
-        }
-    }
-}
-
 /// Which layer groups are frozen.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -161,6 +144,25 @@ impl FreezePlan {
                 Self::Groups(set) => set.contains(name),
             })
             .collect()
+    }
+
+    /// A short description for legends and tables. With the model's `group_names` it counts
+    /// the frozen groups; without, it says only whether some are.
+    pub fn describe(&self, group_names: Option<&[String]>) -> String {
+        match (self, group_names) {
+            (Self::AllButHead, _) => "all but head frozen".into(),
+            (Self::Nothing, _) => "nothing frozen".into(),
+            (Self::Groups(set), _) if set.is_empty() => "nothing frozen".into(),
+            (Self::Groups(_), None) => "some groups frozen".into(),
+            (Self::Groups(_), Some(names)) => {
+                let frozen = self.resolve(names).into_iter().filter(|f| *f).count();
+                if frozen == 0 {
+                    "nothing frozen".into()
+                } else {
+                    format!("{frozen}/{} groups frozen", names.len())
+                }
+            }
+        }
     }
 
     /// Parses the CLI form: `all-but-head`, `none`, or a comma-separated list of group names.
@@ -277,18 +279,6 @@ impl Default for AugmentConfig {
     }
 }
 
-/// Where to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DevicePreference {
-    /// A GPU through wgpu when a hardware adapter exists, otherwise the CPU.
-    Auto,
-    /// The CPU backend.
-    Cpu,
-    /// wgpu, whatever adapter it finds (a software one too).
-    Gpu,
-}
-
 /// A configuration value that cannot work, with the field it concerns.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid setting `{field}`: {reason}")]
@@ -336,6 +326,26 @@ impl TrainConfig {
             ("pre-trained, fine-tuned", fine_tuned),
             ("from scratch", scratch),
         ]
+    }
+
+    /// The input side in pixels: the one set, or the one the model was trained at.
+    pub fn effective_input_size(&self) -> u32 {
+        self.input_size.unwrap_or(self.model.input_size())
+    }
+
+    /// Epochs of both stages.
+    pub fn total_epochs(&self) -> usize {
+        self.epochs + self.fine_tune.as_ref().map_or(0, |f| f.epochs)
+    }
+
+    /// The network these settings train, with a head of `classes` outputs.
+    pub fn network_spec(&self, classes: usize) -> NetworkSpec {
+        NetworkSpec {
+            kind: self.model,
+            classes,
+            head: self.head.clone(),
+            input_size: self.effective_input_size(),
+        }
     }
 
     /// Checks every value a run depends on; the first bad one is reported.

@@ -1,22 +1,26 @@
 //! Graft: transfer learning on images.
 //!
-//! The engine — [`data`] (image folders), [`models`] (pre-trained networks and their layer groups),
-//! [`train`] (the background training engine) — never imports egui: it runs the same from the
-//! GUI, the CLI and tests. The window is [`app`], the only module that uses egui.
+//! Layers, bottom up; each imports only those below it:
+//!
+//! 1. [`platform`]: bundled assets and user folders, the compute device, atomic file writes.
+//! 2. [`ops`]: Graft's own CPU tensor operations.
+//! 3. [`models`]: pre-trained networks, their heads, layer groups and weight files.
+//! 4. [`config`]: the one training configuration.
+//! 5. [`data`]: image folders, decoding, splits and batches.
+//! 6. [`run`]: the run folder and what reads it: predict, eval, export.
+//! 7. [`train`]: the background training engine and its benchmarks.
+//! 8. [`cli`] and [`app`]: the command line and the window, both reading the engine's events.
+//!
+//! Only [`app`] uses egui.
 
 pub mod app;
-pub mod assets;
-pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod data;
-pub mod device;
-pub mod eval;
-pub mod export;
-pub mod fsutil;
 pub mod models;
 pub mod ops;
-pub mod predict;
-pub mod run_dir;
+pub mod platform;
+pub mod run;
 pub mod train;
 
 pub use config::TrainConfig;

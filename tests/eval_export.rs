@@ -37,7 +37,7 @@ fn evaluate_export_and_the_commands_agree() {
     let device = burn::tensor::Device::flex();
 
     // Evaluation on the run's own validation split reproduces the accuracy training reported.
-    let evaluation = graft::eval::evaluate_run(&run_dir, None, &device).unwrap();
+    let evaluation = graft::run::eval::evaluate_run(&run_dir, None, &device).unwrap();
     let m = &evaluation.metrics;
     let total: usize = m.confusion.iter().flatten().sum();
     assert_eq!(total, 6, "2 validation images per class");
@@ -53,7 +53,7 @@ fn evaluate_export_and_the_commands_agree() {
 
     // Export: PyTorch (lukemelas) names, reloaded with identical predictions.
     let out = TempDir::new("eval-export");
-    let report = graft::export::export_run(&run_dir, out.path(), &device).unwrap();
+    let report = graft::run::export::export_run(&run_dir, out.path(), &device).unwrap();
     assert_eq!(report.accuracy_before, report.accuracy_after);
     assert!(report.max_logit_diff < 1e-5, "{}", report.max_logit_diff);
     let names = safetensors_names(&out.path().join("model.safetensors"));
@@ -80,7 +80,7 @@ fn evaluate_export_and_the_commands_agree() {
 
     // Export refuses to write into the data set.
     let inside = data.path().join("export");
-    assert!(graft::export::export_run(&run_dir, &inside, &device).is_err());
+    assert!(graft::run::export::export_run(&run_dir, &inside, &device).is_err());
 
     // `graft eval` prints the tables.
     let bin = env!("CARGO_BIN_EXE_graft");

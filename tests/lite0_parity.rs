@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use graft::data::decode::decode_file;
 use graft::data::preprocess::push_chw;
 use graft::models::ModelKind;
-use graft::predict::Predictor;
+use graft::run::predict::Predictor;
 use safetensors::SafeTensors;
 
 fn argmax(v: &[f32]) -> usize {

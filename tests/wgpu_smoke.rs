@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use common::TempDir;
 use graft::config::{DevicePreference, TrainConfig};
-use graft::device::Backend;
+use graft::platform::device::Backend;
 use graft::models::ModelKind;
 use graft::train::{self, TrainEvent};
 
 #[test]
 fn tiny_network_trains_on_wgpu() {
-    if graft::device::list_adapters().is_empty() {
+    if graft::platform::device::list_adapters().is_empty() {
         panic!("no wgpu adapter: install a Vulkan driver (mesa-vulkan-drivers) to run this test");
     }
     let data = TempDir::new("wgpu-data");

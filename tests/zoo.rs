@@ -271,7 +271,7 @@ fn exported_weights_carry_exactly_the_torchvision_names_and_shapes() {
         };
         let network = Network::new(&spec, &device);
         let out = tmp.path().join(format!("{file}.safetensors"));
-        graft::export::save_pytorch_named(&network, kind, &out).unwrap();
+        graft::run::export::save_pytorch_named(&network, kind, &out).unwrap();
         let written: std::collections::BTreeMap<String, Vec<usize>> =
             graft::models::file_tensors(&out)
                 .unwrap()
@@ -334,12 +334,12 @@ fn load_time_and_peak_memory_of_each_weight_file() {
             10
         };
         let mut network = Network::from_family(&family, classes, &HeadConfig::default(), &device);
-        graft::bench::reset_peak_memory();
+        graft::platform::memory::reset_peak_memory();
         let before = rss_mib().unwrap_or(0.0);
         let started = std::time::Instant::now();
         load_weights(&mut network, &family, &file, true).unwrap();
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        let peak = graft::bench::peak_memory_mib().unwrap_or(0.0);
+        let peak = graft::platform::memory::peak_memory_mib().unwrap_or(0.0);
         let size = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
         eprintln!(
             "{:<40} {size:>6.1} MB  load {ms:>6.0} ms  peak +{:>5.0} MiB over the built model",

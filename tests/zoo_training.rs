@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::TempDir;
 use graft::config::FreezePlan;
 use graft::models::ModelKind;
-use graft::predict::Predictor;
+use graft::run::predict::Predictor;
 use graft::train::{self, TrainEvent};
 
 #[test]
@@ -24,7 +24,7 @@ fn each_architecture_trains_a_few_steps_and_reloads() {
         config.epochs = 1;
         config.from_scratch = true;
         // Half the groups frozen, so freezing and the feature cache are exercised too.
-        let groups = graft::app::dispatch::describe_model(kind, 2);
+        let groups = graft::models::describe_layers(kind, 2);
         let frozen: Vec<String> = groups[..groups.len() / 2]
             .iter()
             .map(|g| g.name.clone())

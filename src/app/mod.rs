@@ -2,17 +2,23 @@
 //! [`dispatch::Dispatcher`], which folds the engine's events back into the state each frame.
 //! This is the only part of the library that uses egui.
 
+pub mod actions;
+pub mod dialogs;
 pub mod dispatch;
+pub mod jobs;
 mod panels;
 pub mod run_view;
 pub mod state;
 pub mod thumbnails;
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use eframe::egui;
 
-use dispatch::{Action, Dispatcher};
+use actions::Action;
+use dialogs::Dialog;
+use dispatch::Dispatcher;
 use state::{AppState, Page};
 
 /// The whole app: state plus the dispatcher that runs its effects.
@@ -21,8 +27,13 @@ pub struct GraftApp {
     pub state: AppState,
     /// Runs effects.
     pub dispatcher: Dispatcher,
-    /// When the app was created, and whether the start-up time was reported yet.
-    startup: (Instant, bool),
+    startup: Startup,
+}
+
+/// When the app was created, and whether the time until it was ready to train was reported.
+struct Startup {
+    created: Instant,
+    reported: bool,
 }
 
 /// Frames kept for the frame-time readout.
@@ -33,7 +44,7 @@ impl GraftApp {
     pub fn new(mut state: AppState) -> Self {
         let data = &state.project.config.data;
         if data.as_os_str().is_empty() || !data.exists() {
-            state.project.config.data = crate::assets::demo_dataset();
+            state.project.config.data = crate::platform::assets::demo_dataset();
         }
         for run in &mut state.project.runs {
             if run.is_active() {
@@ -43,7 +54,10 @@ impl GraftApp {
         Self {
             state,
             dispatcher: Dispatcher::default(),
-            startup: (Instant::now(), false),
+            startup: Startup {
+                created: Instant::now(),
+                reported: false,
+            },
         }
     }
 
@@ -118,18 +132,18 @@ impl GraftApp {
         for action in actions {
             self.dispatcher.handle(action, &mut self.state);
         }
-        if !self.startup.1
+        if !self.startup.reported
             && self.state.live.layers.is_some()
             && !matches!(
                 self.state.live.folder,
                 state::FolderState::Scanning(_) | state::FolderState::None
             )
         {
-            self.startup.1 = true;
+            self.startup.reported = true;
             if std::env::var_os("GRAFT_STARTUP_LOG").is_some() {
                 eprintln!(
                     "graft: ready to train {:.2} s after start",
-                    self.startup.0.elapsed().as_secs_f64()
+                    self.startup.created.elapsed().as_secs_f64()
                 );
             }
         }
@@ -145,13 +159,13 @@ fn top_bar(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.menu_button("Project", |ui| {
             if ui.button("Open…").clicked() {
-                actions.push(Action::PickProject);
+                actions.push(Action::Ask(Dialog::OpenProject));
             }
             if ui.button("Save").clicked() {
                 actions.push(Action::SaveProject);
             }
             if ui.button("Save as…").clicked() {
-                actions.push(Action::SaveProjectAs);
+                actions.push(Action::Ask(Dialog::SaveProject));
             }
             if !state.recent_projects.is_empty() {
                 ui.separator();
@@ -187,7 +201,7 @@ impl eframe::App for GraftApp {
 }
 
 /// Opens the window; returns the process exit code.
-pub fn run() -> i32 {
+pub fn run() -> ExitCode {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Graft")
@@ -207,10 +221,10 @@ pub fn run() -> i32 {
         }),
     );
     match result {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: cannot open the window: {e}");
-            1
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::train::{RunSummary, TrainEvent};
+use crate::run::RunSummary;
+use crate::train::TrainEvent;
 
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,7 +118,7 @@ impl RunView {
     pub fn new(label: String, config: TrainConfig) -> Self {
         Self {
             label,
-            total_epochs: config.epochs + config.fine_tune.as_ref().map_or(0, |f| f.epochs),
+            total_epochs: config.total_epochs(),
             config: Some(config),
             ..Self::default()
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::run_view::RunView;
 use crate::config::{FreezePlan, TrainConfig};
 use crate::data::inspect::FolderReport;
-use crate::eval::Evaluation;
+use crate::run::eval::Evaluation;
 use crate::models::{LayerGroup, ModelKind};
 
 /// What a project file holds, and what returns when the app restarts.
@@ -210,14 +210,7 @@ impl AppState {
 
     /// A short description of the freeze plan, for legends.
     pub fn freeze_summary(&self) -> String {
-        let frozen = self.frozen();
-        let n = frozen.iter().filter(|f| **f).count();
-        match &self.project.config.freeze {
-            FreezePlan::AllButHead => "all but head frozen".into(),
-            FreezePlan::Nothing => "nothing frozen".into(),
-            FreezePlan::Groups(_) if n == 0 => "nothing frozen".into(),
-            FreezePlan::Groups(_) => format!("{n}/{} groups frozen", frozen.len()),
-        }
+        self.project.config.freeze.describe(Some(&self.layer_names()))
     }
 
     /// Finished runs that left a checkpoint, as indices into `project.runs`.

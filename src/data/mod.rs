@@ -169,45 +169,13 @@ pub fn prepare(
 ) -> Result<Dataset, DataError> {
     let mut scan = scan_folder(root)?;
     if let Some(cap) = options.max_images_per_class {
-        let mut rng = rng::Rng::new(options.seed, 11);
-        let mut kept = Vec::new();
-        for class in 0..scan.classes.len() {
-            let mut of_class: Vec<_> = scan
-                .files
-                .iter()
-                .filter(|f| f.class == class)
-                .cloned()
-                .collect();
-            rng.shuffle(&mut of_class);
-            of_class.truncate(cap);
-            of_class.sort_by(|a, b| a.path.cmp(&b.path));
-            kept.extend(of_class);
-        }
-        scan.files = kept;
+        cap_per_class(&mut scan, cap, options.seed);
     }
     let paths: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
     let fingerprint = fingerprint(root, paths.iter().map(PathBuf::as_path));
     let resize_to = preprocess::resize_side(options.input_size);
     let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
-
-    let mut skipped = Vec::new();
-    let mut per_class: Vec<Vec<(Sample, bool)>> = vec![Vec::new(); scan.classes.len()];
-    for (file, result) in scan.files.iter().zip(decoded) {
-        match result {
-            Ok(image) => per_class[file.class].push((
-                Sample {
-                    path: file.path.clone(),
-                    label: file.class,
-                    image: Arc::new(image),
-                },
-                file.in_val_folder,
-            )),
-            Err(reason) => skipped.push(SkippedFile {
-                path: file.path.clone(),
-                reason,
-            }),
-        }
-    }
+    let (per_class, skipped) = sort_decoded(&scan, decoded);
 
     let empty_classes: Vec<String> = scan
         .classes
@@ -228,13 +196,87 @@ pub fn prepare(
             usable: usable.into_iter().map(|(c, _)| c).collect(),
         });
     }
+    let split = split(usable, scan.layout, options);
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        layout: scan.layout,
+        classes: split.classes,
+        train: split.train,
+        val: split.val,
+        skipped,
+        empty_classes,
+        input_size: options.input_size,
+        fingerprint,
+    })
+}
 
-    let mut classes = Vec::new();
-    let mut train = Vec::new();
-    let mut val = Vec::new();
+/// Keeps at most `cap` files of each class, drawn with `seed`.
+fn cap_per_class(scan: &mut Scan, cap: usize, seed: u64) {
+    let mut rng = rng::Rng::new(seed, 11);
+    let mut kept = Vec::new();
+    for class in 0..scan.classes.len() {
+        let mut of_class: Vec<_> = scan
+            .files
+            .iter()
+            .filter(|f| f.class == class)
+            .cloned()
+            .collect();
+        rng.shuffle(&mut of_class);
+        of_class.truncate(cap);
+        of_class.sort_by(|a, b| a.path.cmp(&b.path));
+        kept.extend(of_class);
+    }
+    scan.files = kept;
+}
+
+/// Each class's decoded images (with whether each came from a `val/` folder), and the files
+/// that could not be decoded.
+type Sorted = (Vec<Vec<(Sample, bool)>>, Vec<SkippedFile>);
+
+fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sorted {
+    let mut skipped = Vec::new();
+    let mut per_class: Vec<Vec<(Sample, bool)>> = vec![Vec::new(); scan.classes.len()];
+    for (file, result) in scan.files.iter().zip(decoded) {
+        match result {
+            Ok(image) => per_class[file.class].push((
+                Sample {
+                    path: file.path.clone(),
+                    label: file.class,
+                    image: Arc::new(image),
+                },
+                file.in_val_folder,
+            )),
+            Err(reason) => skipped.push(SkippedFile {
+                path: file.path.clone(),
+                reason,
+            }),
+        }
+    }
+    (per_class, skipped)
+}
+
+/// The classes that have images, and their images split into training and validation.
+struct Split {
+    classes: Vec<String>,
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+}
+
+/// Labels the usable classes in order and splits them: as the folders say for `train/` +
+/// `val/`, otherwise a seeded share of each class for validation.
+fn split(
+    usable: Vec<(String, Vec<(Sample, bool)>)>,
+    layout: Layout,
+    options: &PrepareOptions,
+) -> Split {
+    let mut out = Split {
+        classes: Vec::new(),
+        train: Vec::new(),
+        val: Vec::new(),
+    };
     let mut rng = rng::Rng::new(options.seed, 7);
     for (label, (name, samples)) in usable.into_iter().enumerate() {
-        classes.push(name);
+        out.classes.push(name);
         let mut samples: Vec<(Sample, bool)> = samples
             .into_iter()
             .map(|(mut s, v)| {
@@ -242,38 +284,24 @@ pub fn prepare(
                 (s, v)
             })
             .collect();
-        match scan.layout {
-            Layout::TrainVal => {
-                for (s, in_val) in samples {
-                    if in_val { val.push(s) } else { train.push(s) }
-                }
+        if layout == Layout::Flat {
+            rng.shuffle(&mut samples);
+            let n_val = val_count(samples.len(), options.val_fraction);
+            for (i, (_, in_val)) in samples.iter_mut().enumerate() {
+                *in_val = i < n_val;
             }
-            Layout::Flat => {
-                rng.shuffle(&mut samples);
-                let n_val = val_count(samples.len(), options.val_fraction);
-                for (i, (s, _)) in samples.into_iter().enumerate() {
-                    if i < n_val {
-                        val.push(s)
-                    } else {
-                        train.push(s)
-                    }
-                }
+        }
+        for (s, in_val) in samples {
+            if in_val {
+                out.val.push(s)
+            } else {
+                out.train.push(s)
             }
         }
     }
-    train.sort_by(|a, b| a.path.cmp(&b.path));
-    val.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Dataset {
-        root: root.to_path_buf(),
-        layout: scan.layout,
-        classes,
-        train,
-        val,
-        skipped,
-        empty_classes,
-        input_size: options.input_size,
-        fingerprint,
-    })
+    out.train.sort_by(|a, b| a.path.cmp(&b.path));
+    out.val.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 /// A fingerprint of the files a data set was made of: FNV-1a over each file's path (relative

@@ -7,7 +7,8 @@ use burn::tensor::{Device, Tensor};
 use super::efficientnet_lite::LiteBackbone;
 use super::mobilenet::MobileNet;
 use super::resnet::ResNet;
-use super::{Family, param_count};
+use super::kind::Family;
+use super::params::param_count;
 
 /// A feature extractor. burn puts the variant's name in parameter paths
 /// (`backbone.ResNet.layer1.0.conv1.weight`); PyTorch files match without it.

@@ -208,7 +208,7 @@ pub fn ensure(
     let url = entry
         .url
         .ok_or_else(|| DownloadError::NoUrl(entry.file_name.to_string()))?;
-    let dest = crate::assets::weights_cache_dir().join(entry.file_name);
+    let dest = crate::platform::assets::weights_cache_dir().join(entry.file_name);
     fetch(url, &dest, entry.sha256, progress, cancel)
 }
 

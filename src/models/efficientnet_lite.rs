@@ -272,14 +272,14 @@ impl LiteBackbone {
     pub fn with_frozen(self, frozen: impl Fn(usize) -> bool) -> Self {
         let n = self.blocks.len();
         Self {
-            stem: super::freeze_if(self.stem, frozen(0)),
+            stem: super::params::freeze_if(self.stem, frozen(0)),
             blocks: self
                 .blocks
                 .into_iter()
                 .enumerate()
-                .map(|(i, b)| super::freeze_if(b, frozen(i + 1)))
+                .map(|(i, b)| super::params::freeze_if(b, frozen(i + 1)))
                 .collect(),
-            head_conv: super::freeze_if(self.head_conv, frozen(n + 1)),
+            head_conv: super::params::freeze_if(self.head_conv, frozen(n + 1)),
         }
     }
 
@@ -310,6 +310,19 @@ pub const KEY_REMAP: &[(&str, &str)] = &[
     (r"^_conv_head\.", "backbone.head_conv.conv."),
     (r"^_bn1\.", "backbone.head_conv.bn."),
     (r"^_fc\.", "head.fc."),
+];
+
+/// Our names → the lukemelas `efficientnet_pytorch` names, e.g. `backbone.blocks.3.bn1.weight`
+/// → `_blocks.3._bn1.weight`. The optional hidden head layer has no counterpart there and is
+/// written as `_fc_hidden`.
+pub const EXPORT_REMAP: &[(&str, &str)] = &[
+    (r"^backbone\.stem\.conv\.", "_conv_stem."),
+    (r"^backbone\.stem\.bn\.", "_bn0."),
+    (r"^backbone\.blocks\.(\d+)\.", "_blocks.$1._"),
+    (r"^backbone\.head_conv\.conv\.", "_conv_head."),
+    (r"^backbone\.head_conv\.bn\.", "_bn1."),
+    (r"^head\.fc\.", "_fc."),
+    (r"^head\.hidden\.", "_fc_hidden."),
 ];
 
 #[cfg(test)]

@@ -382,14 +382,14 @@ impl MobileNet {
     pub fn with_frozen(self, frozen: impl Fn(usize) -> bool) -> Self {
         let n = self.blocks.len();
         Self {
-            stem: super::freeze_if(self.stem, frozen(0)),
+            stem: super::params::freeze_if(self.stem, frozen(0)),
             blocks: self
                 .blocks
                 .into_iter()
                 .enumerate()
-                .map(|(i, b)| super::freeze_if(b, frozen(i + 1)))
+                .map(|(i, b)| super::params::freeze_if(b, frozen(i + 1)))
                 .collect(),
-            last: super::freeze_if(self.last, frozen(n + 1)),
+            last: super::params::freeze_if(self.last, frozen(n + 1)),
         }
     }
 }

@@ -239,7 +239,7 @@ impl ResNet {
             blocks
                 .into_iter()
                 .map(|b| {
-                    let b = super::freeze_if(b, frozen(g));
+                    let b = super::params::freeze_if(b, frozen(g));
                     g += 1;
                     b
                 })
@@ -250,7 +250,7 @@ impl ResNet {
         let layer3 = layer(self.layer3);
         let layer4 = layer(self.layer4);
         Self {
-            stem: super::freeze_if(self.stem, frozen(0)),
+            stem: super::params::freeze_if(self.stem, frozen(0)),
             layer1,
             layer2,
             layer3,
@@ -274,4 +274,22 @@ pub const KEY_REMAP: &[(&str, &str)] = &[
     ),
     (r"^(layer\d\.\d+\.(conv|bn)\d)\.", "backbone.$1."),
     (r"^fc\.", "head.fc."),
+];
+
+/// Our names → torchvision's for a ResNet, e.g. `backbone.layer2.0.downsample.bn.weight` →
+/// `layer2.0.downsample.1.weight`. A configured hidden head layer is written as `fc_hidden`.
+pub const EXPORT_REMAP: &[(&str, &str)] = &[
+    (r"^backbone\.stem\.conv\.conv\.", "conv1."),
+    (r"^backbone\.stem\.conv\.bn\.", "bn1."),
+    (
+        r"^backbone\.(layer\d\.\d+)\.downsample\.conv\.",
+        "$1.downsample.0.",
+    ),
+    (
+        r"^backbone\.(layer\d\.\d+)\.downsample\.bn\.",
+        "$1.downsample.1.",
+    ),
+    (r"^backbone\.(layer\d\.\d+)\.", "$1."),
+    (r"^head\.fc\.", "fc."),
+    (r"^head\.hidden\.", "fc_hidden."),
 ];

@@ -6,10 +6,12 @@ use burn::store::{
     ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
+use burn::tensor::Device;
 use serde::Serialize;
 
-use super::efficientnet_lite::KEY_REMAP;
-use super::{Family, ModelKind, Network};
+use super::key_remap::import_remap;
+use super::kind::{Family, ModelKind};
+use super::network::{Network, NetworkSpec};
 
 /// Where the file's ImageNet classifier goes when it is not wanted: nowhere in our module, so it
 /// shows up as "unused" and is expected there.
@@ -107,22 +109,24 @@ fn sniff(path: &Path) -> Result<Format, WeightsError> {
     }
 }
 
-/// The key remap from the file's names to ours for `family`.
-fn remap_for(family: &Family) -> Vec<(String, String)> {
-    let fixed = |table: &[(&str, &str)]| {
-        table
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    };
-    let mut remap: Vec<(String, String)> = match family {
-        Family::Lite(_) => fixed(KEY_REMAP),
-        Family::ResNet(_) => fixed(super::resnet::KEY_REMAP),
-        Family::MobileNet(arch) => arch.key_remap(),
-    };
-    // A configured hidden head layer, as Graft's export names it.
-    remap.push((r"^_?fc_hidden\.".into(), "head.hidden.".into()));
-    remap
+impl Network {
+    /// A network with pre-trained backbone weights from `path` and a new head (drawn from
+    /// `seed` when given).
+    ///
+    /// With `keep_classifier`, the file's own classifier is loaded too (`classes` must then match
+    /// it, 1000 for ImageNet).
+    pub fn pretrained(
+        spec: &NetworkSpec,
+        path: &Path,
+        keep_classifier: bool,
+        seed: Option<u64>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport), WeightsError> {
+        let mut network = Network::build(spec, device, seed);
+        let report =
+            load_weights(&mut network, &spec.kind.family(), path, keep_classifier)?;
+        Ok((network, report))
+    }
 }
 
 /// Names and shapes of the tensors in a weight file.
@@ -162,7 +166,7 @@ pub fn load_weights(
     keep_classifier: bool,
 ) -> Result<LoadReport, WeightsError> {
     let format = sniff(path)?;
-    let mut remap = remap_for(family);
+    let mut remap = import_remap(family);
     if !keep_classifier {
         remap.push((r"^head\.fc\.".into(), DROPPED_CLASSIFIER.into()));
     }

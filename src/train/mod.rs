@@ -1,12 +1,25 @@
 //! The training engine: runs on its own thread, reports through a channel of [`TrainEvent`]s,
 //! and can be paused, resumed and cancelled.
+//!
+//! This file spawns a run and hands back its [`TrainHandle`]. The run itself ([`run()`]) goes
+//! `prepare` (decode and split the data) → `pretrained` (find or download the weights, build
+//! the network) → `stage` (epochs of `step`s, validated by `evaluate`, stage 1 then stage 2)
+//! → the outcome written to the run folder. [`events`] lists every message a run sends;
+//! [`TrainError`] every way it can fail. [`bench`] times the engine.
 
+pub mod bench;
 mod control;
-mod engine;
-mod events;
+mod error;
+mod evaluate;
+pub mod events;
 pub mod feature_cache;
 mod loss;
 pub mod optim;
+mod prepare;
+mod pretrained;
+mod run;
+mod stage;
+mod step;
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, channel};
@@ -14,9 +27,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use control::Control;
-pub use engine::{TrainError, evaluate, run};
-pub use events::{BatchProgress, DataSummary, EpochMetrics, RunInfo, RunSummary, TrainEvent};
+pub use error::TrainError;
+pub use evaluate::{ValidationScore, evaluate};
+pub use events::{BatchProgress, RunInfo, TrainEvent};
 pub use loss::cross_entropy;
+pub use run::run;
+
+pub use crate::run::{DataSummary, EpochMetrics, RunSummary};
 
 use crate::config::TrainConfig;
 

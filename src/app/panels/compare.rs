@@ -4,10 +4,9 @@ use eframe::egui;
 
 use super::layers::format_params;
 use super::train::{curves, run_color};
-use crate::app::dispatch::Action;
+use crate::app::actions::Action;
 use crate::app::run_view::{RunStatus, RunView};
 use crate::app::state::{AppState, FolderState};
-use crate::config::FreezePlan;
 
 /// How a run started, for the table.
 fn recipe(run: &RunView) -> String {
@@ -19,12 +18,7 @@ fn recipe(run: &RunView) -> String {
     } else {
         "pre-trained"
     };
-    let freeze = match &c.freeze {
-        FreezePlan::AllButHead => "all but head frozen",
-        FreezePlan::Nothing => "nothing frozen",
-        FreezePlan::Groups(g) if g.is_empty() => "nothing frozen",
-        FreezePlan::Groups(_) => "some groups frozen",
-    };
+    let freeze = c.freeze.describe(None);
     let tune = if c.fine_tune.is_some() {
         ", then all fine-tuned"
     } else {

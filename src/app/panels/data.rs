@@ -2,7 +2,8 @@
 
 use eframe::egui;
 
-use crate::app::dispatch::Action;
+use crate::app::actions::Action;
+use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, FolderState, Live};
 use crate::app::thumbnails::{SIDE, Thumb};
 use crate::data::inspect::FolderReport;
@@ -13,7 +14,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     ui.heading("Data");
     ui.horizontal(|ui| {
         if ui.button("Open folder…").clicked() {
-            actions.push(Action::PickDataFolder);
+            actions.push(Action::Ask(Dialog::DataFolder));
         }
         ui.weak("or drop a folder on the window");
     });

@@ -2,7 +2,8 @@
 
 use eframe::egui;
 
-use crate::app::dispatch::Action;
+use crate::app::actions::Action;
+use crate::app::dialogs::Dialog;
 use crate::app::state::AppState;
 use crate::models::ModelKind;
 
@@ -95,14 +96,14 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             .on_hover_text("Start from a PyTorch (.pth) or safetensors file; the architecture is read from its keys.")
             .clicked()
         {
-            actions.push(Action::PickWeightsFile);
+            actions.push(Action::Ask(Dialog::WeightsFile));
         }
         if ui
             .button("Try on an image…")
             .on_hover_text("See what the pre-trained model makes of an image, before any training. You can also drop an image on the window.")
             .clicked()
         {
-            actions.push(Action::PickPreviewImage);
+            actions.push(Action::Ask(Dialog::PreviewImage));
         }
     });
     if let Some(message) = &state.live.messages.model {

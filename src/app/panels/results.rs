@@ -3,10 +3,11 @@
 
 use eframe::egui;
 
-use crate::app::dispatch::Action;
+use crate::app::actions::Action;
+use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, EvalState, Live, Results};
 use crate::app::thumbnails::{SIDE, Thumb};
-use crate::eval::{Evaluation, Prediction};
+use crate::run::eval::{Evaluation, Prediction};
 
 /// Images shown in the gallery at most (the worst first).
 const GALLERY_MAX: usize = 120;
@@ -48,7 +49,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             )
             .clicked()
         {
-            actions.push(Action::PickExportFolder);
+            actions.push(Action::Ask(Dialog::ExportFolder));
         }
     });
     if let Some(message) = &results.export {
@@ -296,7 +297,7 @@ fn try_it(ui: &mut egui::Ui, results: &Results, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.label("Drop images or a folder on the window, or");
         if ui.button("Choose images…").clicked() {
-            actions.push(Action::PickTryImages);
+            actions.push(Action::Ask(Dialog::TryImages));
         }
     });
     if results.trying {

@@ -3,7 +3,7 @@
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, Points};
 
-use crate::app::dispatch::Action;
+use crate::app::actions::Action;
 use crate::app::run_view::{RunStatus, RunView};
 use crate::app::state::AppState;
 use crate::config::{FineTuneConfig, OptimizerKind};

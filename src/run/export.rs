@@ -7,63 +7,11 @@ use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::eval::{EvalError, evaluate_samples, run_samples};
-use crate::fsutil::write_json_atomic;
-use crate::models::{Family, ModelKind, Network, NetworkSpec, load_weights};
-use crate::predict::{PredictError, Predictor};
-use crate::run_dir::read_run;
-
-/// Our names → the lukemelas `efficientnet_pytorch` names, e.g. `backbone.blocks.3.bn1.weight`
-/// → `_blocks.3._bn1.weight`. The optional hidden head layer has no counterpart there and is
-/// written as `_fc_hidden`.
-pub const LITE_EXPORT_REMAP: &[(&str, &str)] = &[
-    (r"^backbone\.stem\.conv\.", "_conv_stem."),
-    (r"^backbone\.stem\.bn\.", "_bn0."),
-    (r"^backbone\.blocks\.(\d+)\.", "_blocks.$1._"),
-    (r"^backbone\.head_conv\.conv\.", "_conv_head."),
-    (r"^backbone\.head_conv\.bn\.", "_bn1."),
-    (r"^head\.fc\.", "_fc."),
-    (r"^head\.hidden\.", "_fc_hidden."),
-];
-
-/// Our names → torchvision's for a ResNet, e.g. `backbone.layer2.0.downsample.bn.weight` →
-/// `layer2.0.downsample.1.weight`. A configured hidden head layer is written as `fc_hidden`.
-pub const RESNET_EXPORT_REMAP: &[(&str, &str)] = &[
-    (r"^backbone\.stem\.conv\.conv\.", "conv1."),
-    (r"^backbone\.stem\.conv\.bn\.", "bn1."),
-    (
-        r"^backbone\.(layer\d\.\d+)\.downsample\.conv\.",
-        "$1.downsample.0.",
-    ),
-    (
-        r"^backbone\.(layer\d\.\d+)\.downsample\.bn\.",
-        "$1.downsample.1.",
-    ),
-    (r"^backbone\.(layer\d\.\d+)\.", "$1."),
-    (r"^head\.fc\.", "fc."),
-    (r"^head\.hidden\.", "fc_hidden."),
-];
-
-/// Our names → the PyTorch names of `kind`'s reference implementation.
-pub fn export_remap(kind: ModelKind) -> Vec<(String, String)> {
-    // burn puts the backbone's variant in its paths; PyTorch files have no such level.
-    let mut remap = vec![(
-        r"^backbone\.(Lite|ResNet|MobileNet)\.".to_string(),
-        "backbone.".to_string(),
-    )];
-    let fixed = |table: &[(&str, &str)]| -> Vec<(String, String)> {
-        table
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    };
-    remap.extend(match kind.family() {
-        Family::Lite(_) => fixed(LITE_EXPORT_REMAP),
-        Family::ResNet(_) => fixed(RESNET_EXPORT_REMAP),
-        Family::MobileNet(arch) => arch.export_remap(),
-    });
-    remap
-}
+use super::eval::{EvalError, evaluate_samples, run_samples};
+use super::folder::RunSettings;
+use super::predict::{Predictor, TrainedRun};
+use crate::models::{ModelKind, Network, NetworkSpec, export_remap, load_weights};
+use crate::platform::fsutil::write_json_atomic;
 
 /// `preprocessing.json`: how to turn an image into the exported model's input.
 #[derive(Clone, Debug, Serialize)]
@@ -167,13 +115,11 @@ pub fn export_run(
     out: &Path,
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
-    let predictor = Predictor::from_run(run_dir, device).map_err(EvalError::from)?;
-    let (config, classes) = read_run(run_dir).map_err(|reason| {
-        EvalError::from(PredictError::Run {
-            dir: run_dir.to_path_buf(),
-            reason,
-        })
-    })?;
+    let TrainedRun {
+        settings: RunSettings { config, classes },
+        predictor,
+        ..
+    } = TrainedRun::open(run_dir, device).map_err(EvalError::from)?;
     std::fs::create_dir_all(out).map_err(|e| io_error(out)(e.to_string()))?;
     let data = config.data.canonicalize().unwrap_or(config.data.clone());
     let out_abs = out.canonicalize().unwrap_or(out.to_path_buf());
@@ -204,12 +150,7 @@ pub fn export_run(
     .map_err(|e| io_error(&preprocessing)(e.to_string()))?;
 
     // Parity: reload the file as a user would and score the validation set with both.
-    let spec = NetworkSpec {
-        kind: config.model,
-        classes: classes.len(),
-        head: config.head.clone(),
-        input_size,
-    };
+    let spec = config.network_spec(classes.len());
     let reloaded = Predictor::from_network(
         load_exported(&spec, &weights, device)?,
         classes.clone(),

@@ -6,23 +6,23 @@ use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::config::HeadConfig;
+use super::folder::{RunError, RunSettings, files, read_run};
 use crate::data::DecodeError;
 use crate::data::decode::decode_file;
 use crate::data::preprocess::{eval_view, push_chw, resize_shorter_side, resize_side};
-use crate::models::{ModelKind, Network, NetworkSpec, WeightsError};
-use crate::run_dir::{files, read_run};
+use crate::models::key_remap::VARIANT_LEVEL;
+use crate::models::{HeadConfig, ModelKind, Network, NetworkSpec, Normalization, WeightsError};
 
 /// Why a predictor could not be built or an image not classified.
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
     /// The run folder is incomplete or unreadable.
-    #[error("cannot use run {dir}: {reason}")]
+    #[error("cannot use run {}: {reason}", dir.display())]
     Run {
         /// The folder.
         dir: PathBuf,
         /// Why.
-        reason: String,
+        reason: RunError,
     },
     /// The weights could not be loaded.
     #[error(transparent)]
@@ -32,7 +32,7 @@ pub enum PredictError {
     NoWeights(&'static str),
     /// The class names could not be read.
     #[error("cannot read the class names: {0}")]
-    Classes(String),
+    Classes(#[source] std::io::Error),
     /// An image could not be decoded.
     #[error("{path}: {reason}")]
     Image {
@@ -63,7 +63,7 @@ impl Predictor {
         device: &Device,
     ) -> Result<Self, PredictError> {
         let classes =
-            crate::assets::imagenet_classes().map_err(|e| PredictError::Classes(e.to_string()))?;
+            crate::platform::assets::imagenet_classes().map_err(PredictError::Classes)?;
         let path = match weights {
             Some(p) => p.to_path_buf(),
             None => kind
@@ -91,41 +91,7 @@ impl Predictor {
 
     /// The best checkpoint of a run folder.
     pub fn from_run(dir: &Path, device: &Device) -> Result<Self, PredictError> {
-        let run_error = |reason: String| PredictError::Run {
-            dir: dir.to_path_buf(),
-            reason,
-        };
-        let (config, classes) = read_run(dir).map_err(run_error)?;
-        let input_size = config.input_size.unwrap_or(config.model.input_size());
-        let spec = NetworkSpec {
-            kind: config.model,
-            classes: classes.len(),
-            head: config.head.clone(),
-            input_size,
-        };
-        let mut network = Network::new(&spec, device);
-        let checkpoint = dir.join(files::CHECKPOINT);
-        if !checkpoint.is_file() {
-            return Err(run_error(format!(
-                "{} is missing (the run saved no checkpoint)",
-                checkpoint.display()
-            )));
-        }
-        // Checkpoints name the backbone's variant (`backbone.Lite.stem…`); runs saved before
-        // Graft had several architectures do not. Matching without it reads both.
-        let mut store = SafetensorsStore::from_file(&checkpoint)
-            .skip_enum_variants(true)
-            .with_key_remapping(r"^backbone\.(Lite|ResNet|MobileNet)\.", "backbone.");
-        network
-            .load_from(&mut store)
-            .map_err(|e| run_error(format!("{}: {e}", checkpoint.display())))?;
-        Ok(Self {
-            network: network.valid(),
-            classes,
-            kind: config.model,
-            input_size,
-            device: device.clone(),
-        })
+        TrainedRun::open(dir, device).map(|run| run.predictor)
     }
 
     /// A predictor over an already-built network.
@@ -161,7 +127,7 @@ impl Predictor {
     }
 
     /// The input normalisation.
-    pub fn normalization(&self) -> crate::models::Normalization {
+    pub fn normalization(&self) -> Normalization {
         self.kind.normalization()
     }
 
@@ -207,6 +173,56 @@ impl Predictor {
         })?;
         let logits = self.logits(std::slice::from_ref(&image))?;
         Ok(top_k(&logits[0], &self.classes, k))
+    }
+}
+
+/// A run folder opened for use: its settings and its best checkpoint, ready to predict.
+pub struct TrainedRun {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The settings and classes it trained with.
+    pub settings: RunSettings,
+    /// Its best checkpoint in inference mode.
+    pub predictor: Predictor,
+}
+
+impl TrainedRun {
+    /// Reads the run in `dir` and loads its checkpoint onto `device`.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self, PredictError> {
+        let run_error = |reason: RunError| PredictError::Run {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let settings = read_run(dir).map_err(run_error)?;
+        let config = &settings.config;
+        let spec = config.network_spec(settings.classes.len());
+        let mut network = Network::new(&spec, device);
+        let checkpoint = dir.join(files::CHECKPOINT);
+        if !checkpoint.is_file() {
+            return Err(run_error(RunError::NoCheckpoint { path: checkpoint }));
+        }
+        let (variant, plain) = VARIANT_LEVEL;
+        let mut store = SafetensorsStore::from_file(&checkpoint)
+            .skip_enum_variants(true)
+            .with_key_remapping(variant, plain);
+        network.load_from(&mut store).map_err(|e| {
+            run_error(RunError::Checkpoint {
+                path: checkpoint.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let predictor = Predictor::from_network(
+            network,
+            settings.classes.clone(),
+            config.model,
+            spec.input_size,
+            device,
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            settings,
+            predictor,
+        })
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 use burn::tensor::Device;
 use serde::Serialize;
 
+use super::predict::{PredictError, Predictor, TrainedRun, softmax};
+use crate::config::TrainConfig;
 use crate::data::batches::{View, make_batch};
 use crate::data::rng::Rng;
 use crate::data::{self, PrepareOptions, Sample};
-use crate::predict::{PredictError, Predictor};
-use crate::run_dir::read_run;
 
 /// One class's scores.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -161,7 +161,7 @@ pub fn evaluate_samples(
         let n = batch.len();
         let logits = predictor.logits_from_pixels(batch.images, n)?;
         for (row, &i) in logits.into_iter().zip(chunk) {
-            let probs = crate::predict::softmax(&row);
+            let probs = softmax(&row);
             let (best, &confidence) = probs
                 .iter()
                 .enumerate()
@@ -197,7 +197,7 @@ pub fn evaluate_samples(
 /// The images a run is evaluated on: its own validation split (same folder, fraction, seed and
 /// cap as in training), or every image of `folder`, labelled by the run's class order.
 pub fn run_samples(
-    config: &crate::config::TrainConfig,
+    config: &TrainConfig,
     classes: &[String],
     folder: Option<&Path>,
     input_size: u32,
@@ -261,13 +261,16 @@ pub fn evaluate_run(
     folder: Option<&Path>,
     device: &Device,
 ) -> Result<Evaluation, EvalError> {
-    let predictor = Predictor::from_run(run_dir, device)?;
-    let (config, classes) = read_run(run_dir).map_err(|reason| PredictError::Run {
-        dir: run_dir.to_path_buf(),
-        reason,
-    })?;
-    let (samples, skipped) = run_samples(&config, &classes, folder, predictor.input_size())?;
-    let mut evaluation = evaluate_samples(&predictor, &samples)?;
+    let run = TrainedRun::open(run_dir, device)?;
+    let predictor = &run.predictor;
+    let settings = &run.settings;
+    let (samples, skipped) = run_samples(
+        &settings.config,
+        &settings.classes,
+        folder,
+        predictor.input_size(),
+    )?;
+    let mut evaluation = evaluate_samples(predictor, &samples)?;
     evaluation.skipped = skipped
         .iter()
         .map(|s| format!("{}: {}", s.path.display(), s.reason))

@@ -3,7 +3,17 @@
 use burn::tensor::{Device, DeviceKind};
 use serde::{Deserialize, Serialize};
 
-use crate::config::DevicePreference;
+/// Where to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePreference {
+    /// A GPU through wgpu when a hardware adapter exists, otherwise the CPU.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// wgpu, whatever adapter it finds (a software one too).
+    Gpu,
+}
 
 /// Which backend a device runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,24 +10,29 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
+use super::{TrainEvent, cross_entropy, optim, spawn};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::data::batches::{View, make_batch};
 use crate::data::rng::Rng;
-use crate::data::{self, PrepareOptions};
+use crate::data::{self, DataError, PrepareOptions};
 use crate::models::{ModelKind, Network, NetworkSpec};
-use crate::train::{self, TrainEvent, cross_entropy};
+use crate::platform::memory::{peak_memory_mib, reset_peak_memory};
 
-/// Peak resident memory of this process in MiB since the last [`reset_peak_memory`] (Linux).
-pub fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-/// Starts a new peak-memory measurement (Linux; elsewhere the peak covers the whole process).
-pub fn reset_peak_memory() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Why a benchmark could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The device failed to compute or read back a value.
+    #[error("the compute device failed: {0}")]
+    Device(String),
+    /// The image folder cannot be used.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The timed run failed; the engine's message says why.
+    #[error("{0}")]
+    Run(String),
+    /// The timed run's thread ended without a final event.
+    #[error("the run ended without a result")]
+    NoResult,
 }
 
 /// Which layers a step trains.
@@ -72,7 +77,7 @@ pub fn step_benchmark(
     batch: usize,
     side: u32,
     steps: usize,
-) -> Result<StepBench, String> {
+) -> Result<StepBench, BenchError> {
     reset_peak_memory();
     let spec = NetworkSpec {
         kind,
@@ -86,7 +91,7 @@ pub fn step_benchmark(
         .map(|g| mode == StepMode::HeadOnly && g + 1 < groups)
         .collect();
     network = network.with_frozen(&frozen);
-    let mut optimizer = train::optim::build(&OptimizerConfig::default());
+    let mut optimizer = optim::build(&OptimizerConfig::default());
     let x = Tensor::<4>::random(
         [batch, 3, side as usize, side as usize],
         Distribution::Normal(0.0, 1.0),
@@ -94,7 +99,7 @@ pub fn step_benchmark(
     );
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
-    let mut step = |network: Network| -> Result<Network, String> {
+    let mut step = |network: Network| -> Result<Network, BenchError> {
         let loss = cross_entropy(network.forward(x.clone()), y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &network);
         let network = optimizer.step(1e-3, network, grads);
@@ -106,7 +111,7 @@ pub fn step_benchmark(
             .as_ref()
             .map(|b| b.val().sum().try_into_scalar::<f32>())
             .transpose()
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| BenchError::Device(format!("{e:?}")))?;
         Ok(network)
     };
     let started = Instant::now();
@@ -146,7 +151,7 @@ pub struct DecodeBench {
 }
 
 /// Decodes every image in `folder` for `side` and times a training view of each.
-pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, String> {
+pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, BenchError> {
     reset_peak_memory();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let options = PrepareOptions {
@@ -157,8 +162,7 @@ pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, String>
         threads,
     };
     let started = Instant::now();
-    let dataset = data::prepare(folder, &options, &|_, _| {}, &AtomicBool::new(false))
-        .map_err(|e| e.to_string())?;
+    let dataset = data::prepare(folder, &options, &|_, _| {}, &AtomicBool::new(false))?;
     let decode = started.elapsed().as_secs_f64();
     let samples = dataset.train;
     let indices: Vec<usize> = (0..samples.len()).collect();
@@ -218,10 +222,10 @@ pub fn accuracy_benchmark(
     label: &str,
     config: TrainConfig,
     target: f64,
-) -> Result<AccuracyBench, String> {
+) -> Result<AccuracyBench, BenchError> {
     reset_peak_memory();
     let started = Instant::now();
-    let mut handle = train::spawn(config, None);
+    let mut handle = spawn(config, None);
     let mut bench = AccuracyBench {
         label: label.into(),
         target,
@@ -234,7 +238,7 @@ pub fn accuracy_benchmark(
     loop {
         let Some(event) = handle.next_timeout(Duration::from_millis(500)) else {
             if handle.is_ended() {
-                return Err("the run ended without a result".into());
+                return Err(BenchError::NoResult);
             }
             continue;
         };
@@ -255,7 +259,7 @@ pub fn accuracy_benchmark(
                 });
             }
             TrainEvent::Finished(_) => break,
-            TrainEvent::Failed(m) => return Err(m),
+            TrainEvent::Failed(m) => return Err(BenchError::Run(m)),
             _ => {}
         }
     }
@@ -276,7 +280,7 @@ pub struct Split {
 }
 
 /// The split `config` makes of its folder.
-pub fn split_of(config: &TrainConfig) -> Result<Split, String> {
+pub fn split_of(config: &TrainConfig) -> Result<Split, BenchError> {
     let options = PrepareOptions {
         input_size: 32,
         val_fraction: config.split.val_fraction,
@@ -284,8 +288,7 @@ pub fn split_of(config: &TrainConfig) -> Result<Split, String> {
         max_images_per_class: config.max_images_per_class,
         threads: 2,
     };
-    let dataset = data::prepare(&config.data, &options, &|_, _| {}, &AtomicBool::new(false))
-        .map_err(|e| e.to_string())?;
+    let dataset = data::prepare(&config.data, &options, &|_, _| {}, &AtomicBool::new(false))?;
     let list = |samples: &[data::Sample]| {
         samples
             .iter()

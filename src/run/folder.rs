@@ -3,11 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::records::{EpochMetrics, RunRecord};
 use crate::config::TrainConfig;
-use crate::fsutil::{write_atomic, write_json_atomic};
-use crate::train::{DataSummary, EpochMetrics, RunSummary};
+use crate::platform::fsutil::{write_atomic, write_json_atomic};
 
 /// File names inside a run folder.
 pub mod files {
@@ -21,22 +19,6 @@ pub mod files {
     pub const CHECKPOINT: &str = "model.safetensors";
     /// Data summary, device and outcome.
     pub const RUN: &str = "run.json";
-}
-
-/// `run.json`: what a run was trained on and how it ended.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunRecord {
-    /// Graft's version.
-    pub graft_version: String,
-    /// The device, for people.
-    pub device: String,
-    /// Input side.
-    pub input_size: u32,
-    /// The data as trained on.
-    pub data: Option<DataSummary>,
-    /// The outcome (absent while running).
-    pub summary: Option<RunSummary>,
 }
 
 /// An open run folder.
@@ -130,17 +112,64 @@ impl RunDir {
     }
 }
 
+/// A run folder that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A file of the run could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error.
+        source: std::io::Error,
+    },
+    /// A file of the run is not what Graft wrote.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// The run saved no checkpoint.
+    #[error("{} is missing (the run saved no checkpoint)", path.display())]
+    NoCheckpoint {
+        /// Where the checkpoint should be.
+        path: PathBuf,
+    },
+    /// The checkpoint does not load into the run's network.
+    #[error("{}: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: PathBuf) -> Result<T, RunError> {
+    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| RunError::Parse { path, source })
+}
+
+/// What a run folder says about its run: the settings it trained with and its classes.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// The resolved training config.
+    pub config: TrainConfig,
+    /// The class names, in output order.
+    pub classes: Vec<String>,
+}
+
 /// Reads a run folder's config and labels.
-pub fn read_run(dir: &Path) -> Result<(TrainConfig, Vec<String>), String> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let config: TrainConfig = serde_json::from_slice(&read(files::CONFIG)?)
-        .map_err(|e| format!("{}: {e}", dir.join(files::CONFIG).display()))?;
-    let labels: Vec<String> = serde_json::from_slice(&read(files::LABELS)?)
-        .map_err(|e| format!("{}: {e}", dir.join(files::LABELS).display()))?;
-    Ok((config, labels))
+pub fn read_run(dir: &Path) -> Result<RunSettings, RunError> {
+    Ok(RunSettings {
+        config: read_json(dir.join(files::CONFIG))?,
+        classes: read_json(dir.join(files::LABELS))?,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,37 @@
+//! `graft export`: a run's weights, labels and preprocessing, written and checked.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::CliError;
+use crate::platform::device::{self, DevicePreference};
+use crate::run::export::export_run;
+
+/// `graft export` flags.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run folder written by `graft train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Folder to write into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `graft export`.
+pub(super) fn run(args: &ExportArgs) -> Result<(), CliError> {
+    let device = device::select(DevicePreference::Auto).device;
+    let r = export_run(&args.run, &args.out, &device)?;
+    for f in &r.files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "parity on {} validation images: accuracy {:.2} % before, {:.2} % after reloading; largest logit difference {:e}",
+        r.images,
+        r.accuracy_before * 100.0,
+        r.accuracy_after * 100.0,
+        r.max_logit_diff
+    );
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The command line: one file per command, each reading the engine's results and printing them.
+//! Every command returns a [`CliError`] on failure, and [`run`] prints it once.
+
+mod bench;
+mod eval;
+mod export;
+mod layers;
+mod predict;
+mod train;
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigError;
+use crate::models::{ModelKind, WeightsError};
+use crate::run::eval::EvalError;
+use crate::run::export::ExportError;
+use crate::run::predict::PredictError;
+
+pub use bench::BenchArgs;
+pub use eval::EvalArgs;
+pub use export::ExportArgs;
+pub use layers::LayersArgs;
+pub use predict::PredictArgs;
+pub use train::TrainArgs;
+
+/// Graft: fine-tune a pre-trained image network on your own labelled folders.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do; without a command the app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The sub-commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a new head (and optionally fine-tune) on an image folder.
+    Train(Box<TrainArgs>),
+    /// Classify images with a trained run, or with a model's own ImageNet classifier.
+    Predict(PredictArgs),
+    /// List a model's layer groups (the units that can be frozen).
+    Layers(LayersArgs),
+    /// Score a trained run: accuracy, per-class precision/recall/F1, confusion matrix, mistakes.
+    Eval(EvalArgs),
+    /// Write a run's weights (PyTorch names), labels and preprocessing to a folder, then check them.
+    Export(ExportArgs),
+    /// Measure training-step speed, time to accuracy, decoding speed and peak memory.
+    Bench(BenchArgs),
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config file named by `--config` cannot be read.
+    #[error("{}: {source}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not a Graft config.
+    #[error("{}: {source}", path.display())]
+    ConfigParse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A flag's value is not one of its choices.
+    #[error("unknown {what} `{value}` ({choices})")]
+    UnknownChoice {
+        /// The flag, for people.
+        what: &'static str,
+        /// What was given.
+        value: String,
+        /// The choices, comma-separated.
+        choices: &'static str,
+    },
+    /// A flag combination that cannot work.
+    #[error("{0}")]
+    Usage(&'static str),
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A weight file cannot be used.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// A run or model cannot be used for prediction.
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+    /// A run cannot be evaluated.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// A run cannot be exported.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// A training run failed; the engine's message says why.
+    #[error("{0}")]
+    Train(String),
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Some items failed; each was reported where it failed.
+    #[error("{0} of the items failed")]
+    Reported(usize),
+}
+
+impl CliError {
+    /// The process exit code: 2 for a command line that cannot work, 1 for a failure.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::ConfigFile { .. }
+            | Self::ConfigParse { .. }
+            | Self::UnknownChoice { .. }
+            | Self::Usage(_)
+            | Self::Config(_)
+            | Self::Weights(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Prints one error the way every command reports errors.
+pub fn report(error: &dyn Display) {
+    eprintln!("error: {error}");
+}
+
+/// Runs one command; prints its error, if any, once.
+pub fn run(command: Command) -> ExitCode {
+    let result = match &command {
+        Command::Train(a) => train::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Layers(a) => layers::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Reported(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            report(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// Parses a model name for clap, listing the known ones when it is not one.
+pub fn parse_model(name: &str) -> Result<ModelKind, String> {
+    ModelKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown model `{name}`; choose one of {}", names.join(", "))
+    })
+}
+
+/// A text progress bar of `width` characters.
+fn bar(done: usize, total: usize, width: usize) -> String {
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
+    format!("{}{}", "#".repeat(filled), "-".repeat(width - filled))
+}

@@ -1,0 +1,467 @@
+//! `graft train`: flags over a config file over the defaults, then one run (or the three
+//! baselines) with its progress printed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{CliError, bar, parse_model};
+use crate::config::{
+    DevicePreference, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
+};
+use crate::models::{ModelKind, detect_kind};
+use crate::run::{DataSummary, EpochMetrics, RunSummary};
+use crate::train::{self, BatchProgress, TrainEvent};
+
+/// `graft train` flags; each overrides the config file (if any), which overrides the defaults.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Image folder: one sub-folder per class (or train/ and val/ with class sub-folders).
+    #[arg(long)]
+    data: PathBuf,
+    /// A JSON config to start from (e.g. a run's config.json).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Train three runs on the same split and seed (pre-trained and frozen, pre-trained then
+    /// fine-tuned, from scratch) and print them side by side.
+    #[arg(long)]
+    baselines: bool,
+    /// Model: efficientnet-lite0/1/2, resnet18/34/50/101, mobilenet-v2, mobilenet-v3-small/large
+    /// (`graft layers --help` lists them); default: the weight file's, or efficientnet-lite0.
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelKind>,
+    /// Pre-trained weight file (.pth, .pt or .safetensors) to use instead of the bundled or
+    /// downloaded one; without --model, the architecture is read from its keys.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Start from random weights.
+    #[arg(long)]
+    from_scratch: bool,
+    /// Stage-1 epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// adamw, adam or sgd.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// cosine or constant.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Frozen groups: all-but-head, none, or a comma-separated list (see `graft layers`).
+    #[arg(long)]
+    freeze: Option<String>,
+    /// Stage-2 epochs (fine-tuning with more layers unfrozen); 0 skips stage 2.
+    #[arg(long)]
+    fine_tune_epochs: Option<usize>,
+    /// Groups to unfreeze in stage 2 (comma-separated); default all.
+    #[arg(long)]
+    unfreeze: Option<String>,
+    /// Stage-2 learning rate as a fraction of stage 1's.
+    #[arg(long)]
+    fine_tune_lr_factor: Option<f64>,
+    /// Let BatchNorm layers learn batch statistics while fine-tuning (default: they keep the
+    /// pre-trained ones).
+    #[arg(long)]
+    train_batch_norm: bool,
+    /// Input side in pixels (default: the model's own).
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Validation fraction for a folder without train/ and val/.
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Seed for split, order, augmentation and head initialisation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Turn training augmentation off.
+    #[arg(long)]
+    no_augment: bool,
+    /// auto, cpu or gpu.
+    #[arg(long)]
+    device: Option<String>,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Hidden dense layer width in the head.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Head dropout.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Use at most this many images per class.
+    #[arg(long)]
+    max_per_class: Option<usize>,
+    /// Folder for run folders (default: the user's Graft data folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+
+/// Parses one of a flag's fixed choices.
+fn choice<T: Copy>(
+    what: &'static str,
+    value: &str,
+    options: &[(&str, T)],
+    choices: &'static str,
+) -> Result<T, CliError> {
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| CliError::UnknownChoice {
+            what,
+            value: value.to_string(),
+            choices,
+        })
+}
+
+impl TrainArgs {
+    /// The config these flags describe.
+    pub fn to_config(&self) -> Result<TrainConfig, CliError> {
+        let mut c = match &self.config {
+            Some(path) => read_config(path)?,
+            None => TrainConfig::default(),
+        };
+        c.data = self.data.clone();
+        self.apply_model(&mut c)?;
+        self.apply_optimizer(&mut c)?;
+        self.apply_stages(&mut c);
+        self.apply_rest(&mut c)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_model(&self, c: &mut TrainConfig) -> Result<(), CliError> {
+        if let Some(m) = self.model {
+            c.model = m;
+        }
+        if let Some(weights) = &self.weights {
+            c.weights = Some(weights.clone());
+            // Without --model, the file's keys say which architecture it is.
+            if self.model.is_none() {
+                c.model = detect_kind(weights)?;
+            }
+        }
+        c.from_scratch |= self.from_scratch;
+        if self.input_size.is_some() {
+            c.input_size = self.input_size;
+        }
+        if self.hidden.is_some() {
+            c.head.hidden = self.hidden;
+        }
+        if let Some(v) = self.dropout {
+            c.head.dropout = v;
+        }
+        Ok(())
+    }
+
+    fn apply_optimizer(&self, c: &mut TrainConfig) -> Result<(), CliError> {
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.optimizer.lr = v;
+        }
+        if let Some(v) = &self.optimizer {
+            let kinds = [
+                ("adamw", OptimizerKind::AdamW),
+                ("adam", OptimizerKind::Adam),
+                ("sgd", OptimizerKind::Sgd),
+            ];
+            c.optimizer.kind = choice("optimizer", v, &kinds, "adamw, adam, sgd")?;
+        }
+        if let Some(v) = &self.schedule {
+            let schedules = [
+                ("cosine", LrSchedule::Cosine),
+                ("constant", LrSchedule::Constant),
+            ];
+            c.optimizer.schedule = choice("schedule", v, &schedules, "cosine, constant")?;
+        }
+        Ok(())
+    }
+
+    fn apply_stages(&self, c: &mut TrainConfig) {
+        if let Some(v) = &self.freeze {
+            c.freeze = FreezePlan::parse(v);
+        }
+        if let Some(epochs) = self.fine_tune_epochs {
+            let mut ft = c.fine_tune.take().unwrap_or_default();
+            ft.epochs = epochs;
+            c.fine_tune = (epochs > 0).then_some(ft);
+        }
+        if self.unfreeze.is_some() || self.fine_tune_lr_factor.is_some() {
+            let ft = c.fine_tune.get_or_insert_with(FineTuneConfig::default);
+            if let Some(list) = &self.unfreeze {
+                ft.unfreeze = list
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty() && s != "all")
+                    .collect();
+            }
+            if let Some(f) = self.fine_tune_lr_factor {
+                ft.lr_factor = f;
+            }
+        }
+        if self.train_batch_norm
+            && let Some(ft) = &mut c.fine_tune
+        {
+            ft.freeze_batch_norm = false;
+        }
+        if self.patience.is_some() {
+            c.early_stopping_patience = self.patience;
+        }
+    }
+
+    fn apply_rest(&self, c: &mut TrainConfig) -> Result<(), CliError> {
+        if let Some(v) = self.val_fraction {
+            c.split.val_fraction = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if self.no_augment {
+            c.augment.enabled = false;
+        }
+        if let Some(v) = &self.device {
+            let devices = [
+                ("auto", DevicePreference::Auto),
+                ("cpu", DevicePreference::Cpu),
+                ("gpu", DevicePreference::Gpu),
+            ];
+            c.device = choice("device", v, &devices, "auto, cpu, gpu")?;
+        }
+        if self.max_per_class.is_some() {
+            c.max_images_per_class = self.max_per_class;
+        }
+        if self.out.is_some() {
+            c.runs_dir = self.out.clone();
+        }
+        Ok(())
+    }
+}
+
+fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::ConfigFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| CliError::ConfigParse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs `graft train`, printing progress.
+pub(super) fn run(args: &TrainArgs) -> Result<(), CliError> {
+    let config = args.to_config()?;
+    if !args.baselines {
+        return train_one(config).map(|_| ());
+    }
+    let mut rows = Vec::new();
+    for (name, config) in config.baselines() {
+        println!("== baseline: {name}");
+        let (summary, trainable) = train_one(config)?;
+        rows.push((name, summary, trainable));
+    }
+    println!();
+    println!(
+        "{:<26} {:>10} {:>9} {:>18}  run folder",
+        "recipe", "val acc", "time", "trainable params"
+    );
+    for (name, s, trainable) in rows {
+        let acc = s
+            .best_val_accuracy
+            .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+        println!(
+            "{name:<26} {acc:>10} {:>7.1} s {trainable:>18}  {}",
+            s.seconds,
+            s.run_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Trains one run, printing progress; returns its summary and the parameters trained in its
+/// last stage.
+fn train_one(config: TrainConfig) -> Result<(RunSummary, usize), CliError> {
+    let mut handle = train::spawn(config.clone(), None);
+    let mut printer = Printer {
+        total_epochs: config.total_epochs(),
+        trainable: 0,
+        stderr: std::io::stderr(),
+    };
+    loop {
+        let Some(event) = handle.next_timeout(Duration::from_millis(200)) else {
+            if handle.is_ended() {
+                return Err(CliError::Reported(1));
+            }
+            continue;
+        };
+        match event {
+            TrainEvent::Finished(s) => {
+                printer.finished(&s);
+                return Ok((s, printer.trainable));
+            }
+            TrainEvent::Failed(message) => return Err(CliError::Train(message)),
+            other => printer.show(other),
+        }
+    }
+}
+
+/// Prints a run's events: lines on stdout, progress bars on stderr.
+struct Printer {
+    total_epochs: usize,
+    /// Parameters trained in the latest stage.
+    trainable: usize,
+    stderr: std::io::Stderr,
+}
+
+impl Printer {
+    fn show(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::Device { description, .. } => println!("device: {description}"),
+            TrainEvent::Preparing { done, total } => {
+                let _ = write!(
+                    self.stderr,
+                    "\rdecoding [{}] {done}/{total}",
+                    bar(done, total, 30)
+                );
+                if done == total {
+                    let _ = writeln!(self.stderr);
+                }
+            }
+            TrainEvent::Downloading { file, done, total } => self.download(&file, done, total),
+            TrainEvent::DataReady(d) => data_ready(&d),
+            TrainEvent::Warning(w) => println!("warning: {w}"),
+            TrainEvent::Started(info) => {
+                let frozen = info.frozen.iter().filter(|f| **f).count();
+                println!(
+                    "model: {} at {} px, {} of {} layer groups frozen, {} of {} parameters trainable",
+                    info.model,
+                    info.input_size,
+                    frozen,
+                    info.groups.len(),
+                    info.trainable_params,
+                    info.total_params
+                );
+                println!("run folder: {}", info.run_dir.display());
+                self.trainable = info.trainable_params;
+            }
+            TrainEvent::StageStarted {
+                stage,
+                epochs,
+                lr,
+                trainable_params,
+            } => {
+                println!(
+                    "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
+                );
+                self.trainable = trainable_params;
+            }
+            TrainEvent::CompilingKernels => {
+                println!("preparing GPU kernels (the first step compiles them)…")
+            }
+            TrainEvent::Batch(b) => self.batch(&b),
+            TrainEvent::Epoch(m) => self.epoch(&m),
+            TrainEvent::Checkpoint { path, epoch } => {
+                println!("checkpoint (epoch {epoch}): {}", path.display())
+            }
+            TrainEvent::Paused => println!("paused"),
+            TrainEvent::Resumed => println!("resumed"),
+            TrainEvent::Finished(s) => self.finished(&s),
+            TrainEvent::Failed(_) => {}
+        }
+    }
+
+    fn download(&mut self, file: &str, done: u64, total: Option<u64>) {
+        let _ = match total {
+            Some(t) => write!(
+                self.stderr,
+                "\rdownloading {file} [{}] {:.1}/{:.1} MB",
+                bar(done as usize, t as usize, 30),
+                done as f64 / 1e6,
+                t as f64 / 1e6
+            ),
+            None => write!(
+                self.stderr,
+                "\rdownloading {file}: {:.1} MB",
+                done as f64 / 1e6
+            ),
+        };
+        if Some(done) == total {
+            let _ = writeln!(self.stderr);
+        }
+    }
+
+    fn batch(&mut self, b: &BatchProgress) {
+        let _ = write!(
+            self.stderr,
+            "\repoch {}/{} [{}] {}/{} loss {:.4} {:.1} img/s   ",
+            b.epoch,
+            self.total_epochs,
+            bar(b.batch, b.batches, 30),
+            b.batch,
+            b.batches,
+            b.loss,
+            b.images_per_sec
+        );
+        if b.batch == b.batches {
+            let _ = writeln!(self.stderr);
+        }
+    }
+
+    fn epoch(&self, m: &EpochMetrics) {
+        let val = match (m.val_loss, m.val_accuracy) {
+            (Some(l), Some(a)) => format!("val loss {l:.4}  val acc {:.1} %", a * 100.0),
+            _ => "no validation set".into(),
+        };
+        let cached = if m.cached_images > 0 {
+            "  (frozen layers' output from the cache)"
+        } else {
+            ""
+        };
+        println!(
+            "epoch {}/{}: train loss {:.4}  {val}  {:.1} img/s  {:.1} s{cached}",
+            m.epoch, self.total_epochs, m.train_loss, m.images_per_sec, m.seconds
+        );
+    }
+
+    fn finished(&self, s: &RunSummary) {
+        let how = if s.cancelled {
+            "cancelled"
+        } else if s.early_stopped {
+            "stopped early"
+        } else {
+            "finished"
+        };
+        let acc = s
+            .best_val_accuracy
+            .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+        println!(
+            "{how} after {} epochs in {:.1} s; best epoch {:?}, val accuracy {acc}",
+            s.epochs, s.seconds, s.best_epoch
+        );
+        println!("run folder: {}", s.run_dir.display());
+    }
+}
+
+fn data_ready(d: &DataSummary) {
+    println!("data: {} ({:?})", d.root.display(), d.layout);
+    println!("classes ({}):", d.classes.len());
+    for (i, c) in d.classes.iter().enumerate() {
+        println!(
+            "  {c:<24} train {:>5}  val {:>5}",
+            d.train_counts[i], d.val_counts[i]
+        );
+    }
+    println!("skipped files: {}", d.skipped.len());
+}

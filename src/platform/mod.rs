@@ -1,0 +1,9 @@
+//! What the rest of Graft stands on: the files it ships and where a user's files live
+//! ([`assets`]), the compute device ([`device`]), writes that never leave a partial file
+//! ([`fsutil`]) and the process's peak memory ([`memory`]). Nothing here knows about models,
+//! data sets or training.
+
+pub mod assets;
+pub mod device;
+pub mod fsutil;
+pub mod memory;

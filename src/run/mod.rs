@@ -1,0 +1,12 @@
+//! A trained run and what reads it: the run folder ([`folder`]) and what it records
+//! ([`records`]), classifying images with it ([`predict`]), scoring it ([`eval`]) and taking it
+//! away ([`export`]).
+
+pub mod eval;
+pub mod export;
+pub mod folder;
+pub mod predict;
+pub mod records;
+
+pub use folder::{RunDir, RunError, RunSettings, files, read_run};
+pub use records::{DataSummary, EpochMetrics, RunRecord, RunSummary};

@@ -1,0 +1,89 @@
+//! What a run folder records: the data as trained on, each epoch's metrics, the outcome. The
+//! training engine streams them as events; `run.json` and `metrics.jsonl` keep them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Layout, SkippedFile};
+
+/// The data set as the run sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    /// The folder.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// Class names (only classes with images).
+    pub classes: Vec<String>,
+    /// Training images per class.
+    pub train_counts: Vec<usize>,
+    /// Validation images per class.
+    pub val_counts: Vec<usize>,
+    /// Files left out, with reasons.
+    pub skipped: Vec<SkippedFile>,
+    /// Class folders without a usable image.
+    pub empty_classes: Vec<String>,
+    /// Fingerprint of the files (paths, sizes, modification times): the same value means the
+    /// same data.
+    pub fingerprint: String,
+}
+
+/// One epoch's metrics; also one line of the run's `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1 or 2.
+    pub stage: u8,
+    /// Epoch, from 1 across both stages.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Mean validation loss (`None` without a validation set).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy in `[0, 1]`.
+    pub val_accuracy: Option<f64>,
+    /// Training images per second over the epoch.
+    pub images_per_sec: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+    /// Training images whose frozen layers' output came from the feature cache this epoch.
+    #[serde(default)]
+    pub cached_images: usize,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run's folder.
+    pub run_dir: PathBuf,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// The epoch of the saved checkpoint.
+    pub best_epoch: Option<usize>,
+    /// Its validation loss.
+    pub best_val_loss: Option<f64>,
+    /// Its validation accuracy.
+    pub best_val_accuracy: Option<f64>,
+    /// Stopped by the user.
+    pub cancelled: bool,
+    /// Stopped because validation loss stopped improving.
+    pub early_stopped: bool,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+/// `run.json`: what a run was trained on and how it ended.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunRecord {
+    /// Graft's version.
+    pub graft_version: String,
+    /// The device, for people.
+    pub device: String,
+    /// Input side.
+    pub input_size: u32,
+    /// The data as trained on.
+    pub data: Option<DataSummary>,
+    /// The outcome (absent while running).
+    pub summary: Option<RunSummary>,
+}

@@ -1,0 +1,247 @@
+//! A whole run on the calling thread: prepare the data → find the weights → build the network →
+//! train stage 1 (and stage 2) → record the outcome.
+
+use std::time::Instant;
+
+use super::error::{TrainError, folder_error};
+use super::events::{RunInfo, TrainEvent};
+use super::prepare::prepare_data;
+use super::pretrained::{build_network, pretrained_weights};
+use super::stage::{Progress, RunContext, StagePlan};
+use super::{Control, EventSink, optim};
+use crate::config::{FineTuneConfig, TrainConfig};
+use crate::data::Dataset;
+use crate::models::{LayerGroup, Network, trainable_param_count};
+use crate::platform::assets::default_runs_dir;
+use crate::platform::device;
+use crate::run::{DataSummary, RunDir, RunRecord, RunSummary};
+
+/// The network about to train, with its layer list and stage-1 freeze plan.
+struct Model {
+    network: Network,
+    groups: Vec<LayerGroup>,
+    frozen: Vec<bool>,
+    weights: Option<std::path::PathBuf>,
+}
+
+/// Runs a whole training run on the calling thread, reporting through `events`.
+pub fn run(
+    config: &TrainConfig,
+    control: &Control,
+    events: &EventSink,
+) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    config.validate()?;
+    let compute = device::select(config.device);
+    events.send(TrainEvent::Device {
+        backend: compute.backend,
+        description: compute.description.clone(),
+    });
+    let input_size = config.effective_input_size();
+    let (dataset, summary) = prepare_data(config, input_size, control, events)?;
+    check_split(&dataset, events)?;
+
+    let device = compute.device.clone().autodiff();
+    let model = build_model(config, &dataset, &device, control, events)?;
+    let stage1_params = trainable_param_count(&model.network);
+    let (run, mut record) = open_run_folder(config, &dataset, summary, &compute.description)?;
+    events.send(TrainEvent::Started(RunInfo {
+        run_dir: run.path.clone(),
+        model: config.model.name().into(),
+        input_size,
+        total_params: model.groups.iter().map(|g| g.params).sum(),
+        groups: model.groups.clone(),
+        frozen: model.frozen.clone(),
+        trainable_params: stage1_params,
+        weights: model.weights.clone(),
+    }));
+
+    let mut ctx = RunContext {
+        config,
+        control,
+        events,
+        dataset: &dataset,
+        device,
+        run,
+        input_size,
+        backend: compute.backend,
+    };
+    let mut progress = Progress::default();
+    train_stages(&mut ctx, model, stage1_params, &mut progress)?;
+
+    let has_val = !dataset.val.is_empty();
+    let summary = RunSummary {
+        run_dir: ctx.run.path.clone(),
+        epochs: progress.epoch,
+        best_epoch: progress.best.map(|b| b.epoch),
+        best_val_loss: progress.best.and_then(|b| has_val.then_some(b.score)),
+        best_val_accuracy: progress.best.and_then(|b| has_val.then_some(b.val_accuracy)),
+        cancelled: progress.cancelled,
+        early_stopped: progress.early_stopped,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    record.summary = Some(summary.clone());
+    ctx.run
+        .write_record(&record)
+        .map_err(folder_error(&ctx.run.path))?;
+    Ok(summary)
+}
+
+/// Refuses a split without training images; warns about one without validation images.
+fn check_split(dataset: &Dataset, events: &EventSink) -> Result<(), TrainError> {
+    if dataset.train.is_empty() {
+        return Err(TrainError::NoTrainingImages);
+    }
+    if dataset.val.is_empty() {
+        events.send(TrainEvent::Warning(
+            "no validation images: the checkpoint is simply the last epoch".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The network with its weights loaded and its stage-1 groups frozen.
+fn build_model(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    device: &burn::tensor::Device,
+    control: &Control,
+    events: &EventSink,
+) -> Result<Model, TrainError> {
+    let weights = pretrained_weights(config, control, events)?;
+    let network = build_network(config, dataset.classes.len(), device, weights.as_deref())?;
+    let groups = network.layer_groups(config.effective_input_size());
+    let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    let frozen = config.freeze.resolve(&names);
+    if frozen.iter().all(|f| *f) {
+        return Err(TrainError::NothingToTrain);
+    }
+    if config.from_scratch
+        && frozen.iter().any(|f| *f)
+        && config.model.weights_file_name().is_some()
+    {
+        events.send(TrainEvent::Warning(format!(
+            "{} of {} layer groups are frozen but start from random weights: they will stay random. Unfreeze everything to train from scratch.",
+            frozen.iter().filter(|f| **f).count(),
+            frozen.len()
+        )));
+    }
+    Ok(Model {
+        network: network.with_frozen(&frozen),
+        groups,
+        frozen,
+        weights,
+    })
+}
+
+/// Creates the run's folder with its config, labels and a first `run.json`.
+fn open_run_folder(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    summary: DataSummary,
+    device: &str,
+) -> Result<(RunDir, RunRecord), TrainError> {
+    let runs_root = config.runs_dir.clone().unwrap_or_else(default_runs_dir);
+    let run = RunDir::create(&runs_root, config.model.name()).map_err(folder_error(&runs_root))?;
+    run.write_start(config, &dataset.classes)
+        .map_err(folder_error(&run.path))?;
+    let record = RunRecord {
+        graft_version: env!("CARGO_PKG_VERSION").into(),
+        device: device.into(),
+        input_size: config.effective_input_size(),
+        data: Some(summary),
+        summary: None,
+    };
+    run.write_record(&record).map_err(folder_error(&run.path))?;
+    Ok((run, record))
+}
+
+/// Stage 1 on the model as built, then stage 2 when the config asks for it and stage 1 was
+/// neither cancelled nor stopped early.
+fn train_stages(
+    ctx: &mut RunContext,
+    model: Model,
+    stage1_params: usize,
+    progress: &mut Progress,
+) -> Result<(), TrainError> {
+    let config = ctx.config;
+    let lr = config.optimizer.lr;
+    ctx.events.send(TrainEvent::StageStarted {
+        stage: 1,
+        epochs: config.epochs,
+        lr,
+        trainable_params: stage1_params,
+    });
+    let stage1 = StagePlan {
+        stage: 1,
+        epochs: config.epochs,
+        lr,
+        frozen: &model.frozen,
+    };
+    let optimizer = optim::build(&config.optimizer);
+    let network = ctx.train_stage(stage1, model.network, optimizer, progress)?;
+    match &config.fine_tune {
+        Some(fine_tune) if !progress.cancelled && !progress.early_stopped && fine_tune.epochs > 0 => {
+            let names: Vec<String> = model.groups.iter().map(|g| g.name.clone()).collect();
+            let pretrained = model.weights.is_some();
+            let stage2 = Stage2 {
+                fine_tune,
+                names: &names,
+                frozen: &model.frozen,
+                pretrained,
+            };
+            stage2.train(ctx, network, progress)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Stage 2: more groups thawed, a lower rate, a fresh optimiser.
+struct Stage2<'a> {
+    fine_tune: &'a FineTuneConfig,
+    names: &'a [String],
+    /// Stage 1's plan.
+    frozen: &'a [bool],
+    /// Whether the backbone started from pre-trained weights.
+    pretrained: bool,
+}
+
+impl Stage2<'_> {
+    fn train(
+        &self,
+        ctx: &mut RunContext,
+        network: Network,
+        progress: &mut Progress,
+    ) -> Result<(), TrainError> {
+        let unfreeze = &self.fine_tune.unfreeze;
+        let thawed: Vec<bool> = self
+            .names
+            .iter()
+            .zip(self.frozen)
+            .map(|(name, was_frozen)| {
+                *was_frozen && !(unfreeze.is_empty() || unfreeze.contains(name))
+            })
+            .collect();
+        let mut network = network.with_frozen(&thawed);
+        if self.fine_tune.freeze_batch_norm && self.pretrained {
+            network = network.with_batch_norm_frozen();
+        }
+        let lr = ctx.config.optimizer.lr * self.fine_tune.lr_factor;
+        ctx.events.send(TrainEvent::StageStarted {
+            stage: 2,
+            epochs: self.fine_tune.epochs,
+            lr,
+            trainable_params: trainable_param_count(&network),
+        });
+        progress.since_best = 0;
+        let plan = StagePlan {
+            stage: 2,
+            epochs: self.fine_tune.epochs,
+            lr,
+            frozen: &thawed,
+        };
+        let optimizer = optim::build(&ctx.config.optimizer);
+        ctx.train_stage(plan, network, optimizer, progress)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! One stage of a run: epochs of steps over the training images, each followed by validation,
+//! the best checkpoint kept and early stopping applied.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+
+use super::error::{TrainError, folder_error};
+use super::evaluate::evaluate_with;
+use super::events::{BatchProgress, TrainEvent};
+use super::feature_cache::FeatureCache;
+use super::loss::cross_entropy;
+use super::step::{Batches, Input, forward, frozen_prefix, scalar};
+use super::{Control, EventSink, optim};
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crate::data::batches::View;
+use crate::data::rng::Rng;
+use crate::models::Network;
+use crate::platform::device::Backend;
+use crate::run::{EpochMetrics, RunDir};
+
+/// The epoch whose weights the checkpoint holds.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BestEpoch {
+    /// Its number, from 1 across both stages.
+    pub epoch: usize,
+    /// What it was chosen by: validation loss, or minus the epoch without a validation set.
+    pub score: f64,
+    /// Its validation accuracy (NaN without a validation set).
+    pub val_accuracy: f64,
+}
+
+/// State carried from epoch to epoch, across both stages.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// The checkpoint's epoch.
+    pub best: Option<BestEpoch>,
+    /// Epochs since the checkpoint's.
+    pub since_best: usize,
+    /// Stopped by the user.
+    pub cancelled: bool,
+    /// Stopped because validation loss stopped improving.
+    pub early_stopped: bool,
+}
+
+/// What stays the same across the stages of a run.
+pub(super) struct RunContext<'a> {
+    pub config: &'a TrainConfig,
+    pub control: &'a Control,
+    pub events: &'a EventSink,
+    pub dataset: &'a Dataset,
+    /// The autodiff device steps run on.
+    pub device: Device,
+    pub run: RunDir,
+    pub input_size: u32,
+    pub backend: Backend,
+}
+
+/// What one stage trains.
+pub(super) struct StagePlan<'a> {
+    /// 1 or 2.
+    pub stage: u8,
+    pub epochs: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Which groups are frozen.
+    pub frozen: &'a [bool],
+}
+
+/// A stage in progress.
+struct Stage<'a> {
+    plan: StagePlan<'a>,
+    optimizer: ModuleOptimizer,
+    /// The frozen prefix's output for the training images, when the stage starts frozen.
+    cache: Option<FeatureCache>,
+    /// The same for the validation images.
+    val_cache: Option<FeatureCache>,
+    /// Fixed views kept per training image in the cache.
+    views: usize,
+    batches_per_epoch: usize,
+}
+
+/// Whether the stage goes on after an epoch or a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The images an epoch trains on: which view, and whether it comes from the cache.
+struct EpochView {
+    index: usize,
+    view: View,
+    from_cache: bool,
+}
+
+/// Loss and image count summed over an epoch's steps.
+#[derive(Default)]
+struct EpochTotals {
+    loss_sum: f64,
+    seen: usize,
+}
+
+impl RunContext<'_> {
+    /// Trains `network` for one stage and returns it.
+    pub fn train_stage(
+        &mut self,
+        plan: StagePlan,
+        mut network: Network,
+        optimizer: ModuleOptimizer,
+        progress: &mut Progress,
+    ) -> Result<Network, TrainError> {
+        let mut shuffle = Rng::new(self.config.seed, 5 + plan.stage as u64);
+        let mut stage = self.begin_stage(plan, optimizer, &network);
+        for stage_epoch in 0..stage.plan.epochs {
+            let mut order: Vec<usize> = (0..self.dataset.train.len()).collect();
+            shuffle.shuffle(&mut order);
+            let flow;
+            (network, flow) = self.epoch(&mut stage, network, stage_epoch, order, progress)?;
+            if flow == Flow::Stop {
+                break;
+            }
+        }
+        Ok(network)
+    }
+
+    fn begin_stage<'p>(
+        &self,
+        plan: StagePlan<'p>,
+        optimizer: ModuleOptimizer,
+        network: &Network,
+    ) -> Stage<'p> {
+        let config = self.config;
+        let train = &self.dataset.train;
+        let views = if config.augment.enabled {
+            config.feature_cache.augmented_views
+        } else {
+            1
+        };
+        let boundary = frozen_prefix(plan.frozen, network.backbone_groups());
+        let memory = config.feature_cache.memory_mib << 20;
+        let cached = config.feature_cache.enabled && boundary > 0;
+        let cache_for = |images: usize, views: usize, name: &str| {
+            let spill = self.run.path.join(format!(
+                "feature-cache-stage{}-{name}.bin",
+                plan.stage
+            ));
+            cached.then(|| FeatureCache::new(boundary, images, views, memory, spill))
+        };
+        Stage {
+            cache: cache_for(train.len(), views, "train"),
+            val_cache: cache_for(self.dataset.val.len(), 1, "val"),
+            views,
+            batches_per_epoch: train.len().div_ceil(config.batch_size),
+            plan,
+            optimizer,
+        }
+    }
+
+    /// With the cache, epoch `e` of a stage trains on view `e mod views`, computed the first
+    /// time it is used; without it, every epoch draws new random views.
+    fn epoch_view(&self, stage: &Stage, stage_epoch: usize, epoch: usize) -> EpochView {
+        let augment = self.config.augment.clone();
+        let seed = self.config.seed;
+        let index = stage_epoch % stage.views;
+        let view = match &stage.cache {
+            Some(_) if index == 0 => View::Eval,
+            Some(_) => View::Train {
+                augment,
+                seed: seed.wrapping_add(index as u64 * 7919),
+            },
+            None => View::Train {
+                augment,
+                seed: seed.wrapping_add(epoch as u64 * 7919),
+            },
+        };
+        EpochView {
+            index,
+            view,
+            from_cache: stage.cache.as_ref().is_some_and(|c| c.has_view(index)),
+        }
+    }
+
+    fn epoch(
+        &mut self,
+        stage: &mut Stage,
+        mut network: Network,
+        stage_epoch: usize,
+        order: Vec<usize>,
+        progress: &mut Progress,
+    ) -> Result<(Network, Flow), TrainError> {
+        progress.epoch += 1;
+        let epoch = progress.epoch;
+        let started = Instant::now();
+        let view = self.epoch_view(stage, stage_epoch, epoch);
+        let batches = Batches {
+            samples: &self.dataset.train,
+            batch_size: self.config.batch_size,
+            side: self.input_size,
+            kind: self.config.model,
+        };
+        let mut totals = EpochTotals::default();
+        let inputs = batches.inputs(order, view.view.clone(), view.from_cache);
+        let mut step_start = Instant::now();
+        for (b, input) in inputs.enumerate() {
+            if self.wait_or_cancel() == Flow::Stop {
+                progress.cancelled = true;
+                progress.epoch -= 1;
+                return Ok((network, Flow::Stop));
+            }
+            let position = StepPosition {
+                epoch,
+                batch: b + 1,
+                step: stage_epoch * stage.batches_per_epoch + b,
+            };
+            let outcome;
+            (network, outcome) = self.step(stage, network, input, view.index, &position)?;
+            totals.loss_sum += outcome.loss * outcome.images as f64;
+            totals.seen += outcome.images;
+            let now = Instant::now();
+            let secs = now.duration_since(step_start).as_secs_f64();
+            step_start = now;
+            self.events.send(TrainEvent::Batch(BatchProgress {
+                stage: stage.plan.stage,
+                epoch,
+                batch: position.batch,
+                batches: stage.batches_per_epoch,
+                loss: outcome.loss,
+                lr: outcome.lr,
+                images_per_sec: outcome.images as f64 / secs.max(1e-9),
+                seconds: secs,
+            }));
+        }
+        let flow = self.end_epoch(stage, &network, &view, totals, started, progress)?;
+        Ok((network, flow))
+    }
+
+    /// Holds while paused; says whether the user cancelled.
+    fn wait_or_cancel(&self) -> Flow {
+        let events = self.events;
+        self.control.wait_while_paused(
+            || events.send(TrainEvent::Paused),
+            || events.send(TrainEvent::Resumed),
+        );
+        if self.control.is_cancelled() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// One optimiser step on `input`.
+    fn step(
+        &self,
+        stage: &mut Stage,
+        network: Network,
+        input: Input,
+        view: usize,
+        at: &StepPosition,
+    ) -> Result<(Network, StepOutcome), TrainError> {
+        if at.step == 0 && self.backend == Backend::Wgpu {
+            self.events.send(TrainEvent::CompilingKernels);
+        }
+        let total_steps = stage.plan.epochs * stage.batches_per_epoch;
+        let lr = optim::lr_at(
+            self.config.optimizer.schedule,
+            stage.plan.lr,
+            at.step,
+            total_steps,
+        );
+        let train = &self.dataset.train;
+        let (logits, y) = forward(&network, stage.cache.as_mut(), input, view, train, &self.device)?;
+        let images = y.dims()[0];
+        let loss = cross_entropy(logits, y);
+        let value = scalar(loss.clone())?;
+        if !value.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                value,
+                epoch: at.epoch,
+                batch: at.batch,
+                lr,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &network);
+        let network = stage.optimizer.step(lr, network, grads);
+        let outcome = StepOutcome {
+            loss: value,
+            images,
+            lr,
+        };
+        Ok((network, outcome))
+    }
+
+    /// Validates, records the epoch, keeps the checkpoint if it is the best so far, and says
+    /// whether early stopping ends the stage.
+    fn end_epoch(
+        &mut self,
+        stage: &mut Stage,
+        network: &Network,
+        view: &EpochView,
+        totals: EpochTotals,
+        started: Instant,
+        progress: &mut Progress,
+    ) -> Result<Flow, TrainError> {
+        let train_secs = started.elapsed().as_secs_f64();
+        let eval_device = self.device.clone().without_autodiff();
+        let val = Batches {
+            samples: &self.dataset.val,
+            batch_size: self.config.batch_size,
+            side: self.input_size,
+            kind: self.config.model,
+        };
+        let score = evaluate_with(
+            &network.valid(),
+            stage.val_cache.as_mut(),
+            &val,
+            &eval_device,
+        )?;
+        let has_val = !self.dataset.val.is_empty();
+        let epoch = progress.epoch;
+        let metrics = EpochMetrics {
+            stage: stage.plan.stage,
+            epoch,
+            train_loss: totals.loss_sum / totals.seen.max(1) as f64,
+            val_loss: has_val.then_some(score.loss),
+            val_accuracy: has_val.then_some(score.accuracy),
+            images_per_sec: totals.seen as f64 / train_secs.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+            cached_images: if view.from_cache { totals.seen } else { 0 },
+        };
+        self.run
+            .push_metrics(&metrics)
+            .map_err(folder_error(&self.run.path))?;
+        self.events.send(TrainEvent::Epoch(metrics));
+
+        // Without a validation set the latest epoch counts as the best.
+        let score = BestEpoch {
+            epoch,
+            score: if has_val { score.loss } else { -(epoch as f64) },
+            val_accuracy: score.accuracy,
+        };
+        if progress.best.is_none_or(|best| score.score < best.score) {
+            progress.best = Some(score);
+            progress.since_best = 0;
+            let path = self.run.checkpoint_path();
+            save_checkpoint(&network.valid(), &path)?;
+            self.events.send(TrainEvent::Checkpoint { path, epoch });
+            return Ok(Flow::Continue);
+        }
+        progress.since_best += 1;
+        let patience = self.config.early_stopping_patience;
+        if patience.is_some_and(|p| progress.since_best >= p) {
+            progress.early_stopped = true;
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Where a step is in the run.
+struct StepPosition {
+    /// Epoch, from 1 across both stages.
+    epoch: usize,
+    /// Batch within the epoch, from 1.
+    batch: usize,
+    /// Step within the stage, from 0.
+    step: usize,
+}
+
+/// What one step did.
+struct StepOutcome {
+    /// Its training loss.
+    loss: f64,
+    /// Images in its batch.
+    images: usize,
+    /// Its learning rate.
+    lr: f64,
+}
+
+/// Saves the network's weights (written to a scratch file and renamed by the store).
+fn save_checkpoint(network: &Network, path: &Path) -> Result<(), TrainError> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    network
+        .save_into(&mut store)
+        .map_err(|e| TrainError::RunFolder {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
