@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::TempDir;
-use graft::run::predict::Predictor;
 use graft::run::files;
+use graft::run::predict::Predictor;
 use graft::train::{self, TrainEvent};
 
 fn collect(handle: &mut train::TrainHandle) -> Vec<TrainEvent> {

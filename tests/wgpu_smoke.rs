@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::TempDir;
 use graft::config::{DevicePreference, TrainConfig};
-use graft::platform::device::Backend;
 use graft::models::ModelKind;
+use graft::platform::device::Backend;
 use graft::train::{self, TrainEvent};
 
 #[test]

@@ -1,9 +1,8 @@
-//! Every file and folder dialog the window opens, and what each one's answer leads to. Dialogs
-//! run on a background job (see [`super::jobs`]), never on the UI thread.
+//! Every file and folder dialog the window opens. Dialogs run on a background job (see
+//! [`super::jobs`]), never on the UI thread; the dispatcher turns each answer into an action.
 
 use std::path::PathBuf;
 
-use super::actions::Action;
 use crate::data::scan::IMAGE_EXTENSIONS;
 
 /// A question the window asks with a native dialog.
@@ -83,25 +82,5 @@ impl Dialog {
             Pick::Files => pollster::block_on(dialog.pick_files())
                 .map(|files| files.into_iter().map(path).collect()),
         }
-    }
-
-    /// What the window does with the picked paths.
-    pub fn answer(self, mut paths: Vec<PathBuf>) -> Option<Action> {
-        if paths.is_empty() {
-            return None;
-        }
-        if self == Self::TryImages {
-            return Some(Action::TryImages(paths));
-        }
-        let one = paths.pop()?;
-        Some(match self {
-            Self::DataFolder => Action::SetDataFolder(one),
-            Self::OpenProject => Action::OpenProject(one),
-            Self::SaveProject => Action::SaveProjectTo(one),
-            Self::PreviewImage => Action::PreviewImage(one),
-            Self::WeightsFile => Action::UseWeightsFile(one),
-            Self::ExportFolder => Action::ExportTo(one),
-            Self::TryImages => Action::TryImages(vec![one]),
-        })
     }
 }

@@ -2,7 +2,7 @@
 //! [`Jobs`], whose replies [`Dispatcher::poll`] folds into the state every frame, together with
 //! the training engine's events. Nothing here blocks the UI thread.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -10,20 +10,19 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use eframe::egui;
 
 use super::actions::Action;
-use super::jobs::{Jobs, Reply, Tries};
+use super::jobs::{Jobs, Reply};
 use super::run_view::{RunStatus, RunView};
-use super::state::{AppState, EvalState, FolderState, Page, Project, TopK};
+use super::state::{AppState, EvalState, FolderState, Page};
+use super::tasks::{export_message, imagenet_top5, read_project, try_images, weights_here};
 use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::{DevicePreference, TrainConfig};
 use crate::data::inspect::inspect_folder;
-use crate::data::scan::{expand_image_paths, is_image};
+use crate::data::scan::is_image;
 use crate::models::download;
 use crate::models::{ModelKind, describe_layers, detect_kind, zoo};
 use crate::platform::device;
 use crate::platform::fsutil::write_json_atomic;
 use crate::run::eval::evaluate_run;
-use crate::run::export::export_run;
-use crate::run::predict::Predictor;
 use crate::train::{self, TrainHandle};
 
 /// Runs actions and collects their results.
@@ -31,7 +30,8 @@ pub struct Dispatcher {
     jobs: Jobs,
     training: Option<TrainHandle>,
     started: bool,
-    layers_request: u64,
+    /// The latest layer-list request; older answers are dropped.
+    pub(super) layers_request: u64,
     thumb_requests: Option<Sender<PathBuf>>,
     thumb_results: (Sender<Decoded>, Receiver<Decoded>),
     /// Runs waiting to start when the active one ends (a baseline comparison).
@@ -69,8 +69,10 @@ impl Dispatcher {
             },
             Reply::Device,
         );
-        self.jobs
-            .spawn(|| Some(Reply::Weights(weights_here())), |_| Reply::Weights(Vec::new()));
+        self.jobs.spawn(
+            || Some(Reply::Weights(weights_here())),
+            |_| Reply::Weights(Vec::new()),
+        );
         let data = state.project.config.data.clone();
         if !data.as_os_str().is_empty() {
             self.handle(Action::SetDataFolder(data), state);
@@ -414,205 +416,4 @@ impl Dispatcher {
             self.start_run(state, name, config);
         }
     }
-
-    fn apply(&mut self, reply: Reply, state: &mut AppState) {
-        match reply {
-            Reply::Folder(path, result) => self.folder_read(path, *result, state),
-            Reply::Layers(request, layers) => {
-                if request == self.layers_request {
-                    match layers {
-                        Ok(layers) => state.live.layers = Some(layers),
-                        Err(e) => state.live.messages.model = Some(e),
-                    }
-                }
-            }
-            Reply::Device(d) => state.live.device = Some(d),
-            Reply::Weights(found) => state.live.weights = found,
-            Reply::Picked(dialog, paths) => {
-                if let Some(action) = dialog.answer(paths) {
-                    self.handle(action, state);
-                }
-            }
-            Reply::Saved(Ok(p)) => {
-                state.live.messages.project = Some(format!("Saved {}", p.display()));
-                state.remember_project(p);
-            }
-            Reply::Saved(Err(e)) => state.live.messages.project = Some(e),
-            Reply::Opened(path, Ok(project)) => self.opened(path, *project, state),
-            Reply::Opened(path, Err(e)) => {
-                state.recent_projects.retain(|p| p != &path);
-                state.live.messages.project = Some(e);
-            }
-            Reply::Preview(path, top) => state.live.preview = Some((path, top)),
-            Reply::WeightsChecked(path, Ok(kind)) => self.weights_checked(path, kind, state),
-            Reply::WeightsChecked(_, Err(e)) => state.live.messages.model = Some(e),
-            Reply::DownloadProgress(kind, done, total) => {
-                state.live.downloads.insert(kind, (done, total));
-            }
-            Reply::Downloaded(kind, result) => downloaded(kind, result, state),
-            Reply::Evaluated(run_dir, result) => evaluated(run_dir, result, state),
-            Reply::Tried(run_dir, result) => {
-                state.live.results.trying = false;
-                // A try for a run no longer shown is dropped.
-                if state.results_run_dir().as_ref() == Some(&run_dir) {
-                    state.live.results.tries = match result {
-                        Ok(tries) => tries,
-                        Err(e) => vec![(run_dir, Err(e))],
-                    };
-                }
-            }
-            Reply::Exported(message) => state.live.results.export = Some(message),
-        }
-    }
-
-    fn folder_read(
-        &mut self,
-        path: PathBuf,
-        result: Result<crate::data::inspect::FolderReport, String>,
-        state: &mut AppState,
-    ) {
-        // A later choice wins over an older scan that finishes late.
-        if state.project.config.data != path {
-            return;
-        }
-        state.live.folder = match result {
-            Ok(report) => {
-                let classes = report.classes.len();
-                if classes < 2 {
-                    state.live.messages.data = Some(format!(
-                        "{} has {classes} class folder{}: Graft needs at least two sub-folders, one per class.",
-                        path.display(),
-                        if classes == 1 { "" } else { "s" }
-                    ));
-                }
-                FolderState::Ready(report)
-            }
-            Err(e) => {
-                state.live.messages.data = Some(e.clone());
-                FolderState::Error(e)
-            }
-        };
-        let kind = state.project.config.model;
-        self.handle(Action::ModelChanged(kind), state);
-    }
-
-    fn opened(&mut self, path: PathBuf, project: Project, state: &mut AppState) {
-        if state.is_training() {
-            state.live.messages.project =
-                Some("Stop the run before opening another project.".into());
-            return;
-        }
-        let data = project.config.data.clone();
-        state.project = project;
-        state.live.active_run = None;
-        state.live.messages.project = Some(format!("Opened {}", path.display()));
-        state.remember_project(path);
-        self.handle(Action::SetDataFolder(data), state);
-    }
-
-    fn weights_checked(&mut self, path: PathBuf, kind: ModelKind, state: &mut AppState) {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        state.live.messages.model = Some(if kind == state.project.config.model {
-            format!("Weights: {name}")
-        } else {
-            format!("Weights: {name} holds a {}; model switched.", kind.name())
-        });
-        state.project.config.weights = Some(path);
-        state.project.config.from_scratch = false;
-        if kind != state.project.config.model {
-            self.handle(Action::ModelChanged(kind), state);
-        }
-    }
-}
-
-fn downloaded(kind: ModelKind, result: Result<u64, String>, state: &mut AppState) {
-    state.live.downloads.remove(&kind);
-    match result {
-        Ok(size) => {
-            state.live.weights.retain(|(k, _)| *k != kind);
-            state.live.weights.push((kind, size));
-            state.live.messages.model = Some(format!("{} weights downloaded.", kind.name()));
-        }
-        Err(e) => state.live.messages.model = Some(e),
-    }
-}
-
-fn evaluated(run_dir: PathBuf, result: Result<Arc<crate::run::eval::Evaluation>, String>, state: &mut AppState) {
-    let results = &mut state.live.results;
-    // Only the run still shown; a later choice wins.
-    if results
-        .evaluation
-        .as_ref()
-        .is_some_and(|(d, _)| *d == run_dir)
-    {
-        let evaluation = match result {
-            Ok(e) => EvalState::Ready(e),
-            Err(e) => EvalState::Failed(e),
-        };
-        results.evaluation = Some((run_dir, evaluation));
-    }
-}
-
-/// Each model's pre-trained weight file that is here, with its size.
-fn weights_here() -> Vec<(ModelKind, u64)> {
-    ModelKind::ALL
-        .into_iter()
-        .filter_map(|k| {
-            let size = std::fs::metadata(k.find_weights()?).ok()?.len();
-            Some((k, size))
-        })
-        .collect()
-}
-
-/// Exports the run and says what happened, for the Results page.
-fn export_message(run_dir: &Path, out: &Path) -> String {
-    let device = burn::tensor::Device::flex();
-    match export_run(run_dir, out, &device) {
-        Ok(r) => format!(
-            "Exported to {}. Reloaded and re-scored {} validation images: accuracy {:.1} % before, {:.1} % after; largest logit difference {:.1e}.",
-            r.dir.display(),
-            r.images,
-            r.accuracy_before * 100.0,
-            r.accuracy_after * 100.0,
-            r.max_logit_diff
-        ),
-        Err(e) => format!("Export failed: {e}"),
-    }
-}
-
-/// The model's own ImageNet top-5 for one image, on the CPU (one image needs no GPU).
-fn imagenet_top5(kind: ModelKind, weights: Option<&Path>, image: &Path) -> TopK {
-    let device = burn::tensor::Device::flex();
-    let predictor = Predictor::imagenet(kind, weights, &device).map_err(|e| e.to_string())?;
-    predictor.top_k_file(image, 5).map_err(|e| e.to_string())
-}
-
-/// Top-5 classes of the run in `run_dir` for each image named by `paths`; a file that cannot be
-/// read gets its own error and the rest are still classified.
-fn try_images(run_dir: &Path, paths: &[PathBuf]) -> Result<Tries, String> {
-    let device = burn::tensor::Device::flex();
-    let predictor = Predictor::from_run(run_dir, &device).map_err(|e| e.to_string())?;
-    let (files, errors) = expand_image_paths(paths);
-    let mut tries: Vec<_> = errors
-        .into_iter()
-        .map(|e| (PathBuf::new(), Err(e)))
-        .collect();
-    if files.is_empty() && tries.is_empty() {
-        return Err("no images there".into());
-    }
-    for path in files.into_iter().take(MAX_TRIES) {
-        let top = predictor.top_k_file(&path, 5).map_err(|e| e.to_string());
-        tries.push((path, top));
-    }
-    Ok(tries)
-}
-
-/// Images classified per try (a dropped folder can hold thousands).
-const MAX_TRIES: usize = 200;
-
-fn read_project(path: &Path) -> Result<Box<Project>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map(Box::new)
-        .map_err(|e| format!("{} is not a Graft project: {e}", path.display()))
 }

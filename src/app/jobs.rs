@@ -104,10 +104,7 @@ impl Jobs {
             match outcome {
                 Ok(Some(reply)) => send(reply),
                 Ok(None) => {}
-                Err(panic) => send(failed(format!(
-                    "internal error: {}",
-                    panic_text(&*panic)
-                ))),
+                Err(panic) => send(failed(format!("internal error: {}", panic_text(&*panic)))),
             }
         });
     }

@@ -7,8 +7,10 @@ pub mod dialogs;
 pub mod dispatch;
 pub mod jobs;
 mod panels;
+mod replies;
 pub mod run_view;
 pub mod state;
+mod tasks;
 pub mod thumbnails;
 
 use std::process::ExitCode;
@@ -68,6 +70,27 @@ impl GraftApp {
         let mean = times.iter().sum::<f64>() / n;
         let max = times.iter().copied().fold(0.0, f64::max);
         (mean, max)
+    }
+
+    /// Says once, when `GRAFT_STARTUP_LOG` is set, how long the window took to be ready to
+    /// train.
+    fn report_startup(&mut self) {
+        if self.startup.reported
+            || self.state.live.layers.is_none()
+            || matches!(
+                self.state.live.folder,
+                state::FolderState::Scanning(_) | state::FolderState::None
+            )
+        {
+            return;
+        }
+        self.startup.reported = true;
+        if std::env::var_os("GRAFT_STARTUP_LOG").is_some() {
+            eprintln!(
+                "graft: ready to train {:.2} s after start",
+                self.startup.created.elapsed().as_secs_f64()
+            );
+        }
     }
 
     /// Draws one frame and carries out what the user asked for.
@@ -132,21 +155,7 @@ impl GraftApp {
         for action in actions {
             self.dispatcher.handle(action, &mut self.state);
         }
-        if !self.startup.reported
-            && self.state.live.layers.is_some()
-            && !matches!(
-                self.state.live.folder,
-                state::FolderState::Scanning(_) | state::FolderState::None
-            )
-        {
-            self.startup.reported = true;
-            if std::env::var_os("GRAFT_STARTUP_LOG").is_some() {
-                eprintln!(
-                    "graft: ready to train {:.2} s after start",
-                    self.startup.created.elapsed().as_secs_f64()
-                );
-            }
-        }
+        self.report_startup();
         let times = &mut self.state.live.frame_times;
         times.push_back(started.elapsed().as_secs_f64());
         while times.len() > FRAME_HISTORY {

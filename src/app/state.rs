@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::run_view::RunView;
 use crate::config::{FreezePlan, TrainConfig};
 use crate::data::inspect::FolderReport;
-use crate::run::eval::Evaluation;
 use crate::models::{LayerGroup, ModelKind};
+use crate::run::eval::Evaluation;
 
 /// What a project file holds, and what returns when the app restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -210,7 +210,10 @@ impl AppState {
 
     /// A short description of the freeze plan, for legends.
     pub fn freeze_summary(&self) -> String {
-        self.project.config.freeze.describe(Some(&self.layer_names()))
+        self.project
+            .config
+            .freeze
+            .describe(Some(&self.layer_names()))
     }
 
     /// Finished runs that left a checkpoint, as indices into `project.runs`.

@@ -65,4 +65,3 @@ pub(super) fn run(args: &PredictArgs) -> Result<(), CliError> {
         Ok(())
     }
 }
-

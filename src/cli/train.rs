@@ -102,7 +102,6 @@ pub struct TrainArgs {
     out: Option<PathBuf>,
 }
 
-
 /// Parses one of a flag's fixed choices.
 fn choice<T: Copy>(
     what: &'static str,

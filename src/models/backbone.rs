@@ -5,10 +5,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::efficientnet_lite::LiteBackbone;
-use super::mobilenet::MobileNet;
-use super::resnet::ResNet;
 use super::kind::Family;
+use super::mobilenet::MobileNet;
 use super::params::param_count;
+use super::resnet::ResNet;
 
 /// A feature extractor. burn puts the variant's name in parameter paths
 /// (`backbone.ResNet.layer1.0.conv1.weight`); PyTorch files match without it.
@@ -75,88 +75,97 @@ impl Backbone {
 
     /// The groups, input first.
     pub fn group_info(&self) -> Vec<GroupInfo> {
-        let out = |conv: &burn::nn::conv::Conv2d| conv.weight.dims()[0];
         match self {
-            Self::Lite(b) => {
-                let mut groups = vec![GroupInfo {
-                    name: "stem".into(),
-                    description: "3×3 conv, stride 2".into(),
-                    params: param_count(&b.stem),
-                    channels: out(&b.stem.conv),
-                    stride: 2,
-                }];
-                for (i, block) in b.blocks.iter().enumerate() {
-                    let [_, _, k, _] = block.depthwise_conv.weight.dims();
-                    let stride = block.depthwise_conv.stride[0];
-                    groups.push(GroupInfo {
-                        name: format!("block{i}"),
-                        description: format!("MBConv {k}×{k}, stride {stride}"),
-                        params: param_count(block),
-                        channels: out(&block.project_conv),
-                        stride,
-                    });
-                }
-                groups.push(GroupInfo {
-                    name: "head_conv".into(),
-                    description: "1×1 conv to features".into(),
-                    params: param_count(&b.head_conv),
-                    channels: out(&b.head_conv.conv),
-                    stride: 1,
-                });
-                groups
-            }
-            Self::ResNet(b) => {
-                let mut groups = vec![GroupInfo {
-                    name: "stem".into(),
-                    description: "7×7 conv, stride 2, max pool".into(),
-                    params: param_count(&b.stem),
-                    channels: out(&b.stem.conv.conv),
-                    stride: 4,
-                }];
-                for (name, block) in b.blocks() {
-                    let kind = if block.conv3.is_some() {
-                        "bottleneck"
-                    } else {
-                        "basic block"
-                    };
-                    groups.push(GroupInfo {
-                        description: format!("{kind}, stride {}", block.stride()),
-                        name,
-                        params: param_count(block),
-                        channels: block.output_channels(),
-                        stride: block.stride(),
-                    });
-                }
-                groups
-            }
-            Self::MobileNet(b) => {
-                let mut groups = vec![GroupInfo {
-                    name: "features.0".into(),
-                    description: "3×3 conv, stride 2".into(),
-                    params: param_count(&b.stem),
-                    channels: out(&b.stem.conv),
-                    stride: 2,
-                }];
-                for (i, block) in b.blocks.iter().enumerate() {
-                    let (k, stride) = block.kernel_stride();
-                    let se = if block.se.is_some() { " + SE" } else { "" };
-                    groups.push(GroupInfo {
-                        name: format!("features.{}", i + 1),
-                        description: format!("inverted residual {k}×{k}{se}, stride {stride}"),
-                        params: param_count(block),
-                        channels: block.output_channels(),
-                        stride,
-                    });
-                }
-                groups.push(GroupInfo {
-                    name: format!("features.{}", b.blocks.len() + 1),
-                    description: "1×1 conv to features".into(),
-                    params: param_count(&b.last),
-                    channels: out(&b.last.conv),
-                    stride: 1,
-                });
-                groups
-            }
+            Self::Lite(b) => lite_groups(b),
+            Self::ResNet(b) => resnet_groups(b),
+            Self::MobileNet(b) => mobilenet_groups(b),
         }
     }
+}
+
+fn out_channels(conv: &burn::nn::conv::Conv2d) -> usize {
+    conv.weight.dims()[0]
+}
+
+fn lite_groups(b: &LiteBackbone) -> Vec<GroupInfo> {
+    let mut groups = vec![GroupInfo {
+        name: "stem".into(),
+        description: "3×3 conv, stride 2".into(),
+        params: param_count(&b.stem),
+        channels: out_channels(&b.stem.conv),
+        stride: 2,
+    }];
+    for (i, block) in b.blocks.iter().enumerate() {
+        let [_, _, k, _] = block.depthwise_conv.weight.dims();
+        let stride = block.depthwise_conv.stride[0];
+        groups.push(GroupInfo {
+            name: format!("block{i}"),
+            description: format!("MBConv {k}×{k}, stride {stride}"),
+            params: param_count(block),
+            channels: out_channels(&block.project_conv),
+            stride,
+        });
+    }
+    groups.push(GroupInfo {
+        name: "head_conv".into(),
+        description: "1×1 conv to features".into(),
+        params: param_count(&b.head_conv),
+        channels: out_channels(&b.head_conv.conv),
+        stride: 1,
+    });
+    groups
+}
+
+fn resnet_groups(b: &ResNet) -> Vec<GroupInfo> {
+    let mut groups = vec![GroupInfo {
+        name: "stem".into(),
+        description: "7×7 conv, stride 2, max pool".into(),
+        params: param_count(&b.stem),
+        channels: out_channels(&b.stem.conv.conv),
+        stride: 4,
+    }];
+    for (name, block) in b.blocks() {
+        let kind = if block.conv3.is_some() {
+            "bottleneck"
+        } else {
+            "basic block"
+        };
+        groups.push(GroupInfo {
+            description: format!("{kind}, stride {}", block.stride()),
+            name,
+            params: param_count(block),
+            channels: block.output_channels(),
+            stride: block.stride(),
+        });
+    }
+    groups
+}
+
+fn mobilenet_groups(b: &MobileNet) -> Vec<GroupInfo> {
+    let mut groups = vec![GroupInfo {
+        name: "features.0".into(),
+        description: "3×3 conv, stride 2".into(),
+        params: param_count(&b.stem),
+        channels: out_channels(&b.stem.conv),
+        stride: 2,
+    }];
+    for (i, block) in b.blocks.iter().enumerate() {
+        let (k, stride) = block.kernel_stride();
+        let se = if block.se.is_some() { " + SE" } else { "" };
+        groups.push(GroupInfo {
+            name: format!("features.{}", i + 1),
+            description: format!("inverted residual {k}×{k}{se}, stride {stride}"),
+            params: param_count(block),
+            channels: block.output_channels(),
+            stride,
+        });
+    }
+    groups.push(GroupInfo {
+        name: format!("features.{}", b.blocks.len() + 1),
+        description: "1×1 conv to features".into(),
+        params: param_count(&b.last),
+        channels: out_channels(&b.last.conv),
+        stride: 1,
+    });
+    groups
 }

@@ -108,6 +108,23 @@ pub fn fetch(
     }
 }
 
+/// The partial file to append to (its bytes hashed first) when resuming, else a new one.
+fn open_part(part: &Path, resumed: bool, hasher: &mut Sha256) -> Result<File, DownloadError> {
+    if !resumed {
+        return File::create(part).map_err(io(part));
+    }
+    let mut existing = File::open(part).map_err(io(part))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = existing.read(&mut buf).map_err(io(part))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    File::options().append(true).open(part).map_err(io(part))
+}
+
 fn fetch_to_part(
     url: &str,
     part: &Path,
@@ -133,21 +150,7 @@ fn fetch_to_part(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let mut hasher = Sha256::new();
-    let mut file = if resumed {
-        // Hash what is already there, then append.
-        let mut existing = File::open(part).map_err(io(part))?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = existing.read(&mut buf).map_err(io(part))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        File::options().append(true).open(part).map_err(io(part))?
-    } else {
-        File::create(part).map_err(io(part))?
-    };
+    let mut file = open_part(part, resumed, &mut hasher)?;
     let start = if resumed { have } else { 0 };
     let total = length.map(|l| l + start);
     let mut done = start;

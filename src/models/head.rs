@@ -75,4 +75,3 @@ impl Head {
         self.fc.forward(x)
     }
 }
-

@@ -227,11 +227,7 @@ mod tests {
             input_size: 32,
         };
         let network = Network::new(&spec, &device);
-        let x = Tensor::<4>::random(
-            [2, 3, 32, 32],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let whole: Vec<f32> = network
             .forward(x.clone())
             .into_data()

@@ -64,4 +64,3 @@ pub(super) fn freeze_if<M: Module>(module: M, frozen: bool) -> M {
         module.unfreeze()
     }
 }
-

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 use burn::tensor::Device;
 use serde::Serialize;
@@ -123,8 +123,7 @@ impl Network {
         device: &Device,
     ) -> Result<(Self, LoadReport), WeightsError> {
         let mut network = Network::build(spec, device, seed);
-        let report =
-            load_weights(&mut network, &spec.kind.family(), path, keep_classifier)?;
+        let report = load_weights(&mut network, &spec.kind.family(), path, keep_classifier)?;
         Ok((network, report))
     }
 }
@@ -198,7 +197,23 @@ pub fn load_weights(
     };
     let result = result.map_err(unreadable)?;
 
-    // Each kind of problem listed up to a limit, so one kind cannot hide the others.
+    let problems = mismatch_problems(&result, keep_classifier);
+    if !problems.is_empty() {
+        return Err(WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(LoadReport {
+        applied: result.applied.len(),
+        missing: result.missing.iter().map(|(k, _)| k.clone()).collect(),
+        unused: result.unused.clone(),
+    })
+}
+
+/// What in a load does not fit: wrong shapes, tensors missing from the file, and tensors the
+/// model has no place for, each kind listed up to a limit so one cannot hide the others.
+fn mismatch_problems(result: &ApplyResult, keep_classifier: bool) -> Vec<String> {
     let capped = |mut lines: Vec<String>, what: &str| {
         lines.sort();
         let total = lines.len();
@@ -239,17 +254,7 @@ pub fn load_weights(
     let mut problems = capped(shapes, "wrong shapes");
     problems.extend(capped(absent, "missing"));
     problems.extend(capped(extra, "not in the model"));
-    if !problems.is_empty() {
-        return Err(WeightsError::Mismatch {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
-    Ok(LoadReport {
-        applied: result.applied.len(),
-        missing,
-        unused: result.unused.clone(),
-    })
+    problems
 }
 
 /// Problems of each kind listed in a mismatch report before the rest are counted.

@@ -131,7 +131,6 @@ impl ModelKind {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     }
-
 }
 
 #[cfg(test)]

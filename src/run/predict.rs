@@ -62,8 +62,7 @@ impl Predictor {
         weights: Option<&Path>,
         device: &Device,
     ) -> Result<Self, PredictError> {
-        let classes =
-            crate::platform::assets::imagenet_classes().map_err(PredictError::Classes)?;
+        let classes = crate::platform::assets::imagenet_classes().map_err(PredictError::Classes)?;
         let path = match weights {
             Some(p) => p.to_path_buf(),
             None => kind

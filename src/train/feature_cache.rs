@@ -208,11 +208,12 @@ impl FeatureCache {
         if self.store.is_none() {
             self.shape = dims[1..].to_vec();
             let rows = self.views * self.images;
-            let store = FeatureStore::new(rows, row_len, self.memory_bytes, &self.spill)
-                .map_err(|source| CacheError::Create {
+            let store = FeatureStore::new(rows, row_len, self.memory_bytes, &self.spill).map_err(
+                |source| CacheError::Create {
                     path: self.spill.clone(),
                     source,
-                })?;
+                },
+            )?;
             self.store = Some(store);
         }
         let slots: Vec<usize> = indices.iter().map(|&i| self.slot(view, i)).collect();

@@ -75,7 +75,9 @@ pub fn run(
         epochs: progress.epoch,
         best_epoch: progress.best.map(|b| b.epoch),
         best_val_loss: progress.best.and_then(|b| has_val.then_some(b.score)),
-        best_val_accuracy: progress.best.and_then(|b| has_val.then_some(b.val_accuracy)),
+        best_val_accuracy: progress
+            .best
+            .and_then(|b| has_val.then_some(b.val_accuracy)),
         cancelled: progress.cancelled,
         early_stopped: progress.early_stopped,
         seconds: started.elapsed().as_secs_f64(),
@@ -181,7 +183,9 @@ fn train_stages(
     let optimizer = optim::build(&config.optimizer);
     let network = ctx.train_stage(stage1, model.network, optimizer, progress)?;
     match &config.fine_tune {
-        Some(fine_tune) if !progress.cancelled && !progress.early_stopped && fine_tune.epochs > 0 => {
+        Some(fine_tune)
+            if !progress.cancelled && !progress.early_stopped && fine_tune.epochs > 0 =>
+        {
             let names: Vec<String> = model.groups.iter().map(|g| g.name.clone()).collect();
             let pretrained = model.weights.is_some();
             let stage2 = Stage2 {

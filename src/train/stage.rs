@@ -148,10 +148,10 @@ impl RunContext<'_> {
         let memory = config.feature_cache.memory_mib << 20;
         let cached = config.feature_cache.enabled && boundary > 0;
         let cache_for = |images: usize, views: usize, name: &str| {
-            let spill = self.run.path.join(format!(
-                "feature-cache-stage{}-{name}.bin",
-                plan.stage
-            ));
+            let spill = self
+                .run
+                .path
+                .join(format!("feature-cache-stage{}-{name}.bin", plan.stage));
             cached.then(|| FeatureCache::new(boundary, images, views, memory, spill))
         };
         Stage {
@@ -276,7 +276,14 @@ impl RunContext<'_> {
             total_steps,
         );
         let train = &self.dataset.train;
-        let (logits, y) = forward(&network, stage.cache.as_mut(), input, view, train, &self.device)?;
+        let (logits, y) = forward(
+            &network,
+            stage.cache.as_mut(),
+            input,
+            view,
+            train,
+            &self.device,
+        )?;
         let images = y.dims()[0];
         let loss = cross_entropy(logits, y);
         let value = scalar(loss.clone())?;

@@ -46,60 +46,12 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                     ""
                 }
             ));
-            let largest = report
-                .classes
-                .iter()
-                .map(|c| c.files.len())
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            let total = report.total().max(1);
-            egui::Grid::new("classes")
-                .striped(true)
-                .num_columns(4)
-                .show(ui, |ui| {
-                    ui.strong("class");
-                    ui.strong("images");
-                    ui.strong("train / val");
-                    ui.strong("balance");
-                    ui.end_row();
-                    for class in &report.classes {
-                        let n = class.files.len();
-                        let val = match report.layout {
-                            Layout::TrainVal => class.in_val_folder,
-                            Layout::Flat => val_count(n, val_fraction),
-                        };
-                        ui.label(&class.name);
-                        ui.label(n.to_string());
-                        ui.label(format!("{} / {val}", n - val));
-                        ui.add(
-                            egui::ProgressBar::new(n as f32 / largest as f32)
-                                .desired_width(100.0)
-                                .text(format!("{:.0} %", 100.0 * n as f64 / total as f64)),
-                        );
-                        ui.end_row();
-                    }
-                });
+            class_table(ui, report, val_fraction);
             egui::CollapsingHeader::new("Thumbnails")
                 .id_salt("thumbnails")
                 .default_open(true)
                 .show(ui, |ui| thumbnails(ui, &mut state.live, report, actions));
-            if !report.problems.is_empty() {
-                egui::CollapsingHeader::new(format!(
-                    "{} files will be skipped",
-                    report.problems.len()
-                ))
-                .id_salt("problems")
-                .show(ui, |ui| {
-                    egui::ScrollArea::vertical()
-                        .max_height(150.0)
-                        .show(ui, |ui| {
-                            for p in &report.problems {
-                                ui.label(format!("{}: {}", p.path.display(), p.reason));
-                            }
-                        });
-                });
-            }
+            problems(ui, report);
         }
     }
     let given_split = matches!(&folder, FolderState::Ready(r) if r.layout == Layout::TrainVal);
@@ -114,6 +66,61 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         .on_hover_text(
             "Share of each class held out to measure accuracy on images the model never trains on.",
         );
+    }
+}
+
+/// Each class with its image count, train/validation split and share of the whole.
+fn class_table(ui: &mut egui::Ui, report: &FolderReport, val_fraction: f64) {
+    let largest = report
+        .classes
+        .iter()
+        .map(|c| c.files.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let total = report.total().max(1);
+    egui::Grid::new("classes")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            ui.strong("class");
+            ui.strong("images");
+            ui.strong("train / val");
+            ui.strong("balance");
+            ui.end_row();
+            for class in &report.classes {
+                let n = class.files.len();
+                let val = match report.layout {
+                    Layout::TrainVal => class.in_val_folder,
+                    Layout::Flat => val_count(n, val_fraction),
+                };
+                ui.label(&class.name);
+                ui.label(n.to_string());
+                ui.label(format!("{} / {val}", n - val));
+                ui.add(
+                    egui::ProgressBar::new(n as f32 / largest as f32)
+                        .desired_width(100.0)
+                        .text(format!("{:.0} %", 100.0 * n as f64 / total as f64)),
+                );
+                ui.end_row();
+            }
+        });
+}
+
+/// The files that will be skipped, with the reason.
+fn problems(ui: &mut egui::Ui, report: &FolderReport) {
+    if !report.problems.is_empty() {
+        egui::CollapsingHeader::new(format!("{} files will be skipped", report.problems.len()))
+            .id_salt("problems")
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .max_height(150.0)
+                    .show(ui, |ui| {
+                        for p in &report.problems {
+                            ui.label(format!("{}: {}", p.path.display(), p.reason));
+                        }
+                    });
+            });
     }
 }
 

@@ -3,6 +3,7 @@
 use eframe::egui;
 
 use crate::app::state::AppState;
+use crate::models::LayerGroup;
 
 /// `1234567` → `1.23 M`.
 pub fn format_params(n: usize) -> String {
@@ -54,45 +55,50 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
             }
         });
         ui.separator();
-        let frozen = state.frozen();
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            egui::Grid::new("layers")
-                .num_columns(4)
-                .striped(true)
-                .show(ui, |ui| {
-                    for (i, group) in layers.iter().enumerate() {
-                        let is_frozen = frozen[i];
-                        let icon = if is_frozen { "❄" } else { "🔥" };
-                        ui.label(icon).on_hover_text(if is_frozen {
-                            "frozen: keeps its pre-trained weights"
-                        } else {
-                            "trainable"
-                        });
-                        let response = ui
-                            .add(egui::Button::selectable(!is_frozen, &group.name))
-                            .on_hover_text(format!(
-                                "{}\nclick: {}; shift-click: the range from the last click",
-                                group.description,
-                                if is_frozen { "unfreeze" } else { "freeze" }
-                            ));
-                        if response.clicked() {
-                            let shift = ui.input(|inp| inp.modifiers.shift);
-                            let range = match (shift, state.live.last_layer_click) {
-                                (true, Some(j)) => i.min(j)..=i.max(j),
-                                _ => i..=i,
-                            };
-                            state.set_frozen(range, !is_frozen);
-                            state.live.last_layer_click = Some(i);
-                        }
-                        let weak = |text: String| {
-                            let t = egui::RichText::new(text);
-                            if is_frozen { t.weak() } else { t }
+        layer_rows(ui, state, &layers);
+    });
+}
+
+/// One row per group: its state, its name (the toggle), its output shape and parameters.
+fn layer_rows(ui: &mut egui::Ui, state: &mut AppState, layers: &[LayerGroup]) {
+    let frozen = state.frozen();
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::Grid::new("layers")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                for (i, group) in layers.iter().enumerate() {
+                    let is_frozen = frozen[i];
+                    let icon = if is_frozen { "❄" } else { "🔥" };
+                    ui.label(icon).on_hover_text(if is_frozen {
+                        "frozen: keeps its pre-trained weights"
+                    } else {
+                        "trainable"
+                    });
+                    let response = ui
+                        .add(egui::Button::selectable(!is_frozen, &group.name))
+                        .on_hover_text(format!(
+                            "{}\nclick: {}; shift-click: the range from the last click",
+                            group.description,
+                            if is_frozen { "unfreeze" } else { "freeze" }
+                        ));
+                    if response.clicked() {
+                        let shift = ui.input(|inp| inp.modifiers.shift);
+                        let range = match (shift, state.live.last_layer_click) {
+                            (true, Some(j)) => i.min(j)..=i.max(j),
+                            _ => i..=i,
                         };
-                        ui.label(weak(format!("{:?}", group.output_shape)));
-                        ui.label(weak(format_params(group.params)));
-                        ui.end_row();
+                        state.set_frozen(range, !is_frozen);
+                        state.live.last_layer_click = Some(i);
                     }
-                });
-        });
+                    let weak = |text: String| {
+                        let t = egui::RichText::new(text);
+                        if is_frozen { t.weak() } else { t }
+                    };
+                    ui.label(weak(format!("{:?}", group.output_shape)));
+                    ui.label(weak(format_params(group.params)));
+                    ui.end_row();
+                }
+            });
     });
 }

@@ -34,40 +34,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                         kind.imagenet_top1()
                             .map_or("-".into(), |a| format!("{a:.1} %")),
                     );
-                    let entry = crate::models::zoo::entry(kind);
-                    match (
-                        state.live.weights_size(kind),
-                        state.live.downloads.get(&kind),
-                        entry.filter(|e| e.url.is_some()),
-                    ) {
-                        (Some(bytes), _, _) => {
-                            ui.label(format!("here, {:.1} MB", bytes as f64 / 1e6));
-                        }
-                        (None, Some((done, total)), _) => {
-                            let fraction = total.map_or(0.0, |t| *done as f32 / t.max(1) as f32);
-                            ui.add(
-                                egui::ProgressBar::new(fraction)
-                                    .desired_width(110.0)
-                                    .text(format!("{:.1} MB", *done as f64 / 1e6)),
-                            );
-                        }
-                        (None, None, Some(e)) => {
-                            if ui
-                                .small_button(format!("download {:.0} MB", e.size_mb))
-                                .on_hover_text(format!(
-                                    "{} ({}); also fetched when a run starts",
-                                    e.url.unwrap_or_default(),
-                                    e.licence
-                                ))
-                                .clicked()
-                            {
-                                actions.push(Action::DownloadWeights(kind));
-                            }
-                        }
-                        (None, None, None) => {
-                            ui.weak("not here: from scratch or a file");
-                        }
-                    }
+                    weights_cell(ui, state, kind, actions);
                     ui.end_row();
                 }
             });
@@ -109,6 +76,49 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     if let Some(message) = &state.live.messages.model {
         ui.label(message);
     }
+    preview(ui, state);
+}
+
+/// Whether `kind`'s weights are here (and their size), downloading, or can be downloaded.
+fn weights_cell(ui: &mut egui::Ui, state: &AppState, kind: ModelKind, actions: &mut Vec<Action>) {
+    let entry = crate::models::zoo::entry(kind);
+    match (
+        state.live.weights_size(kind),
+        state.live.downloads.get(&kind),
+        entry.filter(|e| e.url.is_some()),
+    ) {
+        (Some(bytes), _, _) => {
+            ui.label(format!("here, {:.1} MB", bytes as f64 / 1e6));
+        }
+        (None, Some((done, total)), _) => {
+            let fraction = total.map_or(0.0, |t| *done as f32 / t.max(1) as f32);
+            ui.add(
+                egui::ProgressBar::new(fraction)
+                    .desired_width(110.0)
+                    .text(format!("{:.1} MB", *done as f64 / 1e6)),
+            );
+        }
+        (None, None, Some(e)) => {
+            if ui
+                .small_button(format!("download {:.0} MB", e.size_mb))
+                .on_hover_text(format!(
+                    "{} ({}); also fetched when a run starts",
+                    e.url.unwrap_or_default(),
+                    e.licence
+                ))
+                .clicked()
+            {
+                actions.push(Action::DownloadWeights(kind));
+            }
+        }
+        (None, None, None) => {
+            ui.weak("not here: from scratch or a file");
+        }
+    }
+}
+
+/// The selected model's own ImageNet top-5 for the image last previewed.
+fn preview(ui: &mut egui::Ui, state: &AppState) {
     match &state.live.preview {
         Some((path, Ok(top))) => {
             let name = path

@@ -1,0 +1,173 @@
+//! What the window does with each background job's answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::actions::Action;
+use super::dialogs::Dialog;
+use super::dispatch::Dispatcher;
+use super::jobs::Reply;
+use super::state::{AppState, EvalState, FolderState, Project};
+use crate::data::inspect::FolderReport;
+use crate::models::ModelKind;
+use crate::run::eval::Evaluation;
+
+impl Dispatcher {
+    /// Folds one job's answer into `state`.
+    pub(super) fn apply(&mut self, reply: Reply, state: &mut AppState) {
+        match reply {
+            Reply::Folder(path, result) => self.folder_read(path, *result, state),
+            Reply::Layers(request, layers) => {
+                if request == self.layers_request {
+                    match layers {
+                        Ok(layers) => state.live.layers = Some(layers),
+                        Err(e) => state.live.messages.model = Some(e),
+                    }
+                }
+            }
+            Reply::Device(d) => state.live.device = Some(d),
+            Reply::Weights(found) => state.live.weights = found,
+            Reply::Picked(dialog, paths) => {
+                if let Some(action) = answer(dialog, paths) {
+                    self.handle(action, state);
+                }
+            }
+            Reply::Saved(Ok(p)) => {
+                state.live.messages.project = Some(format!("Saved {}", p.display()));
+                state.remember_project(p);
+            }
+            Reply::Saved(Err(e)) => state.live.messages.project = Some(e),
+            Reply::Opened(path, Ok(project)) => self.opened(path, *project, state),
+            Reply::Opened(path, Err(e)) => {
+                state.recent_projects.retain(|p| p != &path);
+                state.live.messages.project = Some(e);
+            }
+            Reply::Preview(path, top) => state.live.preview = Some((path, top)),
+            Reply::WeightsChecked(path, Ok(kind)) => self.weights_checked(path, kind, state),
+            Reply::WeightsChecked(_, Err(e)) => state.live.messages.model = Some(e),
+            Reply::DownloadProgress(kind, done, total) => {
+                state.live.downloads.insert(kind, (done, total));
+            }
+            Reply::Downloaded(kind, result) => downloaded(kind, result, state),
+            Reply::Evaluated(run_dir, result) => evaluated(run_dir, result, state),
+            Reply::Tried(run_dir, result) => {
+                state.live.results.trying = false;
+                // A try for a run no longer shown is dropped.
+                if state.results_run_dir().as_ref() == Some(&run_dir) {
+                    state.live.results.tries = match result {
+                        Ok(tries) => tries,
+                        Err(e) => vec![(run_dir, Err(e))],
+                    };
+                }
+            }
+            Reply::Exported(message) => state.live.results.export = Some(message),
+        }
+    }
+
+    fn folder_read(
+        &mut self,
+        path: PathBuf,
+        result: Result<FolderReport, String>,
+        state: &mut AppState,
+    ) {
+        // A later choice wins over an older scan that finishes late.
+        if state.project.config.data != path {
+            return;
+        }
+        state.live.folder = match result {
+            Ok(report) => {
+                let classes = report.classes.len();
+                if classes < 2 {
+                    state.live.messages.data = Some(format!(
+                        "{} has {classes} class folder{}: Graft needs at least two sub-folders, one per class.",
+                        path.display(),
+                        if classes == 1 { "" } else { "s" }
+                    ));
+                }
+                FolderState::Ready(report)
+            }
+            Err(e) => {
+                state.live.messages.data = Some(e.clone());
+                FolderState::Error(e)
+            }
+        };
+        let kind = state.project.config.model;
+        self.handle(Action::ModelChanged(kind), state);
+    }
+
+    fn opened(&mut self, path: PathBuf, project: Project, state: &mut AppState) {
+        if state.is_training() {
+            state.live.messages.project =
+                Some("Stop the run before opening another project.".into());
+            return;
+        }
+        let data = project.config.data.clone();
+        state.project = project;
+        state.live.active_run = None;
+        state.live.messages.project = Some(format!("Opened {}", path.display()));
+        state.remember_project(path);
+        self.handle(Action::SetDataFolder(data), state);
+    }
+
+    fn weights_checked(&mut self, path: PathBuf, kind: ModelKind, state: &mut AppState) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        state.live.messages.model = Some(if kind == state.project.config.model {
+            format!("Weights: {name}")
+        } else {
+            format!("Weights: {name} holds a {}; model switched.", kind.name())
+        });
+        state.project.config.weights = Some(path);
+        state.project.config.from_scratch = false;
+        if kind != state.project.config.model {
+            self.handle(Action::ModelChanged(kind), state);
+        }
+    }
+}
+
+fn downloaded(kind: ModelKind, result: Result<u64, String>, state: &mut AppState) {
+    state.live.downloads.remove(&kind);
+    match result {
+        Ok(size) => {
+            state.live.weights.retain(|(k, _)| *k != kind);
+            state.live.weights.push((kind, size));
+            state.live.messages.model = Some(format!("{} weights downloaded.", kind.name()));
+        }
+        Err(e) => state.live.messages.model = Some(e),
+    }
+}
+
+fn evaluated(run_dir: PathBuf, result: Result<Arc<Evaluation>, String>, state: &mut AppState) {
+    let results = &mut state.live.results;
+    // Only the run still shown; a later choice wins.
+    if results
+        .evaluation
+        .as_ref()
+        .is_some_and(|(d, _)| *d == run_dir)
+    {
+        let evaluation = match result {
+            Ok(e) => EvalState::Ready(e),
+            Err(e) => EvalState::Failed(e),
+        };
+        results.evaluation = Some((run_dir, evaluation));
+    }
+}
+
+/// What the window does with the picked paths.
+fn answer(dialog: Dialog, mut paths: Vec<PathBuf>) -> Option<Action> {
+    if paths.is_empty() {
+        return None;
+    }
+    if dialog == Dialog::TryImages {
+        return Some(Action::TryImages(paths));
+    }
+    let one = paths.pop()?;
+    Some(match dialog {
+        Dialog::DataFolder => Action::SetDataFolder(one),
+        Dialog::OpenProject => Action::OpenProject(one),
+        Dialog::SaveProject => Action::SaveProjectTo(one),
+        Dialog::PreviewImage => Action::PreviewImage(one),
+        Dialog::WeightsFile => Action::UseWeightsFile(one),
+        Dialog::ExportFolder => Action::ExportTo(one),
+        Dialog::TryImages => Action::TryImages(vec![one]),
+    })
+}

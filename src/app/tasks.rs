@@ -1,0 +1,74 @@
+//! The work background jobs do for the window: each returns what the window shows, or why not.
+
+use std::path::{Path, PathBuf};
+
+use super::jobs::Tries;
+use super::state::{Project, TopK};
+use crate::data::scan::expand_image_paths;
+use crate::models::ModelKind;
+use crate::run::export::export_run;
+use crate::run::predict::Predictor;
+
+/// Each model's pre-trained weight file that is here, with its size.
+pub(super) fn weights_here() -> Vec<(ModelKind, u64)> {
+    ModelKind::ALL
+        .into_iter()
+        .filter_map(|k| {
+            let size = std::fs::metadata(k.find_weights()?).ok()?.len();
+            Some((k, size))
+        })
+        .collect()
+}
+
+/// Exports the run and says what happened, for the Results page.
+pub(super) fn export_message(run_dir: &Path, out: &Path) -> String {
+    let device = burn::tensor::Device::flex();
+    match export_run(run_dir, out, &device) {
+        Ok(r) => format!(
+            "Exported to {}. Reloaded and re-scored {} validation images: accuracy {:.1} % before, {:.1} % after; largest logit difference {:.1e}.",
+            r.dir.display(),
+            r.images,
+            r.accuracy_before * 100.0,
+            r.accuracy_after * 100.0,
+            r.max_logit_diff
+        ),
+        Err(e) => format!("Export failed: {e}"),
+    }
+}
+
+/// The model's own ImageNet top-5 for one image, on the CPU (one image needs no GPU).
+pub(super) fn imagenet_top5(kind: ModelKind, weights: Option<&Path>, image: &Path) -> TopK {
+    let device = burn::tensor::Device::flex();
+    let predictor = Predictor::imagenet(kind, weights, &device).map_err(|e| e.to_string())?;
+    predictor.top_k_file(image, 5).map_err(|e| e.to_string())
+}
+
+/// Top-5 classes of the run in `run_dir` for each image named by `paths`; a file that cannot be
+/// read gets its own error and the rest are still classified.
+pub(super) fn try_images(run_dir: &Path, paths: &[PathBuf]) -> Result<Tries, String> {
+    let device = burn::tensor::Device::flex();
+    let predictor = Predictor::from_run(run_dir, &device).map_err(|e| e.to_string())?;
+    let (files, errors) = expand_image_paths(paths);
+    let mut tries: Vec<_> = errors
+        .into_iter()
+        .map(|e| (PathBuf::new(), Err(e)))
+        .collect();
+    if files.is_empty() && tries.is_empty() {
+        return Err("no images there".into());
+    }
+    for path in files.into_iter().take(MAX_TRIES) {
+        let top = predictor.top_k_file(&path, 5).map_err(|e| e.to_string());
+        tries.push((path, top));
+    }
+    Ok(tries)
+}
+
+/// Images classified per try (a dropped folder can hold thousands).
+const MAX_TRIES: usize = 200;
+
+pub(super) fn read_project(path: &Path) -> Result<Box<Project>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .map(Box::new)
+        .map_err(|e| format!("{} is not a Graft project: {e}", path.display()))
+}

@@ -1,0 +1,120 @@
+//! Dense convolutions through [`super::super::dense_kernels`]: each pass returns `None` where
+//! the CPU or the shapes do not suit the kernels.
+
+use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::Shape;
+
+use super::super::dense_kernels::{self as kernels, Dense};
+use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
+use super::ConvSpec;
+
+pub fn available(in_channels: usize, out_channels: usize) -> bool {
+    let whole = kernels::whole_registers;
+    kernels::available() && whole(in_channels) && whole(out_channels)
+}
+
+fn dims(t: &FlexTensor) -> Option<[usize; 4]> {
+    t.shape().as_slice().try_into().ok()
+}
+
+/// The geometry of a call the kernels handle.
+fn geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    spec: ConvSpec,
+    input_grad: bool,
+) -> Option<Dense> {
+    // `None` also where the CPU has no instruction set for the kernels.
+    let d = Dense::new(dims(x)?, dims(weight)?, spec.stride, spec.padding)?;
+    d.supported(input_grad).then_some(d)
+}
+
+fn padded_input(x: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
+    let xv = contiguous_f32(x)?;
+    Some(kernels::to_channels_last(
+        d.isa,
+        slice(&xv),
+        dims(x)?,
+        d.pad,
+        d.padded_hw,
+    ))
+}
+
+fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
+    let dyv = contiguous_f32(dy)?;
+    Some(kernels::to_channels_last(
+        d.isa,
+        slice(&dyv),
+        dims(dy)?,
+        [0, 0],
+        d.out_hw,
+    ))
+}
+
+pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
+    let d = geometry(x, weight, spec, false)?;
+    let w = contiguous_f32(weight)?;
+    let xv = contiguous_f32(x)?;
+    let y = kernels::forward(
+        slice(&xv),
+        &kernels::weight_taps_by_output(slice(&w), &d),
+        &d,
+    );
+    let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
+    Some(flex_tensor(y, Shape::from(shape)))
+}
+
+/// The input gradient from the channels-last output gradient `dy`.
+fn x_grad_from(x: &FlexTensor, weight: &FlexTensor, dy: &[f32], d: &Dense) -> Option<FlexTensor> {
+    let w = contiguous_f32(weight)?;
+    let dx = kernels::input_grad(dy, &kernels::weight_taps_by_input(slice(&w), d), d);
+    Some(flex_tensor(dx, x.shape()))
+}
+
+/// The weight gradient from the channels-last output gradient `dy`.
+fn weight_grad_from(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    dy: &[f32],
+    d: &Dense,
+) -> Option<FlexTensor> {
+    let xp = padded_input(x, d)?;
+    let dw = kernels::weight_from_taps_by_output(&kernels::weight_grad(&xp, dy, d), d);
+    Some(flex_tensor(dw, weight.shape()))
+}
+
+pub fn x_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    spec: ConvSpec,
+) -> Option<FlexTensor> {
+    let d = geometry(x, weight, spec, true)?;
+    x_grad_from(x, weight, &self::output_grad(output_grad, &d)?, &d)
+}
+
+pub fn weight_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    spec: ConvSpec,
+) -> Option<FlexTensor> {
+    let d = geometry(x, weight, spec, false)?;
+    weight_grad_from(x, weight, &self::output_grad(output_grad, &d)?, &d)
+}
+
+/// Both gradients, with the output gradient made channels-last once.
+pub fn grads(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    spec: ConvSpec,
+) -> Option<(FlexTensor, FlexTensor)> {
+    let d = geometry(x, weight, spec, true)?;
+    let dy = self::output_grad(output_grad, &d)?;
+    Some((
+        x_grad_from(x, weight, &dy, &d)?,
+        weight_grad_from(x, weight, &dy, &d)?,
+    ))
+}
