@@ -72,27 +72,30 @@ fn device_for(backend: &str) -> Result<(burn::tensor::Device, String), CliError>
 
 /// Runs `graft bench`.
 pub(super) fn run(args: &BenchArgs) -> Result<(), CliError> {
-    let mut report = Report {
-        graft_version: env!("CARGO_PKG_VERSION"),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        steps: Vec::new(),
-        decode: None,
-        accuracy: Vec::new(),
-        split: None,
-    };
-    report.steps = step_benchmarks(args)?;
-    report.decode = decode_benchmark(args);
+    let steps = step_benchmarks(args)?;
+    let decode = decode_benchmark(args);
     let runs = std::env::temp_dir().join(format!("graft-bench-{}", std::process::id()));
     let config = TrainConfig {
         data: args.data.clone(),
         runs_dir: Some(runs.clone()),
         ..TrainConfig::default()
     };
-    report.split = bench::split_of(&config).ok();
-    if !args.skip_accuracy {
-        report.accuracy = accuracy_benchmarks(args, &config);
+    let split = bench::split_of(&config).ok();
+    let accuracy = if args.skip_accuracy {
+        Vec::new()
+    } else {
+        let results = accuracy_benchmarks(args, &config);
         let _ = std::fs::remove_dir_all(&runs);
-    }
+        results
+    };
+    let report = Report {
+        graft_version: env!("CARGO_PKG_VERSION"),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        steps,
+        decode,
+        accuracy,
+        split,
+    };
     if let Some(path) = &args.json {
         fsutil::write_json_atomic(path, &report).map_err(|source| CliError::Write {
             path: path.clone(),

@@ -175,7 +175,7 @@ pub fn prepare(
     let fingerprint = fingerprint(root, paths.iter().map(PathBuf::as_path));
     let resize_to = preprocess::resize_side(options.input_size);
     let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
-    let (per_class, skipped) = sort_decoded(&scan, decoded);
+    let Sorted { per_class, skipped } = sort_decoded(&scan, decoded);
 
     let empty_classes: Vec<String> = scan
         .classes
@@ -229,9 +229,13 @@ fn cap_per_class(scan: &mut Scan, cap: usize, seed: u64) {
     scan.files = kept;
 }
 
-/// Each class's decoded images (with whether each came from a `val/` folder), and the files
-/// that could not be decoded.
-type Sorted = (Vec<Vec<(Sample, bool)>>, Vec<SkippedFile>);
+/// Decoded files sorted by class.
+struct Sorted {
+    /// Each class's images, with whether each came from a `val/` folder.
+    per_class: Vec<Vec<(Sample, bool)>>,
+    /// The files that could not be decoded.
+    skipped: Vec<SkippedFile>,
+}
 
 fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sorted {
     let mut skipped = Vec::new();
@@ -252,7 +256,7 @@ fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sor
             }),
         }
     }
-    (per_class, skipped)
+    Sorted { per_class, skipped }
 }
 
 /// The classes that have images, and their images split into training and validation.

@@ -239,9 +239,10 @@ fn mismatch_problems(result: &ApplyResult, keep_classifier: bool) -> Vec<String>
             other => format!("  {other}"),
         })
         .collect();
-    let missing: Vec<String> = result.missing.iter().map(|(k, _)| k.clone()).collect();
-    let absent: Vec<String> = missing
+    let absent: Vec<String> = result
+        .missing
         .iter()
+        .map(|(k, _)| k)
         .filter(|k| !is_expected_missing(k, keep_classifier))
         .map(|k| format!("  {k}: missing from the file"))
         .collect();

@@ -186,11 +186,10 @@ fn train_stages(
         Some(fine_tune)
             if !progress.cancelled && !progress.early_stopped && fine_tune.epochs > 0 =>
         {
-            let names: Vec<String> = model.groups.iter().map(|g| g.name.clone()).collect();
             let pretrained = model.weights.is_some();
             let stage2 = Stage2 {
                 fine_tune,
-                names: &names,
+                groups: &model.groups,
                 frozen: &model.frozen,
                 pretrained,
             };
@@ -203,7 +202,7 @@ fn train_stages(
 /// Stage 2: more groups thawed, a lower rate, a fresh optimiser.
 struct Stage2<'a> {
     fine_tune: &'a FineTuneConfig,
-    names: &'a [String],
+    groups: &'a [LayerGroup],
     /// Stage 1's plan.
     frozen: &'a [bool],
     /// Whether the backbone started from pre-trained weights.
@@ -219,11 +218,11 @@ impl Stage2<'_> {
     ) -> Result<(), TrainError> {
         let unfreeze = &self.fine_tune.unfreeze;
         let thawed: Vec<bool> = self
-            .names
+            .groups
             .iter()
             .zip(self.frozen)
-            .map(|(name, was_frozen)| {
-                *was_frozen && !(unfreeze.is_empty() || unfreeze.contains(name))
+            .map(|(group, was_frozen)| {
+                *was_frozen && !(unfreeze.is_empty() || unfreeze.contains(&group.name))
             })
             .collect();
         let mut network = network.with_frozen(&thawed);

@@ -17,9 +17,9 @@ use super::loss::cross_entropy;
 use super::step::{Batches, Input, forward, frozen_prefix, scalar};
 use super::{Control, EventSink, optim};
 use crate::config::TrainConfig;
-use crate::data::Dataset;
 use crate::data::batches::View;
 use crate::data::rng::Rng;
+use crate::data::{Dataset, Sample};
 use crate::models::Network;
 use crate::platform::device::Backend;
 use crate::run::{EpochMetrics, RunDir};
@@ -164,6 +164,16 @@ impl RunContext<'_> {
         }
     }
 
+    /// How a pass over `samples` is cut into steps in this run.
+    fn batches<'s>(&self, samples: &'s [Sample]) -> Batches<'s> {
+        Batches {
+            samples,
+            batch_size: self.config.batch_size,
+            side: self.input_size,
+            kind: self.config.model,
+        }
+    }
+
     /// With the cache, epoch `e` of a stage trains on view `e mod views`, computed the first
     /// time it is used; without it, every epoch draws new random views.
     fn epoch_view(&self, stage: &Stage, stage_epoch: usize, epoch: usize) -> EpochView {
@@ -200,12 +210,7 @@ impl RunContext<'_> {
         let epoch = progress.epoch;
         let started = Instant::now();
         let view = self.epoch_view(stage, stage_epoch, epoch);
-        let batches = Batches {
-            samples: &self.dataset.train,
-            batch_size: self.config.batch_size,
-            side: self.input_size,
-            kind: self.config.model,
-        };
+        let batches = self.batches(&self.dataset.train);
         let mut totals = EpochTotals::default();
         let inputs = batches.inputs(order, view.view.clone(), view.from_cache);
         let mut step_start = Instant::now();
@@ -318,12 +323,7 @@ impl RunContext<'_> {
     ) -> Result<Flow, TrainError> {
         let train_secs = started.elapsed().as_secs_f64();
         let eval_device = self.device.clone().without_autodiff();
-        let val = Batches {
-            samples: &self.dataset.val,
-            batch_size: self.config.batch_size,
-            side: self.input_size,
-            kind: self.config.model,
-        };
+        let val = self.batches(&self.dataset.val);
         let score = evaluate_with(
             &network.valid(),
             stage.val_cache.as_mut(),
