@@ -15,12 +15,14 @@ pub use crate::platform::device::DevicePreference;
 #[serde(default)]
 pub struct TrainConfig {
     /// The image folder: `root/<class>/**/*.png`, or `root/train/<class>` + `root/val/<class>`.
+    #[serde(with = "crate::platform::paths::as_path")]
     pub data: PathBuf,
     /// How the folder is split and decoded.
     pub split: SplitConfig,
     /// Which network to start from.
     pub model: ModelKind,
     /// A weight file to load instead of the bundled or cached one.
+    #[serde(with = "crate::platform::paths::as_opt_path")]
     pub weights: Option<PathBuf>,
     /// Start from random weights instead of the pre-trained ones.
     pub from_scratch: bool,
@@ -47,6 +49,7 @@ pub struct TrainConfig {
     /// Where the run trains.
     pub device: DevicePreference,
     /// Folder that receives one sub-folder per run; `None` uses the user's data folder.
+    #[serde(with = "crate::platform::paths::as_opt_path")]
     pub runs_dir: Option<PathBuf>,
     /// Use at most this many images per class (a quick look at a big folder); `None` uses all.
     pub max_images_per_class: Option<usize>,

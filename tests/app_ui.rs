@@ -440,3 +440,30 @@ fn baseline_comparison_trains_three_recipes_and_rerun_repeats_one() {
     // That the same settings give the same numbers is tests/reproducible.rs' job: tests running
     // beside this one share the device's random generator.
 }
+
+#[test]
+fn warnings_of_a_run_and_files_found_broken_in_training_are_shown() {
+    let data = TempDir::new("ui-warnings");
+    common::demo_subset(data.path(), &["bird", "fruit"], 4);
+    // Whole header, cut-off pixels: the folder check passes it, the decoder at training does not.
+    let whole = std::fs::read(common::first_file(&data.path().join("bird"))).unwrap();
+    std::fs::write(data.path().join("bird/cut.png"), &whole[..whole.len() / 2]).unwrap();
+    let runs = TempDir::new("ui-warnings-runs");
+    let mut app = app_on(data.path(), runs.path());
+    app.state.project.config.epochs = 1;
+    let mut h = harness(app);
+    wait_ready(&mut h);
+    assert!(h.query_by_label_contains("could not be used").is_none());
+    train_one_run(&mut h);
+    h.run_steps(3);
+    assert!(
+        h.query_by_label_contains("1 warning for").is_some(),
+        "no warnings header in the Train panel"
+    );
+    assert!(h.query_by_label_contains("skipped").is_some());
+    assert!(
+        h.query_by_label_contains("1 more files could not be used when")
+            .is_some(),
+        "the data panel does not show the file found broken in training"
+    );
+}

@@ -4,12 +4,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::TempDir;
 use graft::config::{DevicePreference, TrainConfig};
 use graft::data::DecodeError;
-use graft::train::{self, TrainEvent};
+use graft::train::TrainEvent;
 
 /// A PNG whose header claims 100 000 × 100 000 pixels.
 fn huge_png_header() -> Vec<u8> {
@@ -18,7 +17,7 @@ fn huge_png_header() -> Vec<u8> {
         let mut body = kind.to_vec();
         body.extend_from_slice(data);
         c.extend_from_slice(&body);
-        c.extend_from_slice(&crc32(&body).to_be_bytes());
+        c.extend_from_slice(&common::crc32(&body).to_be_bytes());
         c
     }
     let mut ihdr = Vec::new();
@@ -35,32 +34,6 @@ fn huge_png_header() -> Vec<u8> {
     png
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn jpeg_bytes() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(64, 48, |x, y| {
-        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
-        .unwrap();
-    out.into_inner()
-}
-
 fn config(data: &Path, runs: &Path) -> TrainConfig {
     TrainConfig {
         data: data.to_path_buf(),
@@ -73,26 +46,13 @@ fn config(data: &Path, runs: &Path) -> TrainConfig {
     }
 }
 
-fn run_to_end(config: TrainConfig) -> Vec<TrainEvent> {
-    let mut handle = train::spawn(config, None);
-    let mut events = Vec::new();
-    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
-        let end = e.is_terminal();
-        events.push(e);
-        if end {
-            break;
-        }
-    }
-    events
-}
-
 #[test]
 fn bad_files_are_skipped_with_reasons_and_the_rest_trains() {
     let data = TempDir::new("bad-data");
     let root = data.path();
     common::demo_subset(root, &["bird", "fruit"], 4);
     std::fs::create_dir_all(root.join("empty_class")).unwrap();
-    let jpeg = jpeg_bytes();
+    let jpeg = common::jpeg_bytes(64, 48);
     std::fs::write(root.join("bird/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(root.join("bird/zero.png"), b"").unwrap();
     std::fs::write(
@@ -107,7 +67,7 @@ fn bad_files_are_skipped_with_reasons_and_the_rest_trains() {
     let before = common::snapshot(root);
 
     let runs = TempDir::new("bad-runs");
-    let events = run_to_end(config(root, runs.path()));
+    let events = common::run_to_end(config(root, runs.path()));
     assert!(
         matches!(events.last(), Some(TrainEvent::Finished(_))),
         "run did not finish: {:?}",
@@ -177,7 +137,7 @@ fn one_class_is_a_clear_error() {
     common::demo_subset(data.path(), &["bird"], 3);
     std::fs::create_dir_all(data.path().join("nothing_here")).unwrap();
     let runs = TempDir::new("one-class-runs");
-    let events = run_to_end(config(data.path(), runs.path()));
+    let events = common::run_to_end(config(data.path(), runs.path()));
     match events.last() {
         Some(TrainEvent::Failed(m)) => {
             assert!(m.contains("at least two"), "{m}");
@@ -191,7 +151,7 @@ fn one_class_is_a_clear_error() {
 fn a_file_instead_of_a_folder_is_a_clear_error() {
     let runs = TempDir::new("not-folder-runs");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cmyk.jpg");
-    let events = run_to_end(config(&file, runs.path()));
+    let events = common::run_to_end(config(&file, runs.path()));
     match events.last() {
         Some(TrainEvent::Failed(m)) => assert!(m.contains("is not a folder"), "{m}"),
         other => panic!("expected a failure, got {other:?}"),

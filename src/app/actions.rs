@@ -49,4 +49,6 @@ pub enum Action {
     Rerun(usize),
     /// Download this model's pre-trained weights into the cache.
     DownloadWeights(ModelKind),
+    /// Stop that download (what arrived is kept for the next attempt).
+    CancelDownload(ModelKind),
 }

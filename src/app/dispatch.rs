@@ -21,7 +21,7 @@ use crate::data::scan::is_image;
 use crate::models::download;
 use crate::models::{ModelKind, describe_layers, detect_kind, zoo};
 use crate::platform::device;
-use crate::platform::fsutil::write_json_atomic;
+use crate::platform::fsutil::{ensure_outside, write_json_atomic};
 use crate::run::eval::evaluate_run;
 use crate::train::{self, TrainHandle};
 
@@ -36,6 +36,8 @@ pub struct Dispatcher {
     thumb_results: (Sender<Decoded>, Receiver<Decoded>),
     /// Runs waiting to start when the active one ends (a baseline comparison).
     queue: std::collections::VecDeque<(String, TrainConfig)>,
+    /// The cancel flag of each weight download in flight.
+    pub(super) download_cancels: std::collections::HashMap<ModelKind, Arc<AtomicBool>>,
 }
 
 impl Default for Dispatcher {
@@ -48,6 +50,7 @@ impl Default for Dispatcher {
             thumb_requests: None,
             thumb_results: channel(),
             queue: Default::default(),
+            download_cancels: Default::default(),
         }
     }
 }
@@ -107,6 +110,11 @@ impl Dispatcher {
             Action::PreviewImage(path) => self.preview(path, state),
             Action::UseWeightsFile(path) => self.check_weights(path, state),
             Action::DownloadWeights(kind) => self.download(kind, state),
+            Action::CancelDownload(kind) => {
+                if let Some(cancel) = self.download_cancels.get(&kind) {
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             Action::LoadThumbnails(paths) => {
                 if let Some(tx) = &self.thumb_requests {
                     for path in paths {
@@ -274,11 +282,12 @@ impl Dispatcher {
         }
         state.live.downloads.insert(kind, (0, None));
         let send = self.jobs.sender();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.download_cancels.insert(kind, cancel.clone());
         self.jobs.spawn(
             move || {
                 let progress = |done, total| send(Reply::DownloadProgress(kind, done, total));
-                let never = AtomicBool::new(false);
-                let result = download::ensure(entry, &progress, &never)
+                let result = download::ensure(entry, &progress, &cancel)
                     .map_err(|e| e.to_string())
                     .and_then(|path| {
                         std::fs::metadata(&path)
@@ -323,9 +332,13 @@ impl Dispatcher {
         let failed = path.clone();
         self.jobs.spawn(
             move || {
-                let result = write_json_atomic(&path, &project)
-                    .map(|()| path.clone())
-                    .map_err(|e| format!("cannot save {}: {e}", path.display()));
+                let result = ensure_outside(&path, &project.config.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        write_json_atomic(&path, &project)
+                            .map(|()| path.clone())
+                            .map_err(|e| format!("cannot save {}: {e}", path.display()))
+                    });
                 Some(Reply::Saved(result))
             },
             move |why| Reply::Saved(Err(format!("cannot save {}: {why}", failed.display()))),

@@ -48,7 +48,10 @@ impl Dispatcher {
             Reply::DownloadProgress(kind, done, total) => {
                 state.live.downloads.insert(kind, (done, total));
             }
-            Reply::Downloaded(kind, result) => downloaded(kind, result, state),
+            Reply::Downloaded(kind, result) => {
+                self.download_cancels.remove(&kind);
+                downloaded(kind, result, state)
+            }
             Reply::Evaluated(run_dir, result) => evaluated(run_dir, result, state),
             Reply::Tried(run_dir, result) => {
                 state.live.results.trying = false;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::run::RunSummary;
+use crate::run::{DataSummary, RunSummary};
 use crate::train::TrainEvent;
 
 /// Where a run stands.
@@ -80,6 +80,8 @@ pub struct RunView {
     pub trainable_params: usize,
     /// Warnings, in order.
     pub warnings: Vec<String>,
+    /// The data as the run read it (its files left out among them).
+    pub data: Option<DataSummary>,
     /// The settings it ran with (for Re-run).
     pub config: Option<TrainConfig>,
 }
@@ -105,6 +107,7 @@ impl Default for RunView {
             run_dir: None,
             trainable_params: 0,
             warnings: Vec::new(),
+            data: None,
             config: None,
         }
     }
@@ -180,7 +183,7 @@ impl RunView {
                     total: *total,
                 }
             }
-            TrainEvent::DataReady(_) => {}
+            TrainEvent::DataReady(summary) => self.data = Some(summary.clone()),
             TrainEvent::Warning(w) => self.warnings.push(w.clone()),
             TrainEvent::Started(info) => {
                 self.run_dir = Some(info.run_dir.clone());

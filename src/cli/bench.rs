@@ -72,6 +72,9 @@ fn device_for(backend: &str) -> Result<(burn::tensor::Device, String), CliError>
 
 /// Runs `graft bench`.
 pub(super) fn run(args: &BenchArgs) -> Result<(), CliError> {
+    if let Some(path) = &args.json {
+        fsutil::ensure_outside(path, &args.data)?;
+    }
     let steps = step_benchmarks(args)?;
     let decode = decode_benchmark(args);
     let runs = std::env::temp_dir().join(format!("graft-bench-{}", std::process::id()));

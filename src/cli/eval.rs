@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
+use super::parse_device;
 use crate::platform::device::{self, DevicePreference};
 use crate::run::eval::evaluate_run;
 
@@ -20,14 +21,20 @@ pub struct EvalArgs {
     /// How many mistakes to list.
     #[arg(long, default_value_t = 10)]
     pub mistakes: usize,
+    /// Where to compute: cpu (the default, which needs no graphics), gpu or auto.
+    #[arg(long, value_parser = parse_device, default_value = "cpu")]
+    pub device: DevicePreference,
 }
 
 /// Runs `graft eval`.
 pub(super) fn run(args: &EvalArgs) -> Result<(), CliError> {
-    let device = device::select(DevicePreference::Auto).device;
+    let device = device::select(args.device).device;
     let evaluation = evaluate_run(&args.run, args.data.as_deref(), &device)?;
     for s in &evaluation.skipped {
         println!("skipped {s}");
+    }
+    for w in &evaluation.warnings {
+        println!("warning: {w}");
     }
     let m = &evaluation.metrics;
     let images: usize = m.per_class.iter().map(|c| c.support).sum();

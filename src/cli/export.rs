@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
+use super::parse_device;
 use crate::platform::device::{self, DevicePreference};
 use crate::run::export::export_run;
 
@@ -17,12 +18,18 @@ pub struct ExportArgs {
     /// Folder to write into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Where to compute: cpu (the default, which needs no graphics), gpu or auto.
+    #[arg(long, value_parser = parse_device, default_value = "cpu")]
+    pub device: DevicePreference,
 }
 
 /// Runs `graft export`.
 pub(super) fn run(args: &ExportArgs) -> Result<(), CliError> {
-    let device = device::select(DevicePreference::Auto).device;
+    let device = device::select(args.device).device;
     let r = export_run(&args.run, &args.out, &device)?;
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
     for f in &r.files {
         println!("wrote {}", f.display());
     }

@@ -37,8 +37,15 @@ pub(super) fn run(args: &LayersArgs) -> Result<(), CliError> {
     );
     for g in groups {
         println!(
-            "{:<name$} {:<what$} {:>10}  {:?}",
-            g.name, g.description, g.params, g.output_shape
+            "{:<name$} {:<what$} {:>10}  {}",
+            g.name,
+            g.description,
+            g.params,
+            g.output_shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("×")
         );
     }
     Ok(())

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::ConfigError;
 use crate::models::{ModelKind, WeightsError};
+use crate::platform::device::DevicePreference;
 use crate::run::eval::EvalError;
 use crate::run::export::ExportError;
 use crate::run::predict::PredictError;
@@ -111,6 +112,12 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file would be written into the data set.
+    #[error(transparent)]
+    InsideDataSet(#[from] crate::platform::fsutil::InsideDataSet),
+    /// The paths given hold no image.
+    #[error("no images found in {0}")]
+    NoImages(String),
     /// Some items failed; each was reported where it failed.
     #[error("{0} of the items failed")]
     Reported(usize),
@@ -162,6 +169,16 @@ pub fn parse_model(name: &str) -> Result<ModelKind, String> {
         let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
         format!("unknown model `{name}`; choose one of {}", names.join(", "))
     })
+}
+
+/// Parses `--device`: `cpu`, `gpu` or `auto`.
+pub fn parse_device(name: &str) -> Result<DevicePreference, String> {
+    match name {
+        "cpu" => Ok(DevicePreference::Cpu),
+        "gpu" => Ok(DevicePreference::Gpu),
+        "auto" => Ok(DevicePreference::Auto),
+        other => Err(format!("unknown device `{other}`; choose cpu, gpu or auto")),
+    }
 }
 
 /// A text progress bar of `width` characters.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::parse_device;
 use super::{CliError, parse_model, report};
 use crate::data::scan::expand_image_paths;
 use crate::models::ModelKind;
@@ -26,11 +27,14 @@ pub struct PredictArgs {
     /// Images to classify; a folder stands for every image below it.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// Where to compute: cpu (the default, which needs no graphics), gpu or auto.
+    #[arg(long, value_parser = parse_device, default_value = "cpu")]
+    pub device: DevicePreference,
 }
 
 /// Runs `graft predict`; returns the process exit code.
 pub(super) fn run(args: &PredictArgs) -> Result<(), CliError> {
-    let device = device::select(DevicePreference::Auto).device;
+    let device = device::select(args.device).device;
     let predictor = match (&args.run, args.model) {
         (Some(run), _) => Predictor::from_run(run, &device)?,
         (None, Some(model)) => Predictor::imagenet(model, None, &device)?,
@@ -41,6 +45,18 @@ pub(super) fn run(args: &PredictArgs) -> Result<(), CliError> {
         }
     };
     let (images, errors) = expand_image_paths(&args.images);
+    if images.is_empty() && errors.is_empty() {
+        let given: Vec<String> = args
+            .images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(CliError::NoImages(format!(
+            "{} (looked for {} files)",
+            given.join(", "),
+            crate::data::scan::IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
     let mut failures = errors.len();
     for e in errors {
         report(&e);

@@ -445,16 +445,19 @@ impl Printer {
         let acc = s
             .best_val_accuracy
             .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+        let best = s
+            .best_epoch
+            .map_or("none (no epoch finished)".into(), |e| e.to_string());
         println!(
-            "{how} after {} epochs in {:.1} s; best epoch {:?}, val accuracy {acc}",
-            s.epochs, s.seconds, s.best_epoch
+            "{how} after {} epochs in {:.1} s; best epoch {best}, val accuracy {acc}",
+            s.epochs, s.seconds
         );
         println!("run folder: {}", s.run_dir.display());
     }
 }
 
 fn data_ready(d: &DataSummary) {
-    println!("data: {} ({:?})", d.root.display(), d.layout);
+    println!("data: {} ({})", d.root.display(), d.layout.describe());
     println!("classes ({}):", d.classes.len());
     for (i, c) in d.classes.iter().enumerate() {
         println!(

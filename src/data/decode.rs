@@ -1,14 +1,22 @@
 //! Decoding one image file into 8-bit RGB, or a reason why not.
 
+use std::fs::Metadata;
 use std::io::Read;
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 
 /// Largest side accepted; anything bigger is refused before it is allocated.
 pub const MAX_SIDE: u32 = 16_384;
-/// Largest decoder allocation accepted.
-pub const MAX_ALLOC: u64 = 1 << 30;
+/// Largest decoded image accepted, in bytes (about 85 megapixels of 8-bit RGB): with the
+/// conversion to RGB this bounds the memory one image can take while it is decoded (see
+/// [`decode_bytes`]).
+pub const MAX_ALLOC: u64 = 256 << 20;
+/// Largest file read.
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+/// Longest side over shortest side beyond which a centre crop shows almost nothing of the image.
+pub const MAX_ASPECT: u32 = 20;
 
 /// Why a file was not used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -25,12 +33,52 @@ pub enum DecodeError {
     /// Dimensions beyond the decoder limits.
     #[error("too large for the decoder limits ({0})")]
     TooLarge(String),
+    /// So long and thin that the centre crop would show a sliver of it.
+    #[error(
+        "{width}×{height} pixels: one side is over {MAX_ASPECT} times the other, so the centre crop would show almost none of it"
+    )]
+    ExtremeAspect {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
     /// A format feature the decoder does not support.
     #[error("unsupported image: {0}")]
     Unsupported(String),
     /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Io(String),
+    /// A named pipe, socket or device: reading it could wait for ever.
+    #[error("{0}, not a regular file: skipped without reading it")]
+    NotRegular(String),
+    /// A folder already listed, reached again through a link.
+    #[error("a link back to a folder already scanned: followed once, not again")]
+    FolderSeen,
+    /// The same file as another one, reached through a link.
+    #[error("the same file as {0} (reached through a link): counted once")]
+    SameFile(String),
+    /// A folder whose listing failed.
+    #[error("cannot read this folder: {0}")]
+    UnreadableFolder(String),
+    /// Folders nested deeper than the scan follows.
+    #[error("nested more than {0} folders deep: not followed")]
+    TooDeep(usize),
+}
+
+impl DecodeError {
+    /// Whether the folder scan passed the entry over (a link, a special file, a folder), as
+    /// opposed to a file that was read and could not be used.
+    pub fn is_scan_finding(&self) -> bool {
+        matches!(
+            self,
+            Self::NotRegular(_)
+                | Self::FolderSeen
+                | Self::SameFile(_)
+                | Self::UnreadableFolder(_)
+                | Self::TooDeep(_)
+        )
+    }
 }
 
 impl From<ImageError> for DecodeError {
@@ -47,17 +95,85 @@ impl From<ImageError> for DecodeError {
     }
 }
 
+/// What a non-regular, non-folder entry is, in words.
+pub fn special_kind(meta: &Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    let _ = meta;
+    "not a regular file"
+}
+
+/// The file's size when it is a regular file Graft is willing to read; a named pipe, socket or
+/// device is refused before it is opened (opening a pipe waits for a writer).
+pub fn check_regular_file(path: &Path) -> Result<u64, DecodeError> {
+    let meta = std::fs::metadata(path).map_err(|e| DecodeError::Io(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(DecodeError::Io(
+            "this is a folder, not an image file".into(),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(DecodeError::NotRegular(special_kind(&meta).into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(DecodeError::TooLarge(format!(
+            "the file is {} MiB; at most {} MiB",
+            meta.len() >> 20,
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(meta.len())
+}
+
+/// Refuses dimensions that are too large to decode within the bounds, or too thin to crop.
+pub fn check_dimensions(width: u32, height: u32, bytes_per_pixel: u64) -> Result<(), DecodeError> {
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(DecodeError::TooLarge(format!(
+            "{width}×{height} pixels; at most {MAX_SIDE} per side"
+        )));
+    }
+    let bytes = u64::from(width) * u64::from(height) * bytes_per_pixel;
+    if bytes > MAX_ALLOC {
+        return Err(DecodeError::TooLarge(format!(
+            "{width}×{height} pixels need {} MiB decoded; at most {} MiB per image",
+            bytes >> 20,
+            MAX_ALLOC >> 20
+        )));
+    }
+    let (long, short) = (width.max(height), width.min(height));
+    if short == 0 || long / short > MAX_ASPECT || (long / short == MAX_ASPECT && long % short > 0) {
+        return Err(DecodeError::ExtremeAspect { width, height });
+    }
+    Ok(())
+}
+
 /// Reads and decodes `path`: EXIF orientation applied, alpha composited on white, any bit depth,
 /// palette or colour model converted to 8-bit RGB.
 pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
-    let mut bytes = Vec::new();
+    let size = check_regular_file(path)?;
+    let mut bytes = Vec::with_capacity(size as usize);
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_end(&mut bytes))
         .map_err(|e| DecodeError::Io(e.to_string()))?;
     decode_bytes(&bytes)
 }
 
 /// Decodes an in-memory image file; see [`decode_file`].
+///
+/// Memory: the decoder's buffer is at most [`MAX_ALLOC`]; 8-bit images become RGB in place, and a
+/// 16-bit conversion or an EXIF rotation adds one 8-bit RGB copy (at most ¾ of [`MAX_ALLOC`]).
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
@@ -66,47 +182,52 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         .with_guessed_format()
         .map_err(|e| DecodeError::Io(e.to_string()))?;
     let format = reader.format().ok_or(DecodeError::NotAnImage)?;
+    super::complete::check_complete(format, bytes)?;
+    // The header is read without limits so that a refusal can say what is too large.
+    reader.no_limits();
+    let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    check_dimensions(
+        width,
+        height,
+        u64::from(decoder.color_type().bytes_per_pixel()),
+    )?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder()?;
+    decoder.set_limits(limits)?;
     let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder)?;
-    if format == image::ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
-        // The JPEG decoder fills a cut-off scan with grey instead of failing.
-        return Err(DecodeError::Corrupt(
-            "JPEG data ends before its end-of-image marker".into(),
-        ));
+    let rgb = flatten_on_white(DynamicImage::from_decoder(decoder)?);
+    match orientation {
+        Some(o) if o != Orientation::NoTransforms => {
+            let mut image = DynamicImage::ImageRgb8(rgb);
+            image.apply_orientation(o);
+            Ok(image.into_rgb8())
+        }
+        _ => Ok(rgb),
     }
-    if let Some(orientation) = orientation {
-        image.apply_orientation(orientation);
-    }
-    Ok(flatten_on_white(image))
 }
 
-/// A whole JPEG ends with the EOI marker `FF D9`, possibly followed by a little padding.
-fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-/// Converts to 8-bit RGB, compositing any transparency onto white.
+/// Converts to 8-bit RGB, compositing any transparency onto white (8-bit RGBA in place).
 pub fn flatten_on_white(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {
         return image.into_rgb8();
     }
     let rgba = image.into_rgba8();
     let (w, h) = rgba.dimensions();
-    let mut out = RgbImage::new(w, h);
-    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
-        let a = src[3] as u32;
+    let mut pixels = rgba.into_raw();
+    for i in 0..(w as usize * h as usize) {
+        let a = pixels[4 * i + 3] as u32;
         for c in 0..3 {
-            dst[c] = ((src[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+            let v = pixels[4 * i + c] as u32;
+            // Writes only behind the read position: 3i + c < 4i + c.
+            pixels[3 * i + c] = ((v * a + 255 * (255 - a) + 127) / 255) as u8;
         }
     }
-    out
+    pixels.truncate(3 * w as usize * h as usize);
+    pixels.shrink_to_fit();
+    RgbImage::from_raw(w, h, pixels).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
 #[cfg(test)]
@@ -154,5 +275,23 @@ mod tests {
             decode_bytes(&png[..png.len() / 2]),
             Err(DecodeError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn thin_and_huge_images_are_refused_before_decoding() {
+        let thin = encode(DynamicImage::new_rgb8(1, 100), ImageFormat::Png);
+        assert_eq!(
+            decode_bytes(&thin),
+            Err(DecodeError::ExtremeAspect {
+                width: 1,
+                height: 100
+            })
+        );
+        assert!(decode_bytes(&encode(DynamicImage::new_rgb8(20, 400), ImageFormat::Png)).is_ok());
+        assert!(matches!(
+            check_dimensions(12_000, 12_000, 3),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert!(check_dimensions(8_000, 6_000, 3).is_ok());
     }
 }

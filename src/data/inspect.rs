@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use image::ImageReader;
+use image::{ImageDecoder, ImageReader};
 
-use super::decode::{DecodeError, MAX_SIDE};
+use super::decode::{DecodeError, check_dimensions, check_regular_file};
 use super::scan::{Layout, scan_folder};
 use super::{DataError, SkippedFile};
 
@@ -29,8 +29,10 @@ pub struct FolderReport {
     pub layout: Layout,
     /// Classes, sorted, each with its usable-looking files.
     pub classes: Vec<ClassFiles>,
-    /// Files whose header already shows they cannot be used.
+    /// Files whose header already shows they cannot be used, and what the scan passed over.
     pub problems: Vec<SkippedFile>,
+    /// For `train/` + `val/`: class folders present on one side only, in words.
+    pub class_mismatch: Vec<String>,
 }
 
 impl FolderReport {
@@ -42,23 +44,23 @@ impl FolderReport {
 
 /// Reads the header of `path` and says why it cannot be used, if it plainly cannot.
 pub fn check_header(path: &Path) -> Result<(), DecodeError> {
-    let meta = std::fs::metadata(path).map_err(|e| DecodeError::Io(e.to_string()))?;
-    if meta.len() == 0 {
+    if check_regular_file(path)? == 0 {
         return Err(DecodeError::Empty);
     }
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| DecodeError::Io(e.to_string()))?;
     if reader.format().is_none() {
         return Err(DecodeError::NotAnImage);
     }
-    let (w, h) = reader.into_dimensions().map_err(DecodeError::from)?;
-    if w > MAX_SIDE || h > MAX_SIDE {
-        return Err(DecodeError::TooLarge(format!(
-            "{w}×{h} pixels; at most {MAX_SIDE} per side"
-        )));
-    }
-    Ok(())
+    // Only the header is read; the size check below says what is too large.
+    reader.no_limits();
+    let mut decoder = reader.into_decoder().map_err(DecodeError::from)?;
+    let (w, h) = decoder.dimensions();
+    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    // Orientation is read so that a broken EXIF block shows here, not at training time.
+    let _ = decoder.orientation();
+    check_dimensions(w, h, bytes_per_pixel)
 }
 
 /// Scans `root` and checks every file's header.
@@ -73,7 +75,7 @@ pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
             in_val_folder: 0,
         })
         .collect();
-    let mut problems = Vec::new();
+    let mut problems = scan.passed_over.clone();
     for file in scan.files {
         match check_header(&file.path) {
             Ok(()) => {
@@ -92,5 +94,24 @@ pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
         layout: scan.layout,
         classes,
         problems,
+        class_mismatch: class_mismatch(&scan.only_in_train, &scan.only_in_val),
     })
+}
+
+/// The sentences the data panel shows for class folders on one side of the split only.
+pub fn class_mismatch(only_in_train: &[String], only_in_val: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    if !only_in_train.is_empty() {
+        out.push(format!(
+            "no val/ folder for {}: nothing will measure these classes",
+            only_in_train.join(", ")
+        ));
+    }
+    if !only_in_val.is_empty() {
+        out.push(format!(
+            "no train/ folder for {}: these classes cannot be learnt and are left out",
+            only_in_val.join(", ")
+        ));
+    }
+    out
 }

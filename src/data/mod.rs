@@ -2,8 +2,10 @@
 //! turning them into batches.
 
 pub mod batches;
+pub mod complete;
 pub mod decode;
 pub mod inspect;
+pub mod manifest;
 pub mod preprocess;
 pub mod rng;
 pub mod scan;
@@ -56,6 +58,7 @@ pub enum DataError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedFile {
     /// The file.
+    #[serde(with = "crate::platform::paths::as_path")]
     pub path: PathBuf,
     /// Why it was left out.
     pub reason: DecodeError,
@@ -89,6 +92,11 @@ pub struct Dataset {
     pub skipped: Vec<SkippedFile>,
     /// Class folders left with no usable image (not trained on).
     pub empty_classes: Vec<String>,
+    /// Classes with validation images but no training image: left out, since no model can
+    /// learn them.
+    pub no_train_images: Vec<String>,
+    /// Classes trained on without a validation image: nothing measures them.
+    pub no_val_images: Vec<String>,
     /// The input side the images were prepared for.
     pub input_size: u32,
     /// [`fingerprint`] of every file found (skipped ones included).
@@ -175,21 +183,23 @@ pub fn prepare(
     let fingerprint = fingerprint(root, paths.iter().map(PathBuf::as_path));
     let resize_to = preprocess::resize_side(options.input_size);
     let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
-    let Sorted { per_class, skipped } = sort_decoded(&scan, decoded);
+    let sorted = sort_decoded(&scan, decoded);
+    let per_class = sorted.per_class;
+    let mut skipped = std::mem::take(&mut scan.passed_over);
+    skipped.extend(sorted.skipped);
 
-    let empty_classes: Vec<String> = scan
-        .classes
-        .iter()
-        .zip(&per_class)
-        .filter(|(_, s)| s.is_empty())
-        .map(|(c, _)| c.clone())
-        .collect();
-    let usable: Vec<(String, Vec<(Sample, bool)>)> = scan
-        .classes
-        .into_iter()
-        .zip(per_class)
-        .filter(|(_, s)| !s.is_empty())
-        .collect();
+    let mut empty_classes = Vec::new();
+    let mut no_train_images = Vec::new();
+    let mut usable: Vec<(String, Vec<(Sample, bool)>)> = Vec::new();
+    for (name, samples) in scan.classes.into_iter().zip(per_class) {
+        if samples.is_empty() {
+            empty_classes.push(name);
+        } else if scan.layout == Layout::TrainVal && samples.iter().all(|(_, in_val)| *in_val) {
+            no_train_images.push(name);
+        } else {
+            usable.push((name, samples));
+        }
+    }
     if usable.len() < 2 {
         return Err(DataError::TooFewClasses {
             root: root.to_path_buf(),
@@ -197,6 +207,14 @@ pub fn prepare(
         });
     }
     let split = split(usable, scan.layout, options);
+    let no_val_images = if split.val.is_empty() {
+        Vec::new()
+    } else {
+        (0..split.classes.len())
+            .filter(|c| !split.val.iter().any(|s| s.label == *c))
+            .map(|c| split.classes[c].clone())
+            .collect()
+    };
     Ok(Dataset {
         root: root.to_path_buf(),
         layout: scan.layout,
@@ -205,9 +223,68 @@ pub fn prepare(
         val: split.val,
         skipped,
         empty_classes,
+        no_train_images,
+        no_val_images,
         input_size: options.input_size,
         fingerprint,
     })
+}
+
+impl Dataset {
+    /// What a person should know about this data before trusting a run on it: every file left
+    /// out with its reason, and every class left out or left unmeasured.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|s| format!("skipped {}: {}", s.path.display(), s.reason))
+            .collect();
+        for class in &self.empty_classes {
+            out.push(format!(
+                "class folder `{class}` has no usable image and is left out"
+            ));
+        }
+        for class in &self.no_train_images {
+            out.push(format!(
+                "class `{class}` has validation images but no training image (no train/{class} folder with a usable image): it is left out, since no model can learn it"
+            ));
+        }
+        for class in &self.no_val_images {
+            out.push(format!(
+                "class `{class}` has no validation image: the validation accuracy says nothing about it"
+            ));
+        }
+        out
+    }
+}
+
+/// Decodes `files` (each with its class index) for `input_size`, keeping their order; the
+/// files that cannot be used come back with their reasons.
+pub fn load_samples(
+    files: &[(PathBuf, usize)],
+    input_size: u32,
+    threads: usize,
+    cancel: &AtomicBool,
+) -> Result<(Vec<Sample>, Vec<SkippedFile>), DataError> {
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let resize_to = preprocess::resize_side(input_size);
+    let decoded = decode_all(&paths, resize_to, threads, &|_, _| {}, cancel)?;
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    for ((path, label), result) in files.iter().zip(decoded) {
+        match result {
+            Ok(image) => samples.push(Sample {
+                path: path.clone(),
+                label: *label,
+                image: Arc::new(image),
+            }),
+            Err(reason) => skipped.push(SkippedFile {
+                path: path.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok((samples, skipped))
 }
 
 /// Keeps at most `cap` files of each class, drawn with `seed`.
@@ -312,16 +389,14 @@ fn split(
 /// to `root`), size and modification time, in path order. Any added, removed, renamed or
 /// rewritten file changes it.
 pub fn fingerprint<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> String {
-    let mut entries: Vec<(String, u64, u128)> = files
+    let mut entries: Vec<(Vec<u8>, manifest::FileState)> = files
         .map(|path| {
-            let meta = std::fs::metadata(path).ok();
-            let size = meta.as_ref().map_or(0, |m| m.len());
-            let mtime = meta
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
+            let state = manifest::file_state(path).unwrap_or(manifest::FileState {
+                size: 0,
+                modified_ns: 0,
+            });
             let rel = path.strip_prefix(root).unwrap_or(path);
-            (rel.to_string_lossy().into_owned(), size, mtime)
+            (crate::platform::paths::raw_bytes(rel), state)
         })
         .collect();
     entries.sort();
@@ -332,11 +407,11 @@ pub fn fingerprint<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> St
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    for (path, size, mtime) in &entries {
-        feed(path.as_bytes());
+    for (path, state) in &entries {
+        feed(path);
         feed(&[0]);
-        feed(&size.to_le_bytes());
-        feed(&mtime.to_le_bytes());
+        feed(&state.size.to_le_bytes());
+        feed(&u128::from(state.modified_ns).to_le_bytes());
     }
     format!("{hash:016x}-{}", entries.len())
 }

@@ -15,8 +15,45 @@ pub fn resize_side(input_size: u32) -> u32 {
     (input_size as f64 / CROP_FRACTION).round() as u32
 }
 
-/// Resizes (bicubic, antialiased) so the shorter side is `side`, keeping the aspect ratio.
+/// Resizes (bicubic, antialiased) so the shorter side is `side`, keeping the aspect ratio. An
+/// image over four times larger is first averaged down by a whole factor (to between two and
+/// four times `side`), which bounds the time and the scratch memory of the bicubic pass.
 pub fn resize_shorter_side(image: &RgbImage, side: u32) -> RgbImage {
+    let shorter = image.width().min(image.height());
+    if side > 0 && shorter >= 4 * side {
+        let shrunk = box_shrink(image, shorter / (2 * side));
+        return resize_exact_shorter(&shrunk, side);
+    }
+    resize_exact_shorter(image, side)
+}
+
+/// The mean of each `factor`×`factor` block (edge pixels that do not fill a block are dropped).
+fn box_shrink(image: &RgbImage, factor: u32) -> RgbImage {
+    let (w, h) = (image.width() / factor, image.height() / factor);
+    let area = factor * factor;
+    let mut sums = vec![0u32; w as usize * 3];
+    let mut out = RgbImage::new(w, h);
+    for y in 0..h {
+        sums.fill(0);
+        for dy in 0..factor {
+            for x in 0..w * factor {
+                let p = image.get_pixel(x, y * factor + dy).0;
+                let cell = (x / factor) as usize * 3;
+                for c in 0..3 {
+                    sums[cell + c] += u32::from(p[c]);
+                }
+            }
+        }
+        for x in 0..w {
+            let cell = x as usize * 3;
+            let mean = |c: usize| ((sums[cell + c] + area / 2) / area) as u8;
+            out.put_pixel(x, y, image::Rgb([mean(0), mean(1), mean(2)]));
+        }
+    }
+    out
+}
+
+fn resize_exact_shorter(image: &RgbImage, side: u32) -> RgbImage {
     let (w, h) = image.dimensions();
     let (nw, nh) = if w <= h {
         (
@@ -110,6 +147,19 @@ mod tests {
         let mut rng = Rng::new(0, 0);
         let view = train_view(&base, 224, &AugmentConfig::default(), &mut rng);
         assert_eq!(view.dimensions(), (224, 224));
+    }
+
+    #[test]
+    fn large_images_are_averaged_down_to_the_same_shape() {
+        let img = RgbImage::from_fn(1203, 902, |x, _| {
+            image::Rgb([if x % 2 == 0 { 0 } else { 200 }, 50, 9])
+        });
+        let base = resize_shorter_side(&img, 73);
+        assert_eq!(base.dimensions(), (97, 73));
+        // Alternating columns average to their mean, not to one of them.
+        let p = base.get_pixel(40, 30).0;
+        assert!((90..=110).contains(&p[0]), "{p:?}");
+        assert_eq!(p[1], 50);
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! Finding the classes and image files in a folder, without decoding anything.
+//!
+//! Each folder is listed once however many links lead to it (folders are told apart by device
+//! and inode), only regular files are taken, and paths stay `PathBuf` throughout: a name that is
+//! not UTF-8 works like any other and is shown lossily only for people.
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
-use super::DataError;
+use super::decode::{DecodeError, special_kind};
+use super::{DataError, SkippedFile};
 
 /// File extensions treated as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
+
+/// Deepest folder nesting followed below a class folder.
+pub const MAX_DEPTH: usize = 64;
 
 /// Whether the folder came with its own split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +25,16 @@ pub enum Layout {
     Flat,
     /// `root/train/<class>/…` and `root/val/<class>/…` (or `validation/`).
     TrainVal,
+}
+
+impl Layout {
+    /// The layout in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Flat => "one folder per class, split by Graft",
+            Self::TrainVal => "train/ and val/ folders, split as given",
+        }
+    }
 }
 
 /// One image file found in a class folder.
@@ -34,10 +55,17 @@ pub struct Scan {
     pub root: PathBuf,
     /// How it is laid out.
     pub layout: Layout,
-    /// Class names, sorted.
+    /// Class names (folder names, shown lossily when they are not UTF-8), sorted.
     pub classes: Vec<String>,
     /// Image files, grouped by class, each class's files sorted by path.
     pub files: Vec<FoundFile>,
+    /// What the listing passed over, with why: files that are no regular files, folders
+    /// reached again through a link, files reached twice, folders that cannot be read.
+    pub passed_over: Vec<SkippedFile>,
+    /// For [`Layout::TrainVal`]: classes with a `train/` folder but none under `val/`.
+    pub only_in_train: Vec<String>,
+    /// For [`Layout::TrainVal`]: classes with a `val/` folder but none under `train/`.
+    pub only_in_val: Vec<String>,
 }
 
 /// Whether the file name has an image extension (case-insensitive).
@@ -49,69 +77,205 @@ pub fn is_image(path: &Path) -> bool {
 
 fn is_hidden(path: &Path) -> bool {
     path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataError::Unreadable {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| DataError::Unreadable {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        paths.push(entry.path());
+/// What tells two directory entries apart even when links make their paths differ.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum FileKey {
+    /// Device and inode.
+    #[cfg(unix)]
+    Inode(u64, u64),
+    /// The canonical path, where there are no inodes.
+    #[cfg(not(unix))]
+    Path(PathBuf),
+}
+
+fn file_key(path: &Path, meta: &Metadata) -> FileKey {
+    #[cfg(unix)]
+    {
+        let _ = path;
+        use std::os::unix::fs::MetadataExt;
+        FileKey::Inode(meta.dev(), meta.ino())
     }
-    paths.retain(|p| !is_hidden(p));
-    paths.sort();
-    Ok(paths)
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        FileKey::Path(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()))
+    }
+}
+
+/// One entry of a listed folder, its metadata read through links.
+struct Entry {
+    path: PathBuf,
+    meta: Metadata,
+}
+
+/// Lists folders, each once, and remembers what it passed over.
+#[derive(Default)]
+struct Walker {
+    visited: HashSet<FileKey>,
+    files: HashMap<FileKey, PathBuf>,
+    passed_over: Vec<SkippedFile>,
+}
+
+impl Walker {
+    fn pass_over(&mut self, path: &Path, reason: DecodeError) {
+        self.passed_over.push(SkippedFile {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+
+    /// Marks `dir` as listed; false (and noted) when a link already led here.
+    fn first_visit(&mut self, dir: &Path, meta: &Metadata) -> bool {
+        if self.visited.insert(file_key(dir, meta)) {
+            return true;
+        }
+        self.pass_over(dir, DecodeError::FolderSeen);
+        false
+    }
+
+    /// The entries of `dir`, sorted by path, hidden ones left out. An unreadable folder or entry
+    /// is noted and passed over.
+    fn list(&mut self, dir: &Path) -> Vec<Entry> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.pass_over(dir, DecodeError::UnreadableFolder(e.to_string()));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    self.pass_over(dir, DecodeError::UnreadableFolder(e.to_string()));
+                    continue;
+                }
+            };
+            if is_hidden(&path) {
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(meta) => out.push(Entry { path, meta }),
+                // A link to nothing: worth a word only when it looks like an image.
+                Err(e) if is_image(&path) => self.pass_over(&path, DecodeError::Io(e.to_string())),
+                Err(_) => {}
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Takes `entry` as an image file when it is a regular file with an image extension, seen
+    /// for the first time.
+    fn take_file(&mut self, entry: &Entry) -> bool {
+        if !is_image(&entry.path) {
+            return false;
+        }
+        if !entry.meta.is_file() {
+            let kind = special_kind(&entry.meta);
+            self.pass_over(&entry.path, DecodeError::NotRegular(kind.into()));
+            return false;
+        }
+        let key = file_key(&entry.path, &entry.meta);
+        if let Some(first) = self.files.get(&key) {
+            let first = first.display().to_string();
+            self.pass_over(&entry.path, DecodeError::SameFile(first));
+            return false;
+        }
+        self.files.insert(key, entry.path.clone());
+        true
+    }
+
+    /// Image files anywhere below `dir` (already marked visited), in path order.
+    fn images_below(&mut self, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        for entry in self.list(dir) {
+            if entry.meta.is_dir() {
+                if depth >= MAX_DEPTH {
+                    self.pass_over(&entry.path, DecodeError::TooDeep(MAX_DEPTH));
+                } else if self.first_visit(&entry.path, &entry.meta) {
+                    self.images_below(&entry.path, depth + 1, out);
+                }
+            } else if self.take_file(&entry) {
+                out.push(entry.path);
+            }
+        }
+    }
+
+    /// The sub-folders of `dir` (a folder already marked visited), each marked visited.
+    fn subfolders(&mut self, dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in self.list(dir) {
+            if entry.meta.is_dir() && self.first_visit(&entry.path, &entry.meta) {
+                out.push(entry.path);
+            }
+        }
+        out
+    }
+
+    /// Marks the folder at `path` visited, when it is one.
+    fn enter(&mut self, path: &Path) -> bool {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => self.first_visit(path, &meta),
+            _ => false,
+        }
+    }
 }
 
 /// The images named by `paths`: a folder stands for every image below it (sorted), a file for
-/// itself whatever its extension (so a wrong file is reported by the decoder). Folders that
-/// cannot be read are returned as messages.
+/// itself whatever its extension (so a wrong file is reported by the decoder). What the listing
+/// passed over (unreadable folders, special files, links already followed) comes back as
+/// messages that name it.
 pub fn expand_image_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut walker = Walker::default();
     let mut files = Vec::new();
-    let mut errors = Vec::new();
     for path in paths {
         if path.is_dir() {
-            if let Err(e) = images_below(path, &mut files) {
-                errors.push(e.to_string());
+            if walker.enter(path) {
+                walker.images_below(path, 0, &mut files);
             }
         } else {
             files.push(path.clone());
         }
     }
-    (files, errors)
+    let messages = walker
+        .passed_over
+        .iter()
+        .map(|s| format!("{}: {}", s.path.display(), s.reason))
+        .collect();
+    (files, messages)
 }
 
-/// Image files anywhere below `dir`, sorted.
-fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    for path in read_dir_sorted(dir)? {
-        if path.is_dir() {
-            images_below(&path, out)?;
-        } else if is_image(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
+fn folder_name(path: &Path) -> OsString {
+    path.file_name().map(OsString::from).unwrap_or_default()
 }
 
-fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    Ok(read_dir_sorted(dir)?
+/// The class folders of each source (`root`, or `train/` and `val/`), keyed by folder name.
+type ClassFolders = Vec<HashMap<OsString, PathBuf>>;
+
+fn layout_of(root: &Path) -> (Layout, Vec<(PathBuf, bool)>) {
+    let train = root.join("train");
+    let val = ["val", "validation"]
+        .map(|n| root.join(n))
         .into_iter()
-        .filter(|p| p.is_dir())
-        .collect())
+        .find(|p| p.is_dir());
+    match val {
+        Some(val) if train.is_dir() => (Layout::TrainVal, vec![(train, false), (val, true)]),
+        _ => (Layout::Flat, vec![(root.to_path_buf(), false)]),
+    }
 }
 
-fn folder_name(path: &Path) -> String {
-    path.file_name()
+/// Names present in the first source's folders but not the second's, shown for people.
+fn missing_from(of: &HashMap<OsString, PathBuf>, from: &HashMap<OsString, PathBuf>) -> Vec<String> {
+    let mut names: Vec<&OsString> = of.keys().filter(|n| !from.contains_key(*n)).collect();
+    names.sort();
+    names
+        .into_iter()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Lists classes and files under `root`.
@@ -121,34 +285,33 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
             path: root.to_path_buf(),
         });
     }
-    let train = root.join("train");
-    let val = ["val", "validation"]
-        .map(|n| root.join(n))
-        .into_iter()
-        .find(|p| p.is_dir());
-    let (layout, sources) = match val {
-        Some(val) if train.is_dir() => (Layout::TrainVal, vec![(train, false), (val, true)]),
-        _ => (Layout::Flat, vec![(root.to_path_buf(), false)]),
-    };
-
-    let mut classes: Vec<String> = Vec::new();
+    std::fs::read_dir(root).map_err(|e| DataError::Unreadable {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let (layout, sources) = layout_of(root);
+    let mut walker = Walker::default();
+    walker.enter(root);
+    let mut folders: ClassFolders = Vec::new();
     for (dir, _) in &sources {
-        for class_dir in subfolders(dir)? {
-            classes.push(folder_name(&class_dir));
+        if dir != root {
+            walker.enter(dir);
         }
+        let found = walker.subfolders(dir);
+        folders.push(found.into_iter().map(|p| (folder_name(&p), p)).collect());
     }
-    classes.sort();
-    classes.dedup();
+    let mut names: Vec<OsString> = folders.iter().flat_map(|f| f.keys().cloned()).collect();
+    names.sort();
+    names.dedup();
 
     let mut files = Vec::new();
-    for (class, name) in classes.iter().enumerate() {
-        for (dir, in_val_folder) in &sources {
-            let class_dir = dir.join(name);
-            if !class_dir.is_dir() {
+    for (class, name) in names.iter().enumerate() {
+        for ((_, in_val_folder), of_source) in sources.iter().zip(&folders) {
+            let Some(class_dir) = of_source.get(name) else {
                 continue;
-            }
+            };
             let mut paths = Vec::new();
-            images_below(&class_dir, &mut paths)?;
+            walker.images_below(class_dir, 0, &mut paths);
             files.extend(paths.into_iter().map(|path| FoundFile {
                 path,
                 class,
@@ -156,10 +319,97 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
             }));
         }
     }
+    let (only_in_train, only_in_val) = match layout {
+        Layout::TrainVal => (
+            missing_from(&folders[0], &folders[1]),
+            missing_from(&folders[1], &folders[0]),
+        ),
+        Layout::Flat => (Vec::new(), Vec::new()),
+    };
     Ok(Scan {
         root: root.to_path_buf(),
         layout,
-        classes,
+        classes: names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect(),
         files,
+        passed_over: walker.passed_over,
+        only_in_train,
+        only_in_val,
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("graft-scan-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn links_back_to_a_folder_are_followed_once() {
+        let root = temp("loops");
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            std::fs::write(root.join(class).join("x.png"), b"png").unwrap();
+            std::os::unix::fs::symlink(".", root.join(class).join("loop")).unwrap();
+            std::os::unix::fs::symlink("..", root.join(class).join("up")).unwrap();
+        }
+        let scan = scan_folder(&root).unwrap();
+        assert_eq!(scan.classes, ["a", "b"]);
+        assert_eq!(scan.files.len(), 2, "{:?}", scan.files);
+        assert!(
+            scan.passed_over
+                .iter()
+                .all(|s| s.reason == DecodeError::FolderSeen),
+            "{:?}",
+            scan.passed_over
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn special_files_are_passed_over_and_odd_names_kept() {
+        let root = temp("odd");
+        let odd = root.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir_all(&odd).unwrap();
+        std::fs::create_dir_all(root.join("plain")).unwrap();
+        std::fs::write(odd.join("x.png"), b"png").unwrap();
+        std::fs::write(root.join("plain/y.png"), b"png").unwrap();
+        let fifo = root.join("plain/pipe.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let scan = scan_folder(&root).unwrap();
+        assert_eq!(scan.classes, ["caf\u{FFFD}", "plain"]);
+        assert_eq!(scan.files.len(), 2);
+        assert_eq!(scan.files[0].path, odd.join("x.png"));
+        if made.is_ok_and(|s| s.success()) {
+            assert_eq!(scan.passed_over.len(), 1, "{:?}", scan.passed_over);
+            assert_eq!(scan.passed_over[0].path, fifo);
+            assert_eq!(
+                scan.passed_over[0].reason,
+                DecodeError::NotRegular("a named pipe".into())
+            );
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn train_and_val_class_sets_are_compared() {
+        let root = temp("sets");
+        for dir in ["train/a", "train/b", "val/a", "val/c"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            std::fs::write(root.join(dir).join("x.png"), b"png").unwrap();
+        }
+        let scan = scan_folder(&root).unwrap();
+        assert_eq!(scan.layout, Layout::TrainVal);
+        assert_eq!(scan.only_in_train, ["b"]);
+        assert_eq!(scan.only_in_val, ["c"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

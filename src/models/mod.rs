@@ -22,6 +22,7 @@ pub mod mobilenet;
 pub mod network;
 pub mod params;
 pub mod resnet;
+pub mod verify;
 mod weights;
 pub mod zoo;
 
@@ -32,4 +33,6 @@ pub use key_remap::export_remap;
 pub use kind::{Family, ModelKind, Normalization};
 pub use network::{Activation, LayerGroup, Network, NetworkSpec, describe_layers};
 pub use params::{param_count, trainable_param_count};
-pub use weights::{LoadReport, WeightsError, detect_kind, file_tensors, load_weights};
+pub use weights::{
+    LoadReport, WeightsError, detect_kind, file_tensors, load_checkpoint, load_weights,
+};

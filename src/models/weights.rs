@@ -38,6 +38,29 @@ pub enum WeightsError {
         /// The file.
         path: PathBuf,
     },
+    /// A folder was given where a weight file belongs.
+    #[error(
+        "{path} is a folder; a weight file is needed here (.pth, .pt or .safetensors){}",
+        if inside.is_empty() { String::new() } else { format!(", such as one of these in it: {}", inside.join(", ")) }
+    )]
+    IsAFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Weight files directly inside it, by name.
+        inside: Vec<String>,
+    },
+    /// A checkpoint's classifier has another number of outputs than the run has classes.
+    #[error(
+        "{path} has a classifier with {found} outputs but the run's labels.json lists {expected} classes: the two files do not belong to the same run (was labels.json edited or copied from another run?)"
+    )]
+    HeadOutputs {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Outputs in the checkpoint.
+        found: usize,
+        /// Classes in the labels.
+        expected: usize,
+    },
     /// The file could not be read as a PyTorch checkpoint.
     #[error("cannot read {path} as a PyTorch weight file: {reason}")]
     Unreadable {
@@ -85,8 +108,33 @@ enum Format {
     Pytorch,
 }
 
+/// The weight files directly inside `dir`, by name.
+fn weight_files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["pth", "pt", "safetensors"].contains(&e))
+        })
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.truncate(5);
+    names
+}
+
 fn sniff(path: &Path) -> Result<Format, WeightsError> {
     use std::io::Read;
+    if path.is_dir() {
+        return Err(WeightsError::IsAFolder {
+            path: path.to_path_buf(),
+            inside: weight_files_in(path),
+        });
+    }
     if !path.is_file() {
         return Err(WeightsError::NotFound {
             path: path.to_path_buf(),
@@ -256,6 +304,55 @@ fn mismatch_problems(result: &ApplyResult, keep_classifier: bool) -> Vec<String>
     problems.extend(capped(absent, "missing"));
     problems.extend(capped(extra, "not in the model"));
     problems
+}
+
+/// Loads a checkpoint Graft saved (burn's own names, `remap` applied) into `network`, which must
+/// fit it exactly; a classifier of another width is told apart from other mismatches.
+pub fn load_checkpoint(
+    network: &mut Network,
+    path: &Path,
+    remap: (&str, &str),
+) -> Result<(), WeightsError> {
+    sniff(path)?;
+    let mut store = SafetensorsStore::from_file(path)
+        .skip_enum_variants(true)
+        .allow_partial(true)
+        .validate(false)
+        .with_key_remapping(remap.0, remap.1);
+    let result = network
+        .load_from(&mut store)
+        .map_err(|e| WeightsError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let head_width = result.errors.iter().find_map(|e| match e {
+        ApplyError::ShapeMismatch {
+            path: key,
+            expected,
+            found,
+        } if key.starts_with("head.") && key.ends_with("bias") && found.as_slice().len() == 1 => {
+            Some((
+                found.as_slice()[0],
+                expected.as_slice().first().copied().unwrap_or(0),
+            ))
+        }
+        _ => None,
+    });
+    if let Some((found, expected)) = head_width {
+        return Err(WeightsError::HeadOutputs {
+            path: path.to_path_buf(),
+            found,
+            expected,
+        });
+    }
+    let problems = mismatch_problems(&result, true);
+    if !problems.is_empty() {
+        return Err(WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(())
 }
 
 /// Problems of each kind listed in a mismatch report before the rest are counted.

@@ -123,13 +123,31 @@ impl ModelKind {
     }
 
     /// Where the pre-trained weights are found: the bundled assets, the user's cache, then
-    /// PyTorch's hub cache.
+    /// PyTorch's hub cache. A file of the right name but not the catalogue's content is passed
+    /// over (see [`rejected_weights`](Self::rejected_weights)).
     pub fn find_weights(self) -> Option<PathBuf> {
-        let name = self.weights_file_name()?;
+        let entry = entry(self)?;
+        self.weight_candidates()
+            .find(|p| super::verify::is_catalogue_file(entry, p))
+    }
+
+    /// Files of the right name whose content is not the catalogue's (a partial copy, another
+    /// model renamed), for messages.
+    pub fn rejected_weights(self) -> Vec<PathBuf> {
+        let Some(entry) = entry(self) else {
+            return Vec::new();
+        };
+        self.weight_candidates()
+            .filter(|p| !super::verify::is_catalogue_file(entry, p))
+            .collect()
+    }
+
+    fn weight_candidates(self) -> impl Iterator<Item = PathBuf> {
+        let name = self.weights_file_name();
         crate::platform::assets::weight_search_dirs()
             .into_iter()
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
+            .filter_map(move |dir| Some(dir.join(name?)))
+            .filter(|p| p.is_file())
     }
 }
 

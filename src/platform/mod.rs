@@ -7,3 +7,4 @@ pub mod assets;
 pub mod device;
 pub mod fsutil;
 pub mod memory;
+pub mod paths;

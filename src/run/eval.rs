@@ -7,9 +7,11 @@ use std::sync::atomic::AtomicBool;
 use burn::tensor::Device;
 use serde::Serialize;
 
+use super::folder::{read_manifest, read_record};
 use super::predict::{PredictError, Predictor, TrainedRun, softmax};
 use crate::config::TrainConfig;
 use crate::data::batches::{View, make_batch};
+use crate::data::manifest::Manifest;
 use crate::data::rng::Rng;
 use crate::data::{self, PrepareOptions, Sample};
 
@@ -32,6 +34,7 @@ pub struct ClassMetrics {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
     /// The file.
+    #[serde(serialize_with = "crate::platform::paths::as_path::serialize")]
     pub path: PathBuf,
     /// Its class index.
     pub truth: usize,
@@ -120,6 +123,8 @@ pub struct Evaluation {
     pub mistakes: Vec<Mistake>,
     /// Files that could not be used, with the reason.
     pub skipped: Vec<String>,
+    /// What changed in the data set since training, in words.
+    pub warnings: Vec<String>,
 }
 
 /// Why a run could not be evaluated.
@@ -191,67 +196,158 @@ pub fn evaluate_samples(
         predictions,
         mistakes,
         skipped: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
-/// The images a run is evaluated on: its own validation split (same folder, fraction, seed and
-/// cap as in training), or every image of `folder`, labelled by the run's class order.
-pub fn run_samples(
+/// The images an evaluation scores, and what a person should know about them.
+#[derive(Clone, Debug)]
+pub struct EvalSet {
+    /// The images, labelled by the run's class order.
+    pub samples: Vec<Sample>,
+    /// Files that could not be used.
+    pub skipped: Vec<data::SkippedFile>,
+    /// What changed in the data set since training, in words.
+    pub warnings: Vec<String>,
+}
+
+fn decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The images a run is evaluated on: its own validation split (the files `files.json` recorded,
+/// compared with the folder as it is now), or every image of `folder`, labelled by the run's
+/// class order.
+pub fn eval_set(
+    run_dir: &Path,
     config: &TrainConfig,
     classes: &[String],
     folder: Option<&Path>,
     input_size: u32,
-) -> Result<(Vec<Sample>, Vec<data::SkippedFile>), EvalError> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+) -> Result<EvalSet, EvalError> {
+    let set = match folder {
+        Some(folder) => other_folder(folder, classes, input_size)?,
+        None => match read_manifest(run_dir).map_err(PredictError::from_run(run_dir))? {
+            Some(manifest) => recorded_split(&manifest, config, classes, input_size)?,
+            None => rebuilt_split(run_dir, config, input_size)?,
+        },
+    };
+    if set.samples.is_empty() {
+        return Err(EvalError::NoImages);
+    }
+    Ok(set)
+}
+
+/// The validation files the run recorded, less those gone since; the folder's changes named.
+fn recorded_split(
+    manifest: &Manifest,
+    config: &TrainConfig,
+    classes: &[String],
+    input_size: u32,
+) -> Result<EvalSet, EvalError> {
+    let root = &config.data;
+    let scan = data::scan_folder(root)?;
+    let found: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
+    let changes = manifest.changes(root, &found);
+    let files: Vec<(PathBuf, usize)> = manifest
+        .validation(root)
+        .into_iter()
+        .filter(|(path, _)| !changes.removed.iter().any(|r| root.join(r) == *path))
+        .filter_map(|(path, class)| Some((path, classes.iter().position(|c| *c == class)?)))
+        .collect();
+    let never = AtomicBool::new(false);
+    let (samples, skipped) = data::load_samples(&files, input_size, decode_threads(), &never)?;
+    Ok(EvalSet {
+        samples,
+        skipped,
+        warnings: changes.describe(),
+    })
+}
+
+/// For a run from before `files.json`: the split rebuilt from the folder as it is now, with a
+/// warning when its fingerprint differs from the one the run recorded.
+fn rebuilt_split(
+    run_dir: &Path,
+    config: &TrainConfig,
+    input_size: u32,
+) -> Result<EvalSet, EvalError> {
+    let dataset = prepare_for_eval(&config.data, config, false, input_size)?;
+    let recorded = read_record(run_dir)
+        .ok()
+        .flatten()
+        .and_then(|r| r.data)
+        .map(|d| d.fingerprint);
+    let mut warnings = Vec::new();
+    if recorded.is_some_and(|f| f != dataset.fingerprint) {
+        warnings.push(format!(
+            "{} changed since this run trained on it (files added, removed or rewritten), and the run has no files.json to say which: the validation split is rebuilt from the folder as it is now and may hold images the run trained on",
+            config.data.display()
+        ));
+    }
+    Ok(EvalSet {
+        samples: dataset.val,
+        skipped: dataset.skipped,
+        warnings,
+    })
+}
+
+/// Every image of `folder`, labelled by the run's classes (which must include the folder's).
+fn other_folder(folder: &Path, classes: &[String], input_size: u32) -> Result<EvalSet, EvalError> {
+    let config = TrainConfig::default();
+    let dataset = prepare_for_eval(folder, &config, true, input_size)?;
+    let unknown: Vec<String> = dataset
+        .classes
+        .iter()
+        .filter(|c| !classes.contains(c))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EvalError::UnknownClasses {
+            folder: folder.to_path_buf(),
+            unknown,
+        });
+    }
+    let samples = dataset
+        .train
+        .into_iter()
+        .chain(dataset.val)
+        .map(|mut s| {
+            let name = &dataset.classes[s.label];
+            s.label = classes.iter().position(|c| c == name).unwrap_or(s.label);
+            s
+        })
+        .collect();
+    Ok(EvalSet {
+        samples,
+        skipped: dataset.skipped,
+        warnings: Vec::new(),
+    })
+}
+
+/// `root` decoded at `input_size`: split as `config` split it, or all of it (`whole`).
+fn prepare_for_eval(
+    root: &Path,
+    config: &TrainConfig,
+    whole: bool,
+    input_size: u32,
+) -> Result<data::Dataset, EvalError> {
     let never = AtomicBool::new(false);
     let options = PrepareOptions {
         input_size,
-        val_fraction: if folder.is_some() {
+        val_fraction: if whole {
             0.0
         } else {
             config.split.val_fraction
         },
         seed: config.seed,
-        max_images_per_class: if folder.is_some() {
+        max_images_per_class: if whole {
             None
         } else {
             config.max_images_per_class
         },
-        threads,
+        threads: decode_threads(),
     };
-    let root = folder.unwrap_or(&config.data);
-    let dataset = data::prepare(root, &options, &|_, _| {}, &never)?;
-    let samples: Vec<Sample> = match folder {
-        None => dataset.val,
-        Some(folder) => {
-            let unknown: Vec<String> = dataset
-                .classes
-                .iter()
-                .filter(|c| !classes.contains(c))
-                .cloned()
-                .collect();
-            if !unknown.is_empty() {
-                return Err(EvalError::UnknownClasses {
-                    folder: folder.to_path_buf(),
-                    unknown,
-                });
-            }
-            dataset
-                .train
-                .into_iter()
-                .chain(dataset.val)
-                .map(|mut s| {
-                    let name = &dataset.classes[s.label];
-                    s.label = classes.iter().position(|c| c == name).unwrap_or(s.label);
-                    s
-                })
-                .collect()
-        }
-    };
-    if samples.is_empty() {
-        return Err(EvalError::NoImages);
-    }
-    Ok((samples, dataset.skipped))
+    Ok(data::prepare(root, &options, &|_, _| {}, &never)?)
 }
 
 /// Evaluates the run in `run_dir` on its own validation split, or on `folder` (whose class
@@ -264,17 +360,20 @@ pub fn evaluate_run(
     let run = TrainedRun::open(run_dir, device)?;
     let predictor = &run.predictor;
     let settings = &run.settings;
-    let (samples, skipped) = run_samples(
+    let set = eval_set(
+        run_dir,
         &settings.config,
         &settings.classes,
         folder,
         predictor.input_size(),
     )?;
-    let mut evaluation = evaluate_samples(predictor, &samples)?;
-    evaluation.skipped = skipped
+    let mut evaluation = evaluate_samples(predictor, &set.samples)?;
+    evaluation.skipped = set
+        .skipped
         .iter()
         .map(|s| format!("{}: {}", s.path.display(), s.reason))
         .collect();
+    evaluation.warnings = set.warnings;
     Ok(evaluation)
 }
 

@@ -7,11 +7,13 @@ use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use super::eval::{EvalError, evaluate_samples, run_samples};
+use super::eval::{EvalError, eval_set, evaluate_samples};
 use super::folder::RunSettings;
 use super::predict::{Predictor, TrainedRun};
 use crate::models::{ModelKind, Network, NetworkSpec, export_remap, load_weights};
-use crate::platform::fsutil::write_json_atomic;
+use crate::platform::fsutil::{
+    InsideDataSet, ensure_outside, set_normal_permissions, write_json_atomic,
+};
 
 /// `preprocessing.json`: how to turn an image into the exported model's input.
 #[derive(Clone, Debug, Serialize)]
@@ -49,6 +51,8 @@ pub struct ExportReport {
     pub accuracy_after: f64,
     /// Largest absolute logit difference between the two.
     pub max_logit_diff: f32,
+    /// What changed in the data set since training, in words.
+    pub warnings: Vec<String>,
 }
 
 /// Why an export failed.
@@ -58,8 +62,8 @@ pub enum ExportError {
     #[error(transparent)]
     Eval(#[from] EvalError),
     /// The export folder is inside the data set.
-    #[error("{0} is inside the data set folder; Graft never writes there: choose another folder")]
-    InsideDataset(PathBuf),
+    #[error(transparent)]
+    InsideDataSet(#[from] InsideDataSet),
     /// A file could not be written or read back.
     #[error("{path}: {reason}")]
     Io {
@@ -93,7 +97,8 @@ pub fn save_pytorch_named(
     }
     network
         .save_into(&mut store)
-        .map_err(|e| io_error(path)(e.to_string()))
+        .map_err(|e| io_error(path)(e.to_string()))?;
+    set_normal_permissions(path).map_err(|e| io_error(path)(e.to_string()))
 }
 
 /// Loads weights written by [`export_run`] into a fresh network of `spec`.
@@ -120,12 +125,8 @@ pub fn export_run(
         predictor,
         ..
     } = TrainedRun::open(run_dir, device).map_err(EvalError::from)?;
+    ensure_outside(out, &config.data)?;
     std::fs::create_dir_all(out).map_err(|e| io_error(out)(e.to_string()))?;
-    let data = config.data.canonicalize().unwrap_or(config.data.clone());
-    let out_abs = out.canonicalize().unwrap_or(out.to_path_buf());
-    if out_abs.starts_with(&data) {
-        return Err(ExportError::InsideDataset(out.to_path_buf()));
-    }
 
     let weights = out.join("model.safetensors");
     save_pytorch_named(predictor.network(), config.model, &weights)?;
@@ -158,7 +159,8 @@ pub fn export_run(
         input_size,
         device,
     );
-    let (samples, _) = run_samples(&config, &classes, None, input_size)?;
+    let set = eval_set(run_dir, &config, &classes, None, input_size)?;
+    let samples = set.samples;
     let before = evaluate_samples(&predictor, &samples)?;
     let after = evaluate_samples(&reloaded, &samples)?;
     let max_logit_diff = before
@@ -175,5 +177,6 @@ pub fn export_run(
         accuracy_before: before.metrics.accuracy,
         accuracy_after: after.metrics.accuracy,
         max_logit_diff,
+        warnings: set.warnings,
     })
 }

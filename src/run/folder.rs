@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::records::{EpochMetrics, RunRecord};
 use crate::config::TrainConfig;
-use crate::platform::fsutil::{write_atomic, write_json_atomic};
+use crate::data::manifest::Manifest;
+use crate::platform::fsutil::{InsideDataSet, ensure_outside, write_atomic, write_json_atomic};
 
 /// File names inside a run folder.
 pub mod files {
@@ -19,6 +20,24 @@ pub mod files {
     pub const CHECKPOINT: &str = "model.safetensors";
     /// Data summary, device and outcome.
     pub const RUN: &str = "run.json";
+    /// Every file of the data set as the run read it, with its split.
+    pub const FILES: &str = "files.json";
+}
+
+/// Why a run folder could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// It would lie inside the data set.
+    #[error(transparent)]
+    InsideDataSet(#[from] InsideDataSet),
+    /// The file system refused.
+    #[error("cannot create a run folder under {}: {source}", parent.display())]
+    Io {
+        /// The folder it was to be made in.
+        parent: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// An open run folder.
@@ -52,9 +71,15 @@ fn timestamp(unix: u64) -> String {
 }
 
 impl RunDir {
-    /// Creates a new, uniquely named run folder under `parent`.
-    pub fn create(parent: &Path, model: &str) -> std::io::Result<Self> {
-        std::fs::create_dir_all(parent)?;
+    /// Creates a new, uniquely named run folder under `parent`, which must lie outside
+    /// `data_root` (checked before anything is created).
+    pub fn create(parent: &Path, model: &str, data_root: &Path) -> Result<Self, CreateError> {
+        ensure_outside(parent, data_root)?;
+        let io = |source| CreateError::Io {
+            parent: parent.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(parent).map_err(io)?;
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -75,13 +100,10 @@ impl RunDir {
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(io(e)),
             }
         }
-        Err(std::io::Error::other(format!(
-            "no free run folder name under {}",
-            parent.display()
-        )))
+        Err(io(std::io::Error::other("no free run folder name")))
     }
 
     /// Writes the config and the labels.
@@ -99,6 +121,11 @@ impl RunDir {
             text.push('\n');
         }
         write_atomic(&self.path.join(files::METRICS), text.as_bytes())
+    }
+
+    /// Writes `files.json`.
+    pub fn write_manifest(&self, manifest: &Manifest) -> std::io::Result<()> {
+        write_json_atomic(&self.path.join(files::FILES), manifest)
     }
 
     /// Writes `run.json`.
@@ -162,6 +189,24 @@ pub struct RunSettings {
     pub config: TrainConfig,
     /// The class names, in output order.
     pub classes: Vec<String>,
+}
+
+/// Reads a run folder's `files.json`; `None` for a run made before Graft wrote one.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, RunError> {
+    let path = dir.join(files::FILES);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(path).map(Some)
+}
+
+/// Reads a run folder's `run.json`; `None` when it has none.
+pub fn read_record(dir: &Path) -> Result<Option<super::records::RunRecord>, RunError> {
+    let path = dir.join(files::RUN);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(path).map(Some)
 }
 
 /// Reads a run folder's config and labels.

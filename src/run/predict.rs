@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::folder::{RunError, RunSettings, files, read_run};
@@ -11,7 +10,9 @@ use crate::data::DecodeError;
 use crate::data::decode::decode_file;
 use crate::data::preprocess::{eval_view, push_chw, resize_shorter_side, resize_side};
 use crate::models::key_remap::VARIANT_LEVEL;
-use crate::models::{HeadConfig, ModelKind, Network, NetworkSpec, Normalization, WeightsError};
+use crate::models::{
+    HeadConfig, ModelKind, Network, NetworkSpec, Normalization, WeightsError, load_checkpoint,
+};
 
 /// Why a predictor could not be built or an image not classified.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,16 @@ pub enum PredictError {
     /// The device failed.
     #[error("the compute device failed: {0}")]
     Device(String),
+}
+
+impl PredictError {
+    /// Wraps a run-folder error with the folder it is about.
+    pub fn from_run(dir: &Path) -> impl Fn(RunError) -> Self + '_ {
+        move |reason| Self::Run {
+            dir: dir.to_path_buf(),
+            reason,
+        }
+    }
 }
 
 /// A network in inference mode with its class names and preprocessing.
@@ -157,7 +168,7 @@ impl Predictor {
         let data = logits
             .into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| PredictError::Device(format!("{e:?}")))?;
+            .map_err(|e| PredictError::Device(e.to_string()))?;
         Ok(data
             .chunks(self.classes.len())
             .map(|c| c.to_vec())
@@ -200,16 +211,7 @@ impl TrainedRun {
         if !checkpoint.is_file() {
             return Err(run_error(RunError::NoCheckpoint { path: checkpoint }));
         }
-        let (variant, plain) = VARIANT_LEVEL;
-        let mut store = SafetensorsStore::from_file(&checkpoint)
-            .skip_enum_variants(true)
-            .with_key_remapping(variant, plain);
-        network.load_from(&mut store).map_err(|e| {
-            run_error(RunError::Checkpoint {
-                path: checkpoint.clone(),
-                reason: e.to_string(),
-            })
-        })?;
+        load_checkpoint(&mut network, &checkpoint, VARIANT_LEVEL)?;
         let predictor = Predictor::from_network(
             network,
             settings.classes.clone(),

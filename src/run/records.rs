@@ -11,6 +11,7 @@ use crate::data::{Layout, SkippedFile};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSummary {
     /// The folder.
+    #[serde(with = "crate::platform::paths::as_path")]
     pub root: PathBuf,
     /// Its layout.
     pub layout: Layout,
@@ -55,6 +56,7 @@ pub struct EpochMetrics {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run's folder.
+    #[serde(with = "crate::platform::paths::as_path")]
     pub run_dir: PathBuf,
     /// Epochs completed.
     pub epochs: usize,

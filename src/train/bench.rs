@@ -111,7 +111,7 @@ pub fn step_benchmark(
             .as_ref()
             .map(|b| b.val().sum().try_into_scalar::<f32>())
             .transpose()
-            .map_err(|e| BenchError::Device(format!("{e:?}")))?;
+            .map_err(|e| BenchError::Device(e.to_string()))?;
         Ok(network)
     };
     let started = Instant::now();

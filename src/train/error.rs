@@ -54,6 +54,9 @@ pub enum TrainError {
         /// Learning rate of that step.
         lr: f64,
     },
+    /// The run folder could not be made.
+    #[error(transparent)]
+    CreateRun(#[from] crate::run::folder::CreateError),
     /// The run folder could not be written.
     #[error("cannot write the run folder {path}: {reason}")]
     RunFolder {

@@ -202,7 +202,7 @@ impl FeatureCache {
         };
         let values: Vec<f32> = data
             .try_to_vec::<f32>()
-            .map_err(|e| CacheError::Device(format!("{e:?}")))?;
+            .map_err(|e| CacheError::Device(e.to_string()))?;
         let dims = activation.dims();
         let row_len: usize = dims[1..].iter().product();
         if self.store.is_none() {

@@ -36,17 +36,8 @@ pub(super) fn prepare_data(
     let dataset = data::prepare(&config.data, &options, &progress, control.cancel_flag())?;
     let summary = summarize(&dataset);
     events.send(TrainEvent::DataReady(summary.clone()));
-    for skipped in &dataset.skipped {
-        events.send(TrainEvent::Warning(format!(
-            "skipped {}: {}",
-            skipped.path.display(),
-            skipped.reason
-        )));
-    }
-    for class in &dataset.empty_classes {
-        events.send(TrainEvent::Warning(format!(
-            "class folder `{class}` has no usable image and is left out"
-        )));
+    for warning in dataset.warnings() {
+        events.send(TrainEvent::Warning(warning));
     }
     Ok((dataset, summary))
 }

@@ -51,6 +51,13 @@ pub(super) fn pretrained_weights(
             });
         }
     };
+    for rejected in config.model.rejected_weights() {
+        events.send(TrainEvent::Warning(format!(
+            "{} has the name of the {} weights but not their content (its sha256 is not the catalogue's): not used",
+            rejected.display(),
+            config.model.name()
+        )));
+    }
     // Found here (bundled or cached) or downloaded; without an address, it must be picked.
     match download::ensure(entry, &progress, control.cancel_flag()) {
         Ok(path) => Ok(Some(path)),

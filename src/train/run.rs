@@ -11,9 +11,14 @@ use super::stage::{Progress, RunContext, StagePlan};
 use super::{Control, EventSink, optim};
 use crate::config::{FineTuneConfig, TrainConfig};
 use crate::data::Dataset;
+use crate::data::manifest::Manifest;
 use crate::models::{LayerGroup, Network, trainable_param_count};
 use crate::platform::assets::default_runs_dir;
-use crate::platform::device;
+use std::panic::AssertUnwindSafe;
+
+use crate::platform::device::{self, Backend, DevicePreference};
+use crate::platform::fsutil::ensure_outside;
+use crate::run::folder::CreateError;
 use crate::run::{DataSummary, RunDir, RunRecord, RunSummary};
 
 /// The network about to train, with its layer list and stage-1 freeze plan.
@@ -24,15 +29,52 @@ struct Model {
     weights: Option<std::path::PathBuf>,
 }
 
-/// Runs a whole training run on the calling thread, reporting through `events`.
+/// Runs a whole training run on the calling thread, reporting through `events`. When the GPU
+/// fails part-way (an error or a panic in its driver), the run starts again on the CPU, with a
+/// warning that says so.
 pub fn run(
     config: &TrainConfig,
     control: &Control,
     events: &EventSink,
 ) -> Result<RunSummary, TrainError> {
-    let started = Instant::now();
     config.validate()?;
+    // Checked again where the folder is made; here so that a wrong folder fails at once.
+    let runs_root = config.runs_dir.clone().unwrap_or_else(default_runs_dir);
+    ensure_outside(&runs_root, &config.data).map_err(CreateError::from)?;
     let compute = device::select(config.device);
+    if compute.backend != Backend::Wgpu {
+        return run_on(config, compute, control, events);
+    }
+    let description = compute.description.clone();
+    let why = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        run_on(config, compute, control, events)
+    })) {
+        Ok(Err(TrainError::Device(why))) => why,
+        Ok(other) => return other,
+        Err(panic) => super::panic_message(&*panic),
+    };
+    if control.is_cancelled() {
+        return Err(TrainError::Device(why));
+    }
+    events.send(TrainEvent::Warning(format!(
+        "the GPU ({description}) failed: {why}. Training again from the start on the CPU."
+    )));
+    run_on(
+        config,
+        device::select(DevicePreference::Cpu),
+        control,
+        events,
+    )
+}
+
+/// The run on one device.
+fn run_on(
+    config: &TrainConfig,
+    compute: device::ComputeDevice,
+    control: &Control,
+    events: &EventSink,
+) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
     events.send(TrainEvent::Device {
         backend: compute.backend,
         description: compute.description.clone(),
@@ -144,8 +186,10 @@ fn open_run_folder(
     device: &str,
 ) -> Result<(RunDir, RunRecord), TrainError> {
     let runs_root = config.runs_dir.clone().unwrap_or_else(default_runs_dir);
-    let run = RunDir::create(&runs_root, config.model.name()).map_err(folder_error(&runs_root))?;
+    let run = RunDir::create(&runs_root, config.model.name(), &config.data)?;
     run.write_start(config, &dataset.classes)
+        .map_err(folder_error(&run.path))?;
+    run.write_manifest(&Manifest::of(dataset))
         .map_err(folder_error(&run.path))?;
     let record = RunRecord {
         graft_version: env!("CARGO_PKG_VERSION").into(),

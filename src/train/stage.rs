@@ -394,10 +394,12 @@ struct StepOutcome {
 /// Saves the network's weights (written to a scratch file and renamed by the store).
 fn save_checkpoint(network: &Network, path: &Path) -> Result<(), TrainError> {
     let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    let failed = |reason: String| TrainError::RunFolder {
+        path: path.to_path_buf(),
+        reason,
+    };
     network
         .save_into(&mut store)
-        .map_err(|e| TrainError::RunFolder {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| failed(e.to_string()))?;
+    crate::platform::fsutil::set_normal_permissions(path).map_err(|e| failed(e.to_string()))
 }

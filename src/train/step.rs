@@ -113,10 +113,10 @@ pub(super) fn label_tensor(labels: Vec<i64>, device: &Device) -> Tensor<1, Int> 
 pub(super) fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
     t.try_into_scalar::<f32>()
         .map(f64::from)
-        .map_err(|e| TrainError::Device(format!("{e:?}")))
+        .map_err(|e| TrainError::Device(e.to_string()))
 }
 
 pub(super) fn scalar_int(t: Tensor<1, Int>) -> Result<i64, TrainError> {
     t.try_into_scalar::<i64>()
-        .map_err(|e| TrainError::Device(format!("{e:?}")))
+        .map_err(|e| TrainError::Device(e.to_string()))
 }

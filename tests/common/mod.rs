@@ -121,3 +121,45 @@ pub fn first_file(dir: &Path) -> PathBuf {
         .unwrap()
         .path()
 }
+
+/// The CRC-32 a PNG chunk carries.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A `width`×`height` JPEG of a colour gradient.
+pub fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Every event of a run up to its end; panics when it has not ended within ten minutes.
+pub fn run_to_end(config: TrainConfig) -> Vec<graft::train::TrainEvent> {
+    let mut handle = graft::train::spawn(config, None);
+    let mut events = Vec::new();
+    while let Some(e) = handle.next_timeout(std::time::Duration::from_secs(600)) {
+        let end = e.is_terminal();
+        events.push(e);
+        if end {
+            return events;
+        }
+    }
+    panic!("the run did not end: {events:?}");
+}

@@ -52,6 +52,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                 .default_open(true)
                 .show(ui, |ui| thumbnails(ui, &mut state.live, report, actions));
             problems(ui, report);
+            found_in_training(ui, state, report);
         }
     }
     let given_split = matches!(&folder, FolderState::Ready(r) if r.layout == Layout::TrainVal);
@@ -109,6 +110,9 @@ fn class_table(ui: &mut egui::Ui, report: &FolderReport, val_fraction: f64) {
 
 /// The files that will be skipped, with the reason.
 fn problems(ui: &mut egui::Ui, report: &FolderReport) {
+    for line in &report.class_mismatch {
+        ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {line}"));
+    }
     if !report.problems.is_empty() {
         egui::CollapsingHeader::new(format!("{} files will be skipped", report.problems.len()))
             .id_salt("problems")
@@ -122,6 +126,40 @@ fn problems(ui: &mut egui::Ui, report: &FolderReport) {
                     });
             });
     }
+}
+
+/// Files of this folder that the latest run on it could not use, whatever the header check says
+/// (a cut-off image shows only when it is decoded in full).
+fn found_in_training(ui: &mut egui::Ui, state: &AppState, report: &FolderReport) {
+    let Some((label, data)) = state.project.runs.iter().rev().find_map(|r| {
+        let data = r.data.as_ref()?;
+        (data.root == report.root).then_some((&r.label, data))
+    }) else {
+        return;
+    };
+    let new: Vec<_> = data
+        .skipped
+        .iter()
+        .filter(|s| !report.problems.iter().any(|p| p.path == s.path))
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    egui::CollapsingHeader::new(format!(
+        "{} more files could not be used when “{label}” trained",
+        new.len()
+    ))
+    .id_salt("skipped_in_training")
+    .show(ui, |ui| {
+        egui::ScrollArea::vertical()
+            .id_salt("skipped_in_training_scroll")
+            .max_height(150.0)
+            .show(ui, |ui| {
+                for s in new {
+                    ui.label(format!("{}: {}", s.path.display(), s.reason));
+                }
+            });
+    });
 }
 
 /// A grid of one class's images; only the rows on screen are laid out and decoded.

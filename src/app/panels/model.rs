@@ -97,6 +97,15 @@ fn weights_cell(ui: &mut egui::Ui, state: &AppState, kind: ModelKind, actions: &
                     .desired_width(110.0)
                     .text(format!("{:.1} MB", *done as f64 / 1e6)),
             );
+            if ui
+                .small_button("✖")
+                .on_hover_text(
+                    "Cancel the download (what arrived is kept, and the next one resumes)",
+                )
+                .clicked()
+            {
+                actions.push(Action::CancelDownload(kind));
+            }
         }
         (None, None, Some(e)) => {
             if ui

@@ -101,6 +101,9 @@ fn scores(ui: &mut egui::Ui, evaluation: &Evaluation, results: &mut Results) {
         "Accuracy {:.1} % on {images} validation images",
         m.accuracy * 100.0
     ));
+    for w in &evaluation.warnings {
+        ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {w}"));
+    }
     for s in &evaluation.skipped {
         ui.weak(format!("skipped {s}"));
     }

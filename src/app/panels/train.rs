@@ -148,6 +148,33 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
     }
 }
 
+/// Every warning of the run: files left out, classes left out or unmeasured, frozen layers
+/// that stay random.
+fn warnings(ui: &mut egui::Ui, run: &RunView) {
+    if run.warnings.is_empty() {
+        return;
+    }
+    let title = format!(
+        "⚠ {} warning{} for {}",
+        run.warnings.len(),
+        if run.warnings.len() == 1 { "" } else { "s" },
+        run.label
+    );
+    egui::CollapsingHeader::new(title)
+        .id_salt("run_warnings")
+        .default_open(run.warnings.len() <= 5)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("run_warnings_scroll")
+                .max_height(120.0)
+                .show(ui, |ui| {
+                    for w in &run.warnings {
+                        ui.colored_label(ui.visuals().warn_fg_color, w);
+                    }
+                });
+        });
+}
+
 /// Colour of run `i` on the plots.
 pub fn run_color(i: usize) -> egui::Color32 {
     const COLORS: [egui::Color32; 6] = [
@@ -261,6 +288,9 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     }
     if let Some(run) = active {
         progress(ui, run);
+    }
+    if let Some(run) = active.or(state.project.runs.last()) {
+        warnings(ui, run);
     }
     if !state.project.runs.is_empty() {
         ui.horizontal_wrapped(|ui| {
