@@ -210,20 +210,33 @@ fn downloads_verify_resume_and_never_leave_partial_files() {
 }
 
 #[test]
-fn files_in_the_pytorch_hub_cache_are_used_without_downloading() {
+fn files_in_the_pytorch_hub_cache_are_used_without_downloading_once_their_hash_fits() {
     let home = TempDir::new("download-home");
     let torch = TempDir::new("download-torch");
-    let entry = graft::models::zoo::entry(graft::models::ModelKind::MobileNetV3Small).unwrap();
+    let no_assets = TempDir::new("download-no-assets");
     let hub = torch.path().join("hub/checkpoints");
     std::fs::create_dir_all(&hub).unwrap();
-    std::fs::write(hub.join(entry.file_name), b"weights").unwrap();
+    let lite0 = graft::models::zoo::entry(graft::models::ModelKind::EfficientNetLite0).unwrap();
+    let bundled = common::demo()
+        .parent()
+        .unwrap()
+        .join("weights")
+        .join(lite0.file_name);
+    std::fs::copy(&bundled, hub.join(lite0.file_name)).unwrap();
+    // Right name, wrong content: passed over, not used.
+    let small = graft::models::zoo::entry(graft::models::ModelKind::MobileNetV3Small).unwrap();
+    std::fs::write(hub.join(small.file_name), b"weights").unwrap();
     // SAFETY: this test binary's other test does not read these variables.
     unsafe {
         std::env::set_var("GRAFT_HOME", home.path());
         std::env::set_var("TORCH_HOME", torch.path());
+        std::env::set_var("GRAFT_ASSETS", no_assets.path());
     }
     let found =
-        graft::models::download::ensure(entry, &|_, _| {}, &AtomicBool::new(false)).unwrap();
-    assert_eq!(found, hub.join(entry.file_name));
-    assert!(files_in(&home.path().join("weights")).is_empty());
+        graft::models::download::ensure(lite0, &|_, _| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(found, hub.join(lite0.file_name));
+    assert_eq!(small.kind.find_weights(), None);
+    assert_eq!(small.kind.rejected_weights(), [hub.join(small.file_name)]);
+    // Nothing was downloaded; only the record of the hashes is kept.
+    assert_eq!(files_in(&home.path().join("weights")), ["hashes.json"]);
 }

@@ -55,9 +55,6 @@ pub enum DecodeError {
     /// A folder already listed, reached again through a link.
     #[error("a link back to a folder already scanned: followed once, not again")]
     FolderSeen,
-    /// The same file as another one, reached through a link.
-    #[error("the same file as {0} (reached through a link): counted once")]
-    SameFile(String),
     /// A folder whose listing failed.
     #[error("cannot read this folder: {0}")]
     UnreadableFolder(String),
@@ -72,11 +69,7 @@ impl DecodeError {
     pub fn is_scan_finding(&self) -> bool {
         matches!(
             self,
-            Self::NotRegular(_)
-                | Self::FolderSeen
-                | Self::SameFile(_)
-                | Self::UnreadableFolder(_)
-                | Self::TooDeep(_)
+            Self::NotRegular(_) | Self::FolderSeen | Self::UnreadableFolder(_) | Self::TooDeep(_)
         )
     }
 }

@@ -60,7 +60,7 @@ pub struct Scan {
     /// Image files, grouped by class, each class's files sorted by path.
     pub files: Vec<FoundFile>,
     /// What the listing passed over, with why: files that are no regular files, folders
-    /// reached again through a link, files reached twice, folders that cannot be read.
+    /// reached again through a link, folders that cannot be read.
     pub passed_over: Vec<SkippedFile>,
     /// For [`Layout::TrainVal`]: classes with a `train/` folder but none under `val/`.
     pub only_in_train: Vec<String>,
@@ -115,7 +115,6 @@ struct Entry {
 #[derive(Default)]
 struct Walker {
     visited: HashSet<FileKey>,
-    files: HashMap<FileKey, PathBuf>,
     passed_over: Vec<SkippedFile>,
 }
 
@@ -169,8 +168,9 @@ impl Walker {
         out
     }
 
-    /// Takes `entry` as an image file when it is a regular file with an image extension, seen
-    /// for the first time.
+    /// Takes `entry` as an image file when it is a regular file with an image extension. (Files
+    /// are not told apart by inode: hard links are separate images to a person, and duplicates
+    /// are the data doctor's to find.)
     fn take_file(&mut self, entry: &Entry) -> bool {
         if !is_image(&entry.path) {
             return false;
@@ -180,13 +180,6 @@ impl Walker {
             self.pass_over(&entry.path, DecodeError::NotRegular(kind.into()));
             return false;
         }
-        let key = file_key(&entry.path, &entry.meta);
-        if let Some(first) = self.files.get(&key) {
-            let first = first.display().to_string();
-            self.pass_over(&entry.path, DecodeError::SameFile(first));
-            return false;
-        }
-        self.files.insert(key, entry.path.clone());
         true
     }
 
