@@ -83,7 +83,8 @@ impl Thumbnails {
 }
 
 fn decode(path: &std::path::Path) -> Option<egui::ColorImage> {
-    let rgb = crate::data::decode::decode_file(path).ok()?;
+    // Decoded straight to about the thumbnail's size, so a huge photo costs no more to keep.
+    let rgb = crate::data::decode::decode_file_at(path, Some(SIDE)).ok()?;
     let small = image::imageops::thumbnail(&rgb, SIDE, SIDE);
     let (w, h) = small.dimensions();
     Some(egui::ColorImage::from_rgb(

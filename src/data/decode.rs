@@ -155,19 +155,31 @@ pub fn check_dimensions(width: u32, height: u32, bytes_per_pixel: u64) -> Result
 /// Reads and decodes `path`: EXIF orientation applied, alpha composited on white, any bit depth,
 /// palette or colour model converted to 8-bit RGB.
 pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
+    decode_file_at(path, None)
+}
+
+/// [`decode_file`], resized so the shorter side is `shorter_side` (when given) before the EXIF
+/// rotation, so that a rotation never copies the full-size image.
+pub fn decode_file_at(path: &Path, shorter_side: Option<u32>) -> Result<RgbImage, DecodeError> {
     let size = check_regular_file(path)?;
     let mut bytes = Vec::with_capacity(size as usize);
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_FILE_BYTES).read_to_end(&mut bytes))
         .map_err(|e| DecodeError::Io(e.to_string()))?;
-    decode_bytes(&bytes)
+    decode_bytes_at(&bytes, shorter_side)
 }
 
 /// Decodes an in-memory image file; see [`decode_file`].
-///
-/// Memory: the decoder's buffer is at most [`MAX_ALLOC`]; 8-bit images become RGB in place, and a
-/// 16-bit conversion or an EXIF rotation adds one 8-bit RGB copy (at most ¾ of [`MAX_ALLOC`]).
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    decode_bytes_at(bytes, None)
+}
+
+/// Decodes an in-memory image file; see [`decode_file_at`].
+///
+/// Memory: the decoder's buffer is at most [`MAX_ALLOC`]; 8-bit images become RGB in place, and
+/// a 16-bit image's 8-bit copy adds at most half of that again. Resizing and rotating work on
+/// copies no larger than the resized image.
+pub fn decode_bytes_at(bytes: &[u8], shorter_side: Option<u32>) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -191,7 +203,11 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     limits.max_alloc = Some(MAX_ALLOC);
     decoder.set_limits(limits)?;
     let orientation = decoder.orientation().ok();
-    let rgb = flatten_on_white(DynamicImage::from_decoder(decoder)?);
+    let mut rgb = flatten_on_white(DynamicImage::from_decoder(decoder)?);
+    if let Some(side) = shorter_side {
+        // The shorter side is the same before and after a rotation.
+        rgb = super::preprocess::resize_shorter_side(&rgb, side);
+    }
     match orientation {
         Some(o) if o != Orientation::NoTransforms => {
             let mut image = DynamicImage::ImageRgb8(rgb);

@@ -142,8 +142,7 @@ pub fn decode_all(
                         }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { break };
-                        let decoded = decode::decode_file(path)
-                            .map(|img| preprocess::resize_shorter_side(&img, resize_to));
+                        let decoded = decode::decode_file_at(path, Some(resize_to));
                         out.push((i, decoded));
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1, files.len());
                     }

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::folder::{RunError, RunSettings, files, read_run};
 use crate::data::DecodeError;
-use crate::data::decode::decode_file;
+use crate::data::decode::decode_file_at;
 use crate::data::preprocess::{eval_view, push_chw, resize_shorter_side, resize_side};
 use crate::models::key_remap::VARIANT_LEVEL;
 use crate::models::{
@@ -177,7 +177,8 @@ impl Predictor {
 
     /// The `k` most likely classes for one image file, with probabilities.
     pub fn top_k_file(&self, path: &Path, k: usize) -> Result<Vec<(String, f32)>, PredictError> {
-        let image = decode_file(path).map_err(|reason| PredictError::Image {
+        let side = resize_side(self.input_size);
+        let image = decode_file_at(path, Some(side)).map_err(|reason| PredictError::Image {
             path: path.to_path_buf(),
             reason,
         })?;
