@@ -8,8 +8,10 @@
 //! 4. [`config`]: the one training configuration.
 //! 5. [`data`]: image folders, decoding, splits and batches.
 //! 6. [`run`]: the run folder and what reads it: predict, eval, export.
-//! 7. [`train`]: the background training engine and its benchmarks.
-//! 8. [`cli`] and [`app`]: the command line and the window, both reading the engine's events.
+//! 7. [`doctor`]: what a folder's images say about its labels (features, cross-validation,
+//!    duplicates), before any training.
+//! 8. [`train`]: the background training engine and its benchmarks.
+//! 9. [`cli`] and [`app`]: the command line and the window, both reading the engine's events.
 //!
 //! Only [`app`] uses egui.
 
@@ -17,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod doctor;
 pub mod models;
 pub mod ops;
 pub mod platform;

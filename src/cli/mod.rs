@@ -2,6 +2,7 @@
 //! Every command returns a [`CliError`] on failure, and [`run`] prints it once.
 
 mod bench;
+mod doctor;
 mod eval;
 mod export;
 mod layers;
@@ -22,6 +23,7 @@ use crate::run::export::ExportError;
 use crate::run::predict::PredictError;
 
 pub use bench::BenchArgs;
+pub use doctor::DoctorArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
 pub use layers::LayersArgs;
@@ -52,6 +54,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure training-step speed, time to accuracy, decoding speed and peak memory.
     Bench(BenchArgs),
+    /// Find label issues, near-duplicates, outliers and imbalance, with a cross-validated accuracy.
+    Doctor(DoctorArgs),
 }
 
 /// Why a command failed.
@@ -112,6 +116,9 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// The doctor could not examine the folder.
+    #[error(transparent)]
+    Doctor(#[from] crate::doctor::DoctorError),
     /// A file would be written into the data set.
     #[error(transparent)]
     InsideDataSet(#[from] crate::platform::fsutil::InsideDataSet),
@@ -152,6 +159,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Doctor(a) => doctor::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
