@@ -335,6 +335,13 @@ fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
         unreachable!()
     };
     assert!(!evaluation.mistakes.is_empty(), "a near-random head errs");
+    let images = evaluation.predictions.len();
+    assert!(
+        h.query_by_label_contains("95 % CI").is_some()
+            && h.query_by_label_contains(&format!("{images} images"))
+                .is_some(),
+        "the accuracy is shown without its interval and image count"
+    );
     let captions = h.query_all_by_label_contains("true: ").count();
     assert_eq!(captions, evaluation.mistakes.len(), "one tile per mistake");
 

@@ -38,7 +38,11 @@ pub(super) fn run(args: &EvalArgs) -> Result<(), CliError> {
     }
     let m = &evaluation.metrics;
     let images: usize = m.per_class.iter().map(|c| c.support).sum();
-    println!("accuracy {:.1} % on {images} images", m.accuracy * 100.0);
+    let right: usize = (0..m.classes.len()).map(|c| m.confusion[c][c]).sum();
+    println!(
+        "accuracy {}",
+        crate::platform::interval::describe(right, images)
+    );
     println!();
     println!(
         "{:<20} {:>9} {:>7} {:>7} {:>7}",

@@ -12,6 +12,7 @@ use crate::config::{
     DevicePreference, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
 };
 use crate::models::{ModelKind, detect_kind};
+use crate::platform::interval;
 use crate::run::{DataSummary, EpochMetrics, RunSummary};
 use crate::train::{self, BatchProgress, TrainEvent};
 
@@ -296,6 +297,7 @@ fn train_one(config: TrainConfig) -> Result<(RunSummary, usize), CliError> {
     let mut printer = Printer {
         total_epochs: config.total_epochs(),
         trainable: 0,
+        val_images: 0,
         stderr: std::io::stderr(),
     };
     loop {
@@ -321,6 +323,8 @@ struct Printer {
     total_epochs: usize,
     /// Parameters trained in the latest stage.
     trainable: usize,
+    /// Validation images, once the data is read.
+    val_images: usize,
     stderr: std::io::Stderr,
 }
 
@@ -339,7 +343,10 @@ impl Printer {
                 }
             }
             TrainEvent::Downloading { file, done, total } => self.download(&file, done, total),
-            TrainEvent::DataReady(d) => data_ready(&d),
+            TrainEvent::DataReady(d) => {
+                self.val_images = d.val_counts.iter().sum();
+                data_ready(&d)
+            }
             TrainEvent::Warning(w) => println!("warning: {w}"),
             TrainEvent::Started(info) => {
                 let frozen = info.frozen.iter().filter(|f| **f).count();
@@ -420,7 +427,13 @@ impl Printer {
 
     fn epoch(&self, m: &EpochMetrics) {
         let val = match (m.val_loss, m.val_accuracy) {
-            (Some(l), Some(a)) => format!("val loss {l:.4}  val acc {:.1} %", a * 100.0),
+            (Some(l), Some(a)) => format!(
+                "val loss {l:.4}  val acc {}",
+                interval::describe(
+                    (a * self.val_images as f64).round() as usize,
+                    self.val_images
+                )
+            ),
             _ => "no validation set".into(),
         };
         let cached = if m.cached_images > 0 {
@@ -442,9 +455,12 @@ impl Printer {
         } else {
             "finished"
         };
-        let acc = s
-            .best_val_accuracy
-            .map_or("-".into(), |a| format!("{:.1} %", a * 100.0));
+        let acc = s.best_val_accuracy.map_or("-".into(), |a| {
+            interval::describe(
+                (a * self.val_images as f64).round() as usize,
+                self.val_images,
+            )
+        });
         let best = s
             .best_epoch
             .map_or("none (no epoch finished)".into(), |e| e.to_string());

@@ -1,12 +1,11 @@
 //! The data doctor: what a folder's images say about its labels, before any training. The frozen
 //! backbone's features of every image ([`features`], cached), a linear head cross-validated on
 //! them ([`linear`]), and from its out-of-fold probabilities: an accuracy with its 95 % interval
-//! ([`interval`]), the images whose label is unlikely, near-duplicates ([`duplicates`]), images
+//! ([`crate::platform::interval`]), the images whose label is unlikely, near-duplicates ([`duplicates`]), images
 //! far from every class and the class balance. Nothing is written into the data set.
 
 pub mod duplicates;
 pub mod features;
-pub mod interval;
 pub mod linear;
 
 use std::path::{Path, PathBuf};
@@ -262,7 +261,7 @@ pub fn examine(
         .zip(&ex.labels)
         .filter(|(p, l)| argmax(p) == **l)
         .count();
-    let (lo, hi) = interval::wilson95(right, ex.images.len());
+    let (lo, hi) = crate::platform::interval::wilson95(right, ex.images.len());
     let units: Vec<Vec<f32>> = features.iter().map(|f| duplicates::unit(f)).collect();
     Ok(Report {
         classes: ex.classes.clone(),
@@ -408,7 +407,7 @@ impl Report {
         let mut out = vec![format!(
             "cross-validated accuracy of a linear head on frozen features ({} folds): {}",
             self.cv_accuracy.folds,
-            interval::describe(right, self.images)
+            crate::platform::interval::describe(right, self.images)
         )];
         if self.imbalance.ratio >= 3.0 {
             out.push(format!(

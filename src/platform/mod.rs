@@ -6,5 +6,6 @@
 pub mod assets;
 pub mod device;
 pub mod fsutil;
+pub mod interval;
 pub mod memory;
 pub mod paths;

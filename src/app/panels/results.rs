@@ -97,9 +97,10 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
 fn scores(ui: &mut egui::Ui, evaluation: &Evaluation, results: &mut Results) {
     let m = &evaluation.metrics;
     let images: usize = m.per_class.iter().map(|c| c.support).sum();
+    let right: usize = (0..m.classes.len()).map(|c| m.confusion[c][c]).sum();
     ui.heading(format!(
-        "Accuracy {:.1} % on {images} validation images",
-        m.accuracy * 100.0
+        "Accuracy {} of validation",
+        crate::platform::interval::describe(right, images)
     ));
     for w in &evaluation.warnings {
         ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {w}"));

@@ -134,8 +134,13 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
             } else {
                 "Finished"
             };
+            let val_images: usize = run.data.as_ref().map_or(0, |d| d.val_counts.iter().sum());
             let acc = s.best_val_accuracy.map_or(String::new(), |a| {
-                format!(", best val accuracy {:.1} %", a * 100.0)
+                let right = (a * val_images as f64).round() as usize;
+                format!(
+                    ", best val accuracy {}",
+                    crate::platform::interval::describe(right, val_images)
+                )
             });
             ui.label(format!(
                 "{how} after {} epochs in {:.0} s{acc}",
