@@ -159,7 +159,12 @@ impl FeaturePass<'_> {
             for f in out.iter().flatten().flatten() {
                 cached.insert(f.path.clone(), f.clone());
             }
-            let mut keep: Vec<ImageFeatures> = cached.into_values().collect();
+            // Entries of files that are gone (or changed) are dropped, so the cache stays the
+            // size of the folders still on disk.
+            let mut keep: Vec<ImageFeatures> = cached
+                .into_values()
+                .filter(|f| file_state(&f.path) == Some(f.state))
+                .collect();
             keep.sort_by(|a, b| a.path.cmp(&b.path));
             // Only a cache: a failed write costs a recomputation next time.
             if std::fs::create_dir_all(cache_dir()).is_ok() {
