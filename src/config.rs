@@ -304,6 +304,13 @@ fn check(ok: bool, field: &'static str, reason: impl Into<String>) -> Result<(),
 }
 
 impl TrainConfig {
+    /// The folder that receives this config's run folders: `runs_dir`, or the user's default.
+    pub fn runs_root(&self) -> PathBuf {
+        self.runs_dir
+            .clone()
+            .unwrap_or_else(crate::platform::assets::default_runs_dir)
+    }
+
     /// The three runs of a baseline comparison on this data, seed and recipe: pre-trained with
     /// all but the head frozen, the same then fine-tuned with everything unfrozen, and the same
     /// network trained from random weights. Each comes with a short name for legends.

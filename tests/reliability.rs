@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::TempDir;
-use graft::config::{DevicePreference, TrainConfig};
+use graft::config::TrainConfig;
 use graft::data::DecodeError;
 use graft::run::DataSummary;
 use graft::train::TrainEvent;
@@ -93,18 +93,13 @@ fn mkfifo(path: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// [`common::small_config`] at 32 px for one epoch.
 fn config(data: &Path, runs: &Path) -> TrainConfig {
-    let mut config = TrainConfig {
-        data: data.to_path_buf(),
-        runs_dir: Some(runs.to_path_buf()),
+    TrainConfig {
         input_size: Some(32),
-        batch_size: 8,
         epochs: 1,
-        device: DevicePreference::Cpu,
-        ..TrainConfig::default()
-    };
-    config.augment.enabled = false;
-    config
+        ..common::small_config(data, runs)
+    }
 }
 
 fn warnings(events: &[TrainEvent]) -> Vec<String> {

@@ -179,14 +179,20 @@ pub fn parse_model(name: &str) -> Result<ModelKind, String> {
     })
 }
 
+/// The `--device` choices, by name.
+const DEVICES: [(&str, DevicePreference); 3] = [
+    ("auto", DevicePreference::Auto),
+    ("cpu", DevicePreference::Cpu),
+    ("gpu", DevicePreference::Gpu),
+];
+
 /// Parses `--device`: `cpu`, `gpu` or `auto`.
 pub fn parse_device(name: &str) -> Result<DevicePreference, String> {
-    match name {
-        "cpu" => Ok(DevicePreference::Cpu),
-        "gpu" => Ok(DevicePreference::Gpu),
-        "auto" => Ok(DevicePreference::Auto),
-        other => Err(format!("unknown device `{other}`; choose cpu, gpu or auto")),
-    }
+    DEVICES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| format!("unknown device `{name}`; choose cpu, gpu or auto"))
 }
 
 /// A text progress bar of `width` characters.

@@ -8,9 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, bar, parse_model};
-use crate::config::{
-    DevicePreference, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
-};
+use crate::config::{FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig};
 use crate::models::{ModelKind, detect_kind};
 use crate::platform::interval;
 use crate::run::{DataSummary, EpochMetrics, RunSummary};
@@ -232,12 +230,7 @@ impl TrainArgs {
             c.augment.enabled = false;
         }
         if let Some(v) = &self.device {
-            let devices = [
-                ("auto", DevicePreference::Auto),
-                ("cpu", DevicePreference::Cpu),
-                ("gpu", DevicePreference::Gpu),
-            ];
-            c.device = choice("device", v, &devices, "auto, cpu, gpu")?;
+            c.device = choice("device", v, &super::DEVICES, "auto, cpu, gpu")?;
         }
         if self.max_per_class.is_some() {
             c.max_images_per_class = self.max_per_class;
@@ -429,10 +422,7 @@ impl Printer {
         let val = match (m.val_loss, m.val_accuracy) {
             (Some(l), Some(a)) => format!(
                 "val loss {l:.4}  val acc {}",
-                interval::describe(
-                    (a * self.val_images as f64).round() as usize,
-                    self.val_images
-                )
+                interval::describe_share(a, self.val_images)
             ),
             _ => "no validation set".into(),
         };
@@ -455,12 +445,9 @@ impl Printer {
         } else {
             "finished"
         };
-        let acc = s.best_val_accuracy.map_or("-".into(), |a| {
-            interval::describe(
-                (a * self.val_images as f64).round() as usize,
-                self.val_images,
-            )
-        });
+        let acc = s
+            .best_val_accuracy
+            .map_or("-".into(), |a| interval::describe_share(a, self.val_images));
         let best = s
             .best_epoch
             .map_or("none (no epoch finished)".into(), |e| e.to_string());

@@ -1,7 +1,7 @@
 //! Decoding one image file into 8-bit RGB, or a reason why not.
 
 use std::fs::Metadata;
-use std::io::Read;
+use std::io::{BufRead, Read, Seek};
 use std::path::Path;
 
 use image::metadata::Orientation;
@@ -152,6 +152,23 @@ pub fn check_dimensions(width: u32, height: u32, bytes_per_pixel: u64) -> Result
     Ok(())
 }
 
+/// The decoder of `reader` once its header shows that the image fits the bounds of
+/// [`check_dimensions`]. The header is read without limits so that a refusal can say what is
+/// too large.
+pub fn checked_decoder<'a, R: 'a + BufRead + Seek>(
+    mut reader: ImageReader<R>,
+) -> Result<impl ImageDecoder + 'a, DecodeError> {
+    reader.no_limits();
+    let decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    check_dimensions(
+        width,
+        height,
+        u64::from(decoder.color_type().bytes_per_pixel()),
+    )?;
+    Ok(decoder)
+}
+
 /// Reads and decodes `path`: EXIF orientation applied, alpha composited on white, any bit depth,
 /// palette or colour model converted to 8-bit RGB.
 pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
@@ -183,20 +200,12 @@ pub fn decode_bytes_at(bytes: &[u8], shorter_side: Option<u32>) -> Result<RgbIma
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Io(e.to_string()))?;
     let format = reader.format().ok_or(DecodeError::NotAnImage)?;
     super::complete::check_complete(format, bytes)?;
-    // The header is read without limits so that a refusal can say what is too large.
-    reader.no_limits();
-    let mut decoder = reader.into_decoder()?;
-    let (width, height) = decoder.dimensions();
-    check_dimensions(
-        width,
-        height,
-        u64::from(decoder.color_type().bytes_per_pixel()),
-    )?;
+    let mut decoder = checked_decoder(reader)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageDecoder, ImageReader};
 
-use super::decode::{DecodeError, check_dimensions, check_regular_file};
+use super::decode::{DecodeError, check_regular_file, checked_decoder};
 use super::scan::{Layout, scan_folder};
 use super::{DataError, SkippedFile};
 
@@ -47,20 +47,16 @@ pub fn check_header(path: &Path) -> Result<(), DecodeError> {
     if check_regular_file(path)? == 0 {
         return Err(DecodeError::Empty);
     }
-    let mut reader = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| DecodeError::Io(e.to_string()))?;
     if reader.format().is_none() {
         return Err(DecodeError::NotAnImage);
     }
-    // Only the header is read; the size check below says what is too large.
-    reader.no_limits();
-    let mut decoder = reader.into_decoder().map_err(DecodeError::from)?;
-    let (w, h) = decoder.dimensions();
-    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    let mut decoder = checked_decoder(reader)?;
     // Orientation is read so that a broken EXIF block shows here, not at training time.
     let _ = decoder.orientation();
-    check_dimensions(w, h, bytes_per_pixel)
+    Ok(())
 }
 
 /// Scans `root` and checks every file's header.

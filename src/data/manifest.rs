@@ -68,11 +68,6 @@ fn names(paths: &[PathBuf]) -> String {
 }
 
 impl FolderChanges {
-    /// Nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
-    }
-
     /// One line per kind of change, naming the files (the first five of each).
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();

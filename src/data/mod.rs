@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::platform::hash::Fnv1a;
+
 pub use decode::DecodeError;
 pub use scan::{Layout, Scan, scan_folder};
 
@@ -390,29 +392,20 @@ fn split(
 pub fn fingerprint<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> String {
     let mut entries: Vec<(Vec<u8>, manifest::FileState)> = files
         .map(|path| {
-            let state = manifest::file_state(path).unwrap_or(manifest::FileState {
-                size: 0,
-                modified_ns: 0,
-            });
+            let state = manifest::file_state(path).unwrap_or_default();
             let rel = path.strip_prefix(root).unwrap_or(path);
             (crate::platform::paths::raw_bytes(rel), state)
         })
         .collect();
     entries.sort();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut hash = Fnv1a::default();
     for (path, state) in &entries {
-        feed(path);
-        feed(&[0]);
-        feed(&state.size.to_le_bytes());
-        feed(&u128::from(state.modified_ns).to_le_bytes());
+        hash.feed(path);
+        hash.feed(&[0]);
+        hash.feed(&state.size.to_le_bytes());
+        hash.feed(&u128::from(state.modified_ns).to_le_bytes());
     }
-    format!("{hash:016x}-{}", entries.len())
+    format!("{:016x}-{}", hash.finish(), entries.len())
 }
 
 /// Validation images for a class of `n`: the fraction, rounded, but at least one (and at least one

@@ -16,6 +16,7 @@ use crate::data::preprocess::{eval_view, push_chw, resize_side};
 use crate::data::{self, DecodeError};
 use crate::models::{Activation, HeadConfig, ModelKind, Network, NetworkSpec};
 use crate::platform::fsutil::{FileState, ensure_outside, file_state, write_json_atomic};
+use crate::platform::hash::Fnv1a;
 
 /// Images decoded and run through the backbone at a time (bounds memory).
 const CHUNK: usize = 32;
@@ -56,14 +57,13 @@ impl FeatureKey {
             self.weights.1,
             self.input_size
         );
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        let mut hash = Fnv1a::default();
+        hash.feed(text.as_bytes());
         format!(
-            "{}-{}-v2-{hash:016x}.json",
+            "{}-{}-v2-{:016x}.json",
             self.model.name(),
-            self.input_size
+            self.input_size,
+            hash.finish()
         )
     }
 }
@@ -235,10 +235,7 @@ impl FeaturePass<'_> {
                 let image = result?;
                 Ok(ImageFeatures {
                     path: path.clone(),
-                    state: file_state(path).unwrap_or(FileState {
-                        size: 0,
-                        modified_ns: 0,
-                    }),
+                    state: file_state(path).unwrap_or_default(),
                     features: next.next().unwrap_or_default(),
                     dhash: dhash(&image),
                     colours: colour_grid(&image),

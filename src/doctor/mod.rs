@@ -403,11 +403,10 @@ fn imbalance(classes: &[String], counts: &[usize]) -> Imbalance {
 impl Report {
     /// The findings in words, one line each, for the command line.
     pub fn describe(&self) -> Vec<String> {
-        let right = (self.cv_accuracy.mean * self.images as f64).round() as usize;
         let mut out = vec![format!(
             "cross-validated accuracy of a linear head on frozen features ({} folds): {}",
             self.cv_accuracy.folds,
-            crate::platform::interval::describe(right, self.images)
+            crate::platform::interval::describe_share(self.cv_accuracy.mean, self.images)
         )];
         if self.imbalance.ratio >= 3.0 {
             out.push(format!(

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use super::verify::{feed_file, hash_matches, hex_digest};
 use super::zoo::ZooEntry;
 
 /// Why a download failed. After any of these but [`DownloadError::Cancelled`], no partial file
@@ -75,11 +76,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DownloadError + '_ {
     }
 }
 
-/// Whether `actual` (64 hex digits) matches `expected`, a whole hash or a prefix of one.
-fn hash_matches(expected: &str, actual: &str) -> bool {
-    !expected.is_empty() && actual.starts_with(&expected.to_ascii_lowercase())
-}
-
 /// Downloads `url` to `dest`, calling `progress(done, total)` as bytes arrive, and checks the
 /// result against `sha256` (whole or prefix). An existing `dest.part` is resumed when the server
 /// supports ranges, otherwise the download restarts.
@@ -114,14 +110,7 @@ fn open_part(part: &Path, resumed: bool, hasher: &mut Sha256) -> Result<File, Do
         return File::create(part).map_err(io(part));
     }
     let mut existing = File::open(part).map_err(io(part))?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = existing.read(&mut buf).map_err(io(part))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    feed_file(&mut existing, hasher).map_err(io(part))?;
     File::options().append(true).open(part).map_err(io(part))
 }
 
@@ -183,11 +172,7 @@ fn fetch_to_part(
             expected,
         });
     }
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let actual = hex_digest(hasher);
     if !hash_matches(sha256, &actual) {
         return Err(DownloadError::HashMismatch {
             url: url.to_string(),
@@ -213,19 +198,4 @@ pub fn ensure(
         .ok_or_else(|| DownloadError::NoUrl(entry.file_name.to_string()))?;
     let dest = crate::platform::assets::weights_cache_dir().join(entry.file_name);
     fetch(url, &dest, entry.sha256, progress, cancel)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_match_whole_or_by_prefix() {
-        let h = "f37072fd47e89c7ab9d1ad1e1a1c1b5b0d3b0c1a7b2f5a6e8d9c0b1a2f3e4d5c";
-        assert!(hash_matches("f37072fd", h));
-        assert!(hash_matches(h, h));
-        assert!(hash_matches("F37072FD", h));
-        assert!(!hash_matches("b627a593", h));
-        assert!(!hash_matches("", h));
-    }
 }

@@ -2,6 +2,7 @@
 //! version of a file (path, size, modification time) is hashed once; the answer is kept in the
 //! user's weights folder so the next run does not read the file again.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,24 +24,37 @@ fn record_path() -> PathBuf {
     crate::platform::assets::weights_cache_dir().join("hashes.json")
 }
 
-/// The sha256 of the file at `path`, in hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+/// Whether `actual` (64 hex digits) matches `expected`, a whole hash or a prefix of one.
+pub fn hash_matches(expected: &str, actual: &str) -> bool {
+    !expected.is_empty() && actual.starts_with(&expected.to_ascii_lowercase())
+}
+
+/// Feeds everything `reader` holds to `hasher`.
+pub fn feed_file(reader: &mut impl Read, hasher: &mut Sha256) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
+}
+
+/// The digest in hex.
+pub fn hex_digest(hasher: Sha256) -> String {
+    hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
+}
+
+/// The sha256 of the file at `path`, in hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    feed_file(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex_digest(hasher))
 }
 
 /// The file's sha256, from the record when this version of it was hashed before.
@@ -74,13 +88,23 @@ fn known_sha256(path: &Path) -> Option<String> {
 /// Whether the file at `path` is the one the catalogue describes for `entry` (its hash matches
 /// the catalogue's, whole or by prefix).
 pub fn is_catalogue_file(entry: &ZooEntry, path: &Path) -> bool {
-    let expected = entry.sha256.to_ascii_lowercase();
-    !expected.is_empty() && known_sha256(path).is_some_and(|actual| actual.starts_with(&expected))
+    !entry.sha256.is_empty()
+        && known_sha256(path).is_some_and(|actual| hash_matches(entry.sha256, &actual))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_match_whole_or_by_prefix() {
+        let h = "f37072fd47e89c7ab9d1ad1e1a1c1b5b0d3b0c1a7b2f5a6e8d9c0b1a2f3e4d5c";
+        assert!(hash_matches("f37072fd", h));
+        assert!(hash_matches(h, h));
+        assert!(hash_matches("F37072FD", h));
+        assert!(!hash_matches("b627a593", h));
+        assert!(!hash_matches("", h));
+    }
 
     #[test]
     fn a_file_is_hashed_once_per_version() {

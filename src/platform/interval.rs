@@ -30,6 +30,12 @@ pub fn describe(right: usize, n: usize) -> String {
     )
 }
 
+/// [`describe`] for an accuracy known as a share of `n` images (the count of right answers is
+/// the share times `n`, rounded).
+pub fn describe_share(accuracy: f64, n: usize) -> String {
+    describe((accuracy * n as f64).round() as usize, n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

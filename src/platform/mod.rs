@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod device;
 pub mod fsutil;
+pub mod hash;
 pub mod interval;
 pub mod memory;
 pub mod paths;

@@ -13,7 +13,6 @@ use crate::config::{FineTuneConfig, TrainConfig};
 use crate::data::Dataset;
 use crate::data::manifest::Manifest;
 use crate::models::{LayerGroup, Network, trainable_param_count};
-use crate::platform::assets::default_runs_dir;
 use std::panic::AssertUnwindSafe;
 
 use crate::platform::device::{self, Backend, DevicePreference};
@@ -39,7 +38,7 @@ pub fn run(
 ) -> Result<RunSummary, TrainError> {
     config.validate()?;
     // Checked again where the folder is made; here so that a wrong folder fails at once.
-    let runs_root = config.runs_dir.clone().unwrap_or_else(default_runs_dir);
+    let runs_root = config.runs_root();
     ensure_outside(&runs_root, &config.data).map_err(CreateError::from)?;
     let compute = device::select(config.device);
     if compute.backend != Backend::Wgpu {
@@ -185,7 +184,7 @@ fn open_run_folder(
     summary: DataSummary,
     device: &str,
 ) -> Result<(RunDir, RunRecord), TrainError> {
-    let runs_root = config.runs_dir.clone().unwrap_or_else(default_runs_dir);
+    let runs_root = config.runs_root();
     let run = RunDir::create(&runs_root, config.model.name(), &config.data)?;
     run.write_start(config, &dataset.classes)
         .map_err(folder_error(&run.path))?;

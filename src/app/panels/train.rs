@@ -136,10 +136,9 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
             };
             let val_images: usize = run.data.as_ref().map_or(0, |d| d.val_counts.iter().sum());
             let acc = s.best_val_accuracy.map_or(String::new(), |a| {
-                let right = (a * val_images as f64).round() as usize;
                 format!(
                     ", best val accuracy {}",
-                    crate::platform::interval::describe(right, val_images)
+                    crate::platform::interval::describe_share(a, val_images)
                 )
             });
             ui.label(format!(
