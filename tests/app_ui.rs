@@ -10,8 +10,9 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use graft::app::GraftApp;
+use graft::app::actions::Action;
 use graft::app::run_view::RunStatus;
-use graft::app::state::{AppState, EvalState, FolderState};
+use graft::app::state::{AppState, EvalState, FolderState, HealthState};
 use graft::config::DevicePreference;
 
 fn app_on(data: &Path, runs: &Path) -> GraftApp {
@@ -472,5 +473,133 @@ fn warnings_of_a_run_and_files_found_broken_in_training_are_shown() {
         h.query_by_label_contains("1 more files could not be used when")
             .is_some(),
         "the data panel does not show the file found broken in training"
+    );
+}
+
+/// The images a finished run trained and validated on, per class name.
+fn images_per_class(app: &GraftApp, run: usize) -> Vec<(String, usize)> {
+    let data = app.state.project.runs[run]
+        .data
+        .as_ref()
+        .expect("data summary");
+    data.classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), data.train_counts[i] + data.val_counts[i]))
+        .collect()
+}
+
+#[test]
+fn data_health_decisions_change_the_next_run_and_survive_the_project() {
+    let data = TempDir::new("ui-health");
+    common::demo_subset(data.path(), &["bird", "fruit"], 6);
+    // Two fruit pictures filed under bird: label issues for the doctor to find.
+    let mut fruit: Vec<_> = std::fs::read_dir(common::demo().join("fruit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    fruit.sort();
+    for (i, f) in fruit.iter().skip(10).take(2).enumerate() {
+        std::fs::copy(f, data.path().join(format!("bird/planted{i}.png"))).unwrap();
+    }
+    let before = common::snapshot(data.path());
+    let runs = TempDir::new("ui-health-runs");
+    let mut app = app_on(data.path(), runs.path());
+    app.state.project.config.epochs = 1;
+    let mut h = harness(app);
+    wait_ready(&mut h);
+    h.get_by_label("Data health").click();
+    h.run_steps(2);
+    h.get_by_label("Examine the data").click();
+    step_until(&mut h, Duration::from_secs(300), "the doctor", |app| {
+        !matches!(
+            app.state.live.health.state,
+            HealthState::Examining(..) | HealthState::None
+        )
+    });
+    let report = match &h.state().state.live.health.state {
+        HealthState::Ready(r) => r.clone(),
+        other => panic!("the doctor failed: {other:?}"),
+    };
+    assert!(!report.label_issues.is_empty(), "{report:?}");
+    h.run_steps(3);
+    let issue = report.label_issues[0].clone();
+    let file = issue.path.strip_prefix(data.path()).unwrap().to_path_buf();
+
+    // Exclude: the next run trains on one image fewer.
+    h.get_all_by_label("Exclude").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().state.project.config.curation.exclude,
+        [file.clone()]
+    );
+    h.get_by_label("Train").click();
+    h.run_steps(2);
+    train_one_run(&mut h);
+    let total = |counts: &[(String, usize)]| counts.iter().map(|(_, n)| n).sum::<usize>();
+    assert_eq!(total(&images_per_class(h.state(), 0)), 13);
+
+    // Relabel: the next run trains it under the suggested class.
+    h.get_by_label("Data health").click();
+    h.run_steps(2);
+    h.get_all_by_label("Undo").next().unwrap().click();
+    h.run_steps(2);
+    h.get_all_by_label(&format!("Relabel as {}", issue.suggested))
+        .next()
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    h.get_by_label("Train").click();
+    h.run_steps(2);
+    h.get_by_label("▶ Start").click();
+    step_until(&mut h, Duration::from_secs(300), "the second run", |app| {
+        app.state.finished_runs().len() == 2
+    });
+    let counts = images_per_class(h.state(), 1);
+    let of = |class: &str| counts.iter().find(|(c, _)| c == class).unwrap().1;
+    let given_before = if issue.given == "bird" { 8 } else { 6 };
+    assert_eq!(of(&issue.given), given_before - 1, "{counts:?}");
+    assert_eq!(of(&issue.suggested), 14 - given_before + 1, "{counts:?}");
+    let run_dir = h.state().state.project.runs[1].run_dir.clone().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("files.json")).unwrap()).unwrap();
+    let entry = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == file.to_str().unwrap())
+        .expect("the relabelled file is in files.json");
+    assert_eq!(
+        entry["class"],
+        issue.suggested.as_str(),
+        "the run folder records the relabel"
+    );
+
+    // Both survive saving and reopening the project.
+    let project = runs.path().join("health.graft.json");
+    let app = h.state_mut();
+    app.dispatcher
+        .handle(Action::SaveProjectTo(project.clone()), &mut app.state);
+    step_until(&mut h, Duration::from_secs(30), "the save", |_| {
+        project.is_file()
+    });
+    let decided = h.state().state.project.config.curation.clone();
+    assert_eq!(decided.relabel.len(), 1);
+    let mut reopened = harness(GraftApp::new(AppState::default()));
+    reopened.run_steps(2);
+    let app = reopened.state_mut();
+    app.dispatcher
+        .handle(Action::OpenProject(project.clone()), &mut app.state);
+    step_until(
+        &mut reopened,
+        Duration::from_secs(30),
+        "the project",
+        |app| app.state.project.config.data == data.path(),
+    );
+    assert_eq!(reopened.state().state.project.config.curation, decided);
+    assert_eq!(
+        common::snapshot(data.path()),
+        before,
+        "the data folder is untouched"
     );
 }

@@ -35,6 +35,7 @@ fn tag(e: &TrainEvent) -> &'static str {
         TrainEvent::Batch(_) => "batch",
         TrainEvent::Epoch(_) => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",
+        TrainEvent::Tested(_) => "tested",
         TrainEvent::Paused => "paused",
         TrainEvent::Resumed => "resumed",
         TrainEvent::Finished(_) => "finished",
@@ -210,4 +211,92 @@ fn pause_then_resume_continues_the_run() {
         .expect("no Paused event");
     assert_eq!(saw[paused + 1], "resumed");
     assert_eq!(saw.last(), Some(&"finished"));
+}
+
+/// `dest/<part>/<class>/` with images `range` of the demo's `source` class.
+fn fill(
+    dest: &std::path::Path,
+    part: &str,
+    class: &str,
+    source: &str,
+    range: std::ops::Range<usize>,
+) {
+    let mut files: Vec<_> = std::fs::read_dir(common::demo().join(source))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let dir = dest.join(part).join(class);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in &files[range] {
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_test_folder_is_scored_once_at_the_end_and_never_chooses_the_checkpoint() {
+    let data = TempDir::new("test-split");
+    for class in ["bird", "fruit"] {
+        fill(data.path(), "train", class, class, 0..8);
+        fill(data.path(), "val", class, class, 8..11);
+    }
+    // The test set's labels are swapped: had it been trained on or used to choose the
+    // checkpoint, it would show.
+    fill(data.path(), "test", "bird", "fruit", 11..14);
+    fill(data.path(), "test", "fruit", "bird", 11..14);
+    let runs = TempDir::new("test-split-runs");
+    let mut config = common::small_config(data.path(), runs.path());
+    config.epochs = 3;
+    config.balance = graft::config::ClassBalance::WeightedLoss;
+    let events = common::run_to_end(config);
+    let tags: Vec<&str> = events.iter().map(tag).collect();
+    assert_eq!(
+        tags.iter().filter(|t| **t == "tested").count(),
+        1,
+        "{tags:?}"
+    );
+    let tested_at = tags.iter().position(|t| *t == "tested").unwrap();
+    let last_epoch = tags.iter().rposition(|t| *t == "epoch").unwrap();
+    assert!(
+        tested_at > last_epoch && tags[tested_at + 1] == "finished",
+        "{tags:?}"
+    );
+
+    let data_summary = events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::DataReady(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(data_summary.train_counts, [8, 8]);
+    assert_eq!(data_summary.val_counts, [3, 3]);
+    assert_eq!(data_summary.test_counts, [3, 3]);
+
+    // The checkpoint is the epoch of the lowest validation loss.
+    let epochs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Epoch(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    let best = epochs
+        .iter()
+        .min_by(|a, b| a.val_loss.unwrap().total_cmp(&b.val_loss.unwrap()))
+        .unwrap();
+    let TrainEvent::Finished(summary) = events.last().unwrap() else {
+        panic!("{tags:?}")
+    };
+    assert_eq!(summary.best_epoch, Some(best.epoch));
+    let test = summary.test.expect("a test score");
+    assert_eq!(test.images, 6);
+    assert!(
+        test.accuracy() < best.val_accuracy.unwrap(),
+        "swapped test labels score {} against {} on validation",
+        test.accuracy(),
+        best.val_accuracy.unwrap()
+    );
+    let manifest = std::fs::read_to_string(summary.run_dir.join("files.json")).unwrap();
+    assert_eq!(manifest.matches("\"test\"").count(), 6, "{manifest}");
 }

@@ -51,4 +51,10 @@ pub enum Action {
     DownloadWeights(ModelKind),
     /// Stop that download (what arrived is kept for the next attempt).
     CancelDownload(ModelKind),
+    /// Run the data doctor on the data folder.
+    ExamineData,
+    /// Stop the data doctor.
+    CancelExamine,
+    /// Write the data folder with the project's decisions applied into this new folder.
+    ExportCleanedTo(PathBuf),
 }

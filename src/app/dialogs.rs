@@ -22,6 +22,8 @@ pub enum Dialog {
     TryImages,
     /// A folder to export the Results page's run into.
     ExportFolder,
+    /// A new folder for a cleaned copy of the data set.
+    CleanedCopyFolder,
 }
 
 /// What a dialog picks: one folder, one file, several files, or a file to write.
@@ -42,12 +44,13 @@ impl Dialog {
             Self::WeightsFile => "Choose a weight file",
             Self::TryImages => "Choose images to try",
             Self::ExportFolder => "Choose a folder for the exported model",
+            Self::CleanedCopyFolder => "Choose a new, empty folder for the cleaned copy",
         }
     }
 
     fn pick(self) -> Pick {
         match self {
-            Self::DataFolder | Self::ExportFolder => Pick::Folder,
+            Self::DataFolder | Self::ExportFolder | Self::CleanedCopyFolder => Pick::Folder,
             Self::OpenProject | Self::PreviewImage | Self::WeightsFile => Pick::File,
             Self::TryImages => Pick::Files,
             Self::SaveProject => Pick::Save,
@@ -66,7 +69,7 @@ impl Dialog {
                 "PyTorch or safetensors weights",
                 &["pth", "pt", "bin", "safetensors"],
             ),
-            Self::DataFolder | Self::ExportFolder => dialog,
+            Self::DataFolder | Self::ExportFolder | Self::CleanedCopyFolder => dialog,
         }
     }
 

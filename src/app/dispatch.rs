@@ -13,7 +13,9 @@ use super::actions::Action;
 use super::jobs::{Jobs, Reply};
 use super::run_view::{RunStatus, RunView};
 use super::state::{AppState, EvalState, FolderState, Page};
-use super::tasks::{export_message, imagenet_top5, read_project, try_images, weights_here};
+use super::tasks::{
+    examine_data, export_message, imagenet_top5, read_project, try_images, weights_here,
+};
 use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::{DevicePreference, TrainConfig};
 use crate::data::inspect::inspect_folder;
@@ -38,6 +40,8 @@ pub struct Dispatcher {
     queue: std::collections::VecDeque<(String, TrainConfig)>,
     /// The cancel flag of each weight download in flight.
     pub(super) download_cancels: std::collections::HashMap<ModelKind, Arc<AtomicBool>>,
+    /// The cancel flag of the data doctor, while it runs.
+    pub(super) examine_cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Dispatcher {
@@ -51,6 +55,7 @@ impl Default for Dispatcher {
             thumb_results: channel(),
             queue: Default::default(),
             download_cancels: Default::default(),
+            examine_cancel: None,
         }
     }
 }
@@ -115,6 +120,9 @@ impl Dispatcher {
                     cancel.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            Action::ExamineData => self.examine(state),
+            Action::CancelExamine => self.cancel_examine(),
+            Action::ExportCleanedTo(out) => self.export_cleaned(out, state),
             Action::LoadThumbnails(paths) => {
                 if let Some(tx) = &self.thumb_requests {
                     for path in paths {
@@ -141,6 +149,12 @@ impl Dispatcher {
     }
 
     fn set_data_folder(&mut self, path: PathBuf, state: &mut AppState) {
+        if state.project.config.data != path {
+            // Decisions name files of one folder.
+            state.project.config.curation = Default::default();
+        }
+        self.cancel_examine();
+        state.live.health = Default::default();
         state.project.config.data = path.clone();
         state.live.folder = FolderState::Scanning(path.clone());
         state.live.thumb_class = 0;
@@ -297,6 +311,52 @@ impl Dispatcher {
                 Some(Reply::Downloaded(kind, result))
             },
             move |why| Reply::Downloaded(kind, Err(why)),
+        );
+    }
+
+    fn examine(&mut self, state: &mut AppState) {
+        if self.examine_cancel.is_some() {
+            return;
+        }
+        let root = state.project.config.data.clone();
+        let options = crate::doctor::DoctorOptions {
+            model: state.project.config.model,
+            weights: state.project.config.weights.clone(),
+            ..Default::default()
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.examine_cancel = Some(cancel.clone());
+        state.live.health.state = super::state::HealthState::Examining(0, 0);
+        let send = self.jobs.sender();
+        let failed = root.clone();
+        self.jobs.spawn(
+            move || {
+                let progress =
+                    |done, total| send(Reply::ExamineProgress(root.clone(), done, total));
+                let report = examine_data(&root, &options, &progress, &cancel);
+                Some(Reply::Examined(root, report))
+            },
+            move |why| Reply::Examined(failed, Err(why)),
+        );
+    }
+
+    fn cancel_examine(&mut self) {
+        if let Some(cancel) = self.examine_cancel.take() {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn export_cleaned(&mut self, out: PathBuf, state: &mut AppState) {
+        let root = state.project.config.data.clone();
+        let curation = state.project.config.curation.clone();
+        state.live.health.cleaned_copy = Some(format!("Writing {}…", out.display()));
+        self.jobs.spawn(
+            move || {
+                let message = crate::data::cleaned::export_cleaned(&root, &curation, &out)
+                    .map_or_else(|e| format!("No cleaned copy: {e}"), |c| c.describe());
+                Some(Reply::CleanedCopy(message))
+            },
+            |why| Reply::CleanedCopy(format!("No cleaned copy: {why}")),
         );
     }
 

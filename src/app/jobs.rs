@@ -47,6 +47,12 @@ pub enum Reply {
     DownloadProgress(ModelKind, u64, Option<u64>),
     /// A weight download ended: the file's size, or why it failed.
     Downloaded(ModelKind, Result<u64, String>),
+    /// Images the data doctor has read so far, and in all.
+    ExamineProgress(PathBuf, usize, usize),
+    /// The data doctor's report on a folder.
+    Examined(PathBuf, Result<Arc<crate::doctor::Report>, String>),
+    /// What a cleaned copy did.
+    CleanedCopy(String),
 }
 
 /// Starts jobs and collects their replies.

@@ -143,12 +143,18 @@ impl GraftApp {
                     Page::Compare,
                     egui::RichText::new("Compare").heading(),
                 );
+                ui.selectable_value(
+                    page,
+                    Page::Health,
+                    egui::RichText::new("Data health").heading(),
+                );
             });
             ui.separator();
             match state.live.page {
                 Page::Train => panels::train::show(ui, state, &mut actions),
                 Page::Results => panels::results::show(ui, state, &mut actions),
                 Page::Compare => panels::compare::show(ui, state, &mut actions),
+                Page::Health => panels::health::show(ui, state, &mut actions),
             }
         });
 

@@ -7,7 +7,7 @@ use super::actions::Action;
 use super::dialogs::Dialog;
 use super::dispatch::Dispatcher;
 use super::jobs::Reply;
-use super::state::{AppState, EvalState, FolderState, Project};
+use super::state::{AppState, EvalState, FolderState, HealthState, Project};
 use crate::data::inspect::FolderReport;
 use crate::models::ModelKind;
 use crate::run::eval::Evaluation;
@@ -64,6 +64,24 @@ impl Dispatcher {
                 }
             }
             Reply::Exported(message) => state.live.results.export = Some(message),
+            Reply::ExamineProgress(root, done, total) => {
+                if root == state.project.config.data
+                    && matches!(state.live.health.state, HealthState::Examining(..))
+                {
+                    state.live.health.state = HealthState::Examining(done, total);
+                }
+            }
+            Reply::Examined(root, result) => {
+                self.examine_cancel = None;
+                // A report on a folder no longer chosen is dropped.
+                if root == state.project.config.data {
+                    state.live.health.state = match result {
+                        Ok(report) => HealthState::Ready(report),
+                        Err(e) => HealthState::Failed(e),
+                    };
+                }
+            }
+            Reply::CleanedCopy(message) => state.live.health.cleaned_copy = Some(message),
         }
     }
 
@@ -171,6 +189,7 @@ fn answer(dialog: Dialog, mut paths: Vec<PathBuf>) -> Option<Action> {
         Dialog::PreviewImage => Action::PreviewImage(one),
         Dialog::WeightsFile => Action::UseWeightsFile(one),
         Dialog::ExportFolder => Action::ExportTo(one),
+        Dialog::CleanedCopyFolder => Action::ExportCleanedTo(one),
         Dialog::TryImages => Action::TryImages(vec![one]),
     })
 }

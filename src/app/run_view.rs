@@ -222,7 +222,8 @@ impl RunView {
                     self.val_accuracy.push([x, a * 100.0]);
                 }
             }
-            TrainEvent::Checkpoint { .. } => {}
+            // The finished summary carries the test score.
+            TrainEvent::Checkpoint { .. } | TrainEvent::Tested(_) => {}
             TrainEvent::Paused => self.status = RunStatus::Paused,
             TrainEvent::Resumed => self.status = RunStatus::Training,
             TrainEvent::Finished(s) => self.status = RunStatus::Finished(s.clone()),

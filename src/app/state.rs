@@ -48,6 +48,31 @@ pub enum Page {
     Results,
     /// All runs side by side, and the baseline comparison.
     Compare,
+    /// The data doctor's findings, with a decision for each.
+    Health,
+}
+
+/// The data doctor's examination of the data folder.
+#[derive(Clone, Debug, Default)]
+pub enum HealthState {
+    /// Not examined yet.
+    #[default]
+    None,
+    /// Being examined in the background: images done and in all.
+    Examining(usize, usize),
+    /// Examined.
+    Ready(std::sync::Arc<crate::doctor::Report>),
+    /// Could not be examined.
+    Failed(String),
+}
+
+/// The Data health page.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    /// The examination.
+    pub state: HealthState,
+    /// What the last cleaned copy did, or is doing.
+    pub cleaned_copy: Option<String>,
 }
 
 /// A run's evaluation on its validation split.
@@ -136,6 +161,8 @@ pub struct Live {
     pub page: Page,
     /// The Results page's state.
     pub results: Results,
+    /// The Data health page's state.
+    pub health: Health,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
 }

@@ -63,6 +63,20 @@ pub(super) fn try_images(run_dir: &Path, paths: &[PathBuf]) -> Result<Tries, Str
     Ok(tries)
 }
 
+/// The data doctor's report on `root`, on the CPU (features of a few hundred images take
+/// seconds, and a GPU may be training next to it).
+pub(super) fn examine_data(
+    root: &Path,
+    options: &crate::doctor::DoctorOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<std::sync::Arc<crate::doctor::Report>, String> {
+    let device = burn::tensor::Device::flex();
+    crate::doctor::examine(root, options, &device, progress, cancel)
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
+}
+
 /// Images classified per try (a dropped folder can hold thousands).
 const MAX_TRIES: usize = 200;
 

@@ -73,6 +73,37 @@ impl Thumbnails {
         self.by_path.insert(path, thumb);
     }
 
+    /// Draws the thumbnail of `path` (a grey square until it is decoded); a path not asked
+    /// for yet goes into `wanted`.
+    pub fn show<'a>(&self, ui: &mut egui::Ui, path: &'a PathBuf, wanted: &mut Vec<&'a PathBuf>) {
+        let size = egui::vec2(SIDE as f32, SIDE as f32);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        match self.by_path.get(path) {
+            Some(Thumb::Ready(texture)) => {
+                ui.add(
+                    egui::Image::new(texture)
+                        .fit_to_exact_size(size)
+                        .alt_text(name.as_ref()),
+                )
+                .on_hover_text(path.display().to_string());
+            }
+            other => {
+                let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+                ui.painter()
+                    .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
+                if matches!(other, Some(Thumb::Failed)) {
+                    response.on_hover_text(format!("{} cannot be decoded", path.display()));
+                }
+                if other.is_none() {
+                    wanted.push(path);
+                }
+            }
+        }
+    }
+
     /// How many are on the GPU.
     pub fn ready(&self) -> usize {
         self.by_path

@@ -2,6 +2,7 @@
 //! Every command returns a [`CliError`] on failure, and [`run`] prints it once.
 
 mod bench;
+mod clean;
 mod doctor;
 mod eval;
 mod export;
@@ -23,6 +24,7 @@ use crate::run::export::ExportError;
 use crate::run::predict::PredictError;
 
 pub use bench::BenchArgs;
+pub use clean::CleanArgs;
 pub use doctor::DoctorArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
@@ -56,6 +58,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Find label issues, near-duplicates, outliers and imbalance, with a cross-validated accuracy.
     Doctor(DoctorArgs),
+    /// Write a cleaned copy of a data set: a decisions file's exclusions and relabels applied.
+    Clean(CleanArgs),
 }
 
 /// Why a command failed.
@@ -116,6 +120,9 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// A cleaned copy could not be written.
+    #[error(transparent)]
+    Clean(#[from] crate::data::cleaned::CleanError),
     /// The doctor could not examine the folder.
     #[error(transparent)]
     Doctor(#[from] crate::doctor::DoctorError),
@@ -160,6 +167,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Clean(a) => clean::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, bar, parse_model};
-use crate::config::{FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig};
+use crate::config::{
+    ClassBalance, Curation, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
+};
 use crate::models::{ModelKind, detect_kind};
 use crate::platform::interval;
 use crate::run::{DataSummary, EpochMetrics, RunSummary};
@@ -96,6 +98,17 @@ pub struct TrainArgs {
     /// Use at most this many images per class.
     #[arg(long)]
     max_per_class: Option<usize>,
+    /// Test fraction for a folder without train/, val/ and test/: held out from training and
+    /// model selection, scored once at the end.
+    #[arg(long)]
+    test_fraction: Option<f64>,
+    /// Even out lopsided classes: off, or weighted-loss (each class weighs the same).
+    #[arg(long)]
+    balance: Option<String>,
+    /// A decisions file (JSON: {"exclude": [...], "relabel": [{"file", "class"}]}, paths
+    /// relative to the data folder), or a saved Graft project whose decisions to apply.
+    #[arg(long)]
+    decisions: Option<PathBuf>,
     /// Folder for run folders (default: the user's Graft data folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -223,6 +236,19 @@ impl TrainArgs {
         if let Some(v) = self.val_fraction {
             c.split.val_fraction = v;
         }
+        if let Some(v) = self.test_fraction {
+            c.split.test_fraction = v;
+        }
+        if let Some(v) = &self.balance {
+            let modes = [
+                ("off", ClassBalance::Off),
+                ("weighted-loss", ClassBalance::WeightedLoss),
+            ];
+            c.balance = choice("balance", v, &modes, "off, weighted-loss")?;
+        }
+        if let Some(path) = &self.decisions {
+            c.curation = read_decisions(path)?;
+        }
         if let Some(v) = self.seed {
             c.seed = v;
         }
@@ -242,7 +268,7 @@ impl TrainArgs {
     }
 }
 
-fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
     let bytes = std::fs::read(path).map_err(|source| CliError::ConfigFile {
         path: path.to_path_buf(),
         source,
@@ -250,6 +276,28 @@ fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
     serde_json::from_slice(&bytes).map_err(|source| CliError::ConfigParse {
         path: path.to_path_buf(),
         source,
+    })
+}
+
+fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
+    read_json(path)
+}
+
+/// A decisions file, or the decisions of a saved project (`{"config": {"curation": …}}`).
+pub(super) fn read_decisions(path: &Path) -> Result<Curation, CliError> {
+    #[derive(serde::Deserialize)]
+    struct Project {
+        config: TrainConfig,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Decisions {
+        Project(Project),
+        Curation(Curation),
+    }
+    Ok(match read_json::<Decisions>(path)? {
+        Decisions::Project(p) => p.config.curation,
+        Decisions::Curation(c) => c,
     })
 }
 
@@ -374,6 +422,11 @@ impl Printer {
             TrainEvent::Checkpoint { path, epoch } => {
                 println!("checkpoint (epoch {epoch}): {}", path.display())
             }
+            TrainEvent::Tested(t) => println!(
+                "test set (scored once, on the best checkpoint): accuracy {}, loss {:.4}",
+                t.describe(),
+                t.loss
+            ),
             TrainEvent::Paused => println!("paused"),
             TrainEvent::Resumed => println!("resumed"),
             TrainEvent::Finished(s) => self.finished(&s),
@@ -463,10 +516,21 @@ fn data_ready(d: &DataSummary) {
     println!("data: {} ({})", d.root.display(), d.layout.describe());
     println!("classes ({}):", d.classes.len());
     for (i, c) in d.classes.iter().enumerate() {
+        let test = d
+            .test_counts
+            .get(i)
+            .map_or(String::new(), |n| format!("  test {n:>5}"));
         println!(
-            "  {c:<24} train {:>5}  val {:>5}",
+            "  {c:<24} train {:>5}  val {:>5}{test}",
             d.train_counts[i], d.val_counts[i]
         );
     }
     println!("skipped files: {}", d.skipped.len());
+    if !d.excluded.is_empty() || d.relabelled > 0 {
+        println!(
+            "your decisions: {} file(s) excluded, {} relabelled",
+            d.excluded.len(),
+            d.relabelled
+        );
+    }
 }

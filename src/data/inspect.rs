@@ -18,6 +18,8 @@ pub struct ClassFiles {
     pub files: Vec<PathBuf>,
     /// Of those, how many come from a `val/` folder.
     pub in_val_folder: usize,
+    /// Of those, how many come from a `test/` folder.
+    pub in_test_folder: usize,
 }
 
 /// What the data panel shows about a folder.
@@ -69,6 +71,7 @@ pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
             name: name.clone(),
             files: Vec::new(),
             in_val_folder: 0,
+            in_test_folder: 0,
         })
         .collect();
     let mut problems = scan.passed_over.clone();
@@ -78,6 +81,7 @@ pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
                 let class = &mut classes[file.class];
                 class.files.push(file.path);
                 class.in_val_folder += usize::from(file.in_val_folder);
+                class.in_test_folder += usize::from(file.in_test_folder);
             }
             Err(reason) => problems.push(SkippedFile {
                 path: file.path,

@@ -19,8 +19,12 @@ pub enum Part {
     Train,
     /// Held out for validation.
     Val,
+    /// Held out as the test set, scored once after training.
+    Test,
     /// Found but not usable.
     Skipped,
+    /// Left out by the user's decision.
+    Excluded,
 }
 
 /// One file of the data set.
@@ -116,6 +120,13 @@ impl Manifest {
         };
         let mut files = of_samples(&dataset.train, Part::Train);
         files.extend(of_samples(&dataset.val, Part::Val));
+        files.extend(of_samples(&dataset.test, Part::Test));
+        files.extend(
+            dataset
+                .excluded
+                .iter()
+                .filter_map(|p| entry(p, None, Part::Excluded)),
+        );
         files.extend(
             dataset
                 .skipped
@@ -130,9 +141,14 @@ impl Manifest {
 
     /// The validation files (absolute, under `root`) with their class names.
     pub fn validation(&self, root: &Path) -> Vec<(PathBuf, String)> {
+        self.part(root, Part::Val)
+    }
+
+    /// The files of `part` (absolute, under `root`) with their class names.
+    pub fn part(&self, root: &Path, part: Part) -> Vec<(PathBuf, String)> {
         self.files
             .iter()
-            .filter(|e| e.part == Part::Val)
+            .filter(|e| e.part == part)
             .filter_map(|e| Some((root.join(&e.path), e.class.clone()?)))
             .collect()
     }

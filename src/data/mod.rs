@@ -2,7 +2,9 @@
 //! turning them into batches.
 
 pub mod batches;
+pub mod cleaned;
 pub mod complete;
+pub mod curate;
 pub mod decode;
 pub mod inspect;
 pub mod manifest;
@@ -17,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Curation;
 use crate::platform::hash::Fnv1a;
+use manifest::Part;
 
 pub use decode::DecodeError;
 pub use scan::{Layout, Scan, scan_folder};
@@ -90,6 +94,14 @@ pub struct Dataset {
     pub train: Vec<Sample>,
     /// Validation images.
     pub val: Vec<Sample>,
+    /// Test images: scored once, after training, never used to choose an epoch.
+    pub test: Vec<Sample>,
+    /// Files the user's decisions left out.
+    pub excluded: Vec<PathBuf>,
+    /// Files the user's decisions moved to another class.
+    pub relabelled: usize,
+    /// The user's decisions that could not be applied, in words.
+    pub curation_notes: Vec<String>,
     /// Files that could not be used.
     pub skipped: Vec<SkippedFile>,
     /// Class folders left with no usable image (not trained on).
@@ -112,12 +124,44 @@ pub struct PrepareOptions {
     pub input_size: u32,
     /// Validation fraction for a flat folder.
     pub val_fraction: f64,
+    /// Test fraction for a flat folder.
+    pub test_fraction: f64,
+    /// Files to leave out or relabel.
+    pub curation: Curation,
     /// Split seed.
     pub seed: u64,
     /// Cap on images per class.
     pub max_images_per_class: Option<usize>,
     /// Decoding threads.
     pub threads: usize,
+}
+
+impl PrepareOptions {
+    /// How `config` prepares its folder, at `input_size` on `threads` decoding threads.
+    pub fn of_config(config: &crate::config::TrainConfig, input_size: u32, threads: usize) -> Self {
+        Self {
+            input_size,
+            val_fraction: config.split.val_fraction,
+            test_fraction: config.split.test_fraction,
+            seed: config.seed,
+            max_images_per_class: config.max_images_per_class,
+            curation: config.curation.clone(),
+            threads,
+        }
+    }
+
+    /// Every image of a folder, unsplit (all in `train`) and as its folders label it.
+    pub fn whole(input_size: u32, threads: usize) -> Self {
+        Self {
+            input_size,
+            val_fraction: 0.0,
+            test_fraction: 0.0,
+            seed: 1,
+            max_images_per_class: None,
+            curation: Curation::default(),
+            threads,
+        }
+    }
 }
 
 /// Decodes `files` on `threads` worker threads; results keep the input order.
@@ -177,6 +221,7 @@ pub fn prepare(
     cancel: &AtomicBool,
 ) -> Result<Dataset, DataError> {
     let mut scan = scan_folder(root)?;
+    let applied = curate::apply(&mut scan, &options.curation);
     if let Some(cap) = options.max_images_per_class {
         cap_per_class(&mut scan, cap, options.seed);
     }
@@ -191,11 +236,11 @@ pub fn prepare(
 
     let mut empty_classes = Vec::new();
     let mut no_train_images = Vec::new();
-    let mut usable: Vec<(String, Vec<(Sample, bool)>)> = Vec::new();
+    let mut usable: Vec<(String, Vec<(Sample, Part)>)> = Vec::new();
     for (name, samples) in scan.classes.into_iter().zip(per_class) {
         if samples.is_empty() {
             empty_classes.push(name);
-        } else if scan.layout == Layout::TrainVal && samples.iter().all(|(_, in_val)| *in_val) {
+        } else if scan.layout.is_given() && samples.iter().all(|(_, part)| *part != Part::Train) {
             no_train_images.push(name);
         } else {
             usable.push((name, samples));
@@ -222,6 +267,10 @@ pub fn prepare(
         classes: split.classes,
         train: split.train,
         val: split.val,
+        test: split.test,
+        excluded: applied.excluded,
+        relabelled: applied.relabelled,
+        curation_notes: applied.notes,
         skipped,
         empty_classes,
         no_train_images,
@@ -240,6 +289,7 @@ impl Dataset {
             .iter()
             .map(|s| format!("skipped {}: {}", s.path.display(), s.reason))
             .collect();
+        out.extend(self.curation_notes.iter().cloned());
         for class in &self.empty_classes {
             out.push(format!(
                 "class folder `{class}` has no usable image and is left out"
@@ -309,16 +359,22 @@ fn cap_per_class(scan: &mut Scan, cap: usize, seed: u64) {
 
 /// Decoded files sorted by class.
 struct Sorted {
-    /// Each class's images, with whether each came from a `val/` folder.
-    per_class: Vec<Vec<(Sample, bool)>>,
+    /// Each class's images, with the part of a given split each came from (all
+    /// [`Part::Train`] for a flat folder).
+    per_class: Vec<Vec<(Sample, Part)>>,
     /// The files that could not be decoded.
     skipped: Vec<SkippedFile>,
 }
 
 fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sorted {
     let mut skipped = Vec::new();
-    let mut per_class: Vec<Vec<(Sample, bool)>> = vec![Vec::new(); scan.classes.len()];
+    let mut per_class: Vec<Vec<(Sample, Part)>> = vec![Vec::new(); scan.classes.len()];
     for (file, result) in scan.files.iter().zip(decoded) {
+        let part = match (file.in_val_folder, file.in_test_folder) {
+            (true, _) => Part::Val,
+            (_, true) => Part::Test,
+            _ => Part::Train,
+        };
         match result {
             Ok(image) => per_class[file.class].push((
                 Sample {
@@ -326,7 +382,7 @@ fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sor
                     label: file.class,
                     image: Arc::new(image),
                 },
-                file.in_val_folder,
+                part,
             )),
             Err(reason) => skipped.push(SkippedFile {
                 path: file.path.clone(),
@@ -337,53 +393,71 @@ fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sor
     Sorted { per_class, skipped }
 }
 
-/// The classes that have images, and their images split into training and validation.
+/// The classes that have images, and their images split into training, validation and test.
+#[derive(Default)]
 struct Split {
     classes: Vec<String>,
     train: Vec<Sample>,
     val: Vec<Sample>,
+    test: Vec<Sample>,
 }
 
-/// Labels the usable classes in order and splits them: as the folders say for `train/` +
-/// `val/`, otherwise a seeded share of each class for validation.
+/// Labels the usable classes in order and splits them: as the folders say for a given split,
+/// otherwise a seeded share of each class for validation (and for test, when asked).
 fn split(
-    usable: Vec<(String, Vec<(Sample, bool)>)>,
+    usable: Vec<(String, Vec<(Sample, Part)>)>,
     layout: Layout,
     options: &PrepareOptions,
 ) -> Split {
-    let mut out = Split {
-        classes: Vec::new(),
-        train: Vec::new(),
-        val: Vec::new(),
-    };
+    let mut out = Split::default();
     let mut rng = rng::Rng::new(options.seed, 7);
     for (label, (name, samples)) in usable.into_iter().enumerate() {
         out.classes.push(name);
-        let mut samples: Vec<(Sample, bool)> = samples
+        let mut samples: Vec<(Sample, Part)> = samples
             .into_iter()
-            .map(|(mut s, v)| {
+            .map(|(mut s, part)| {
                 s.label = label;
-                (s, v)
+                (s, part)
             })
             .collect();
         if layout == Layout::Flat {
             rng.shuffle(&mut samples);
-            let n_val = val_count(samples.len(), options.val_fraction);
-            for (i, (_, in_val)) in samples.iter_mut().enumerate() {
-                *in_val = i < n_val;
+            let (n_val, n_test) =
+                held_out_counts(samples.len(), options.val_fraction, options.test_fraction);
+            for (i, (_, part)) in samples.iter_mut().enumerate() {
+                *part = if i < n_val {
+                    Part::Val
+                } else if i < n_val + n_test {
+                    Part::Test
+                } else {
+                    Part::Train
+                };
             }
         }
-        for (s, in_val) in samples {
-            if in_val {
-                out.val.push(s)
-            } else {
-                out.train.push(s)
+        for (s, part) in samples {
+            match part {
+                Part::Val => out.val.push(s),
+                Part::Test => out.test.push(s),
+                _ => out.train.push(s),
             }
         }
     }
-    out.train.sort_by(|a, b| a.path.cmp(&b.path));
-    out.val.sort_by(|a, b| a.path.cmp(&b.path));
+    for part in [&mut out.train, &mut out.val, &mut out.test] {
+        part.sort_by(|a, b| a.path.cmp(&b.path));
+    }
     out
+}
+
+/// Validation and test images for a class of `n` in a flat folder: the test share is drawn
+/// only where at least one image is left to train on after the validation share.
+pub fn held_out_counts(n: usize, val_fraction: f64, test_fraction: f64) -> (usize, usize) {
+    let n_val = val_count(n, val_fraction);
+    let n_test = if test_fraction > 0.0 && n >= n_val + 2 {
+        ((n as f64 * test_fraction).round() as usize).clamp(1, n - n_val - 1)
+    } else {
+        0
+    };
+    (n_val, n_test)
 }
 
 /// A fingerprint of the files a data set was made of: FNV-1a over each file's path (relative
@@ -443,5 +517,14 @@ mod tests {
         assert_eq!(val_count(126, 0.2), 25);
         assert_eq!(val_count(2, 0.8), 1);
         assert_eq!(val_count(10, 0.0), 0);
+    }
+
+    #[test]
+    fn a_test_share_leaves_something_to_train_on() {
+        assert_eq!(held_out_counts(10, 0.2, 0.0), (2, 0));
+        assert_eq!(held_out_counts(10, 0.2, 0.2), (2, 2));
+        assert_eq!(held_out_counts(3, 0.2, 0.2), (1, 1));
+        assert_eq!(held_out_counts(2, 0.2, 0.2), (1, 0));
+        assert_eq!(held_out_counts(100, 0.2, 0.15), (20, 15));
     }
 }

@@ -25,6 +25,8 @@ pub enum Layout {
     Flat,
     /// `root/train/<class>/…` and `root/val/<class>/…` (or `validation/`).
     TrainVal,
+    /// The same plus `root/test/<class>/…`: images scored once, after training.
+    TrainValTest,
 }
 
 impl Layout {
@@ -33,7 +35,13 @@ impl Layout {
         match self {
             Self::Flat => "one folder per class, split by Graft",
             Self::TrainVal => "train/ and val/ folders, split as given",
+            Self::TrainValTest => "train/, val/ and test/ folders, split as given",
         }
+    }
+
+    /// Whether the folders give the split (rather than Graft drawing it).
+    pub fn is_given(self) -> bool {
+        self != Self::Flat
     }
 }
 
@@ -44,8 +52,10 @@ pub struct FoundFile {
     pub path: PathBuf,
     /// Index into [`Scan::classes`].
     pub class: usize,
-    /// For [`Layout::TrainVal`]: whether it came from the validation folder.
+    /// For a given split: whether it came from the validation folder.
     pub in_val_folder: bool,
+    /// For [`Layout::TrainValTest`]: whether it came from the test folder.
+    pub in_test_folder: bool,
 }
 
 /// What a folder holds.
@@ -249,15 +259,35 @@ fn folder_name(path: &Path) -> OsString {
 /// The class folders of each source (`root`, or `train/` and `val/`), keyed by folder name.
 type ClassFolders = Vec<HashMap<OsString, PathBuf>>;
 
-fn layout_of(root: &Path) -> (Layout, Vec<(PathBuf, bool)>) {
+/// Which part of a given split a source folder holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Train,
+    Val,
+    Test,
+}
+
+fn layout_of(root: &Path) -> (Layout, Vec<(PathBuf, Source)>) {
     let train = root.join("train");
     let val = ["val", "validation"]
         .map(|n| root.join(n))
         .into_iter()
         .find(|p| p.is_dir());
+    let test = root.join("test");
     match val {
-        Some(val) if train.is_dir() => (Layout::TrainVal, vec![(train, false), (val, true)]),
-        _ => (Layout::Flat, vec![(root.to_path_buf(), false)]),
+        Some(val) if train.is_dir() && test.is_dir() => (
+            Layout::TrainValTest,
+            vec![
+                (train, Source::Train),
+                (val, Source::Val),
+                (test, Source::Test),
+            ],
+        ),
+        Some(val) if train.is_dir() => (
+            Layout::TrainVal,
+            vec![(train, Source::Train), (val, Source::Val)],
+        ),
+        _ => (Layout::Flat, vec![(root.to_path_buf(), Source::Train)]),
     }
 }
 
@@ -299,7 +329,7 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
 
     let mut files = Vec::new();
     for (class, name) in names.iter().enumerate() {
-        for ((_, in_val_folder), of_source) in sources.iter().zip(&folders) {
+        for ((_, source), of_source) in sources.iter().zip(&folders) {
             let Some(class_dir) = of_source.get(name) else {
                 continue;
             };
@@ -308,12 +338,13 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
             files.extend(paths.into_iter().map(|path| FoundFile {
                 path,
                 class,
-                in_val_folder: *in_val_folder,
+                in_val_folder: *source == Source::Val,
+                in_test_folder: *source == Source::Test,
             }));
         }
     }
     let (only_in_train, only_in_val) = match layout {
-        Layout::TrainVal => (
+        Layout::TrainVal | Layout::TrainValTest => (
             missing_from(&folders[0], &folders[1]),
             missing_from(&folders[1], &folders[0]),
         ),
@@ -403,6 +434,14 @@ mod tests {
         assert_eq!(scan.layout, Layout::TrainVal);
         assert_eq!(scan.only_in_train, ["b"]);
         assert_eq!(scan.only_in_val, ["c"]);
+        std::fs::create_dir_all(root.join("test/a")).unwrap();
+        std::fs::write(root.join("test/a/y.png"), b"png").unwrap();
+        let scan = scan_folder(&root).unwrap();
+        assert_eq!(scan.layout, Layout::TrainValTest);
+        let tests: Vec<_> = scan.files.iter().filter(|f| f.in_test_folder).collect();
+        assert_eq!(tests.len(), 1);
+        assert_eq!(tests[0].path, root.join("test/a/y.png"));
+        assert!(!tests[0].in_val_folder);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! A linear softmax head on fixed features, and stratified k-fold cross-validation of it: every
 //! image gets class probabilities from a head that never saw it.
 
+use super::duplicates::dot;
 use crate::data::rng::Rng;
 
 /// Gradient steps per fold.
@@ -46,7 +47,7 @@ impl Head {
             .weights
             .iter()
             .zip(&self.bias)
-            .map(|(w, b)| b + w.iter().zip(&z).map(|(a, c)| a * c).sum::<f32>())
+            .map(|(w, b)| b + dot(w, &z))
             .collect();
         softmax_in_place(&mut logits);
         logits
@@ -88,7 +89,7 @@ impl Head {
                     .weights
                     .iter()
                     .zip(&head.bias)
-                    .map(|(w, b)| b + w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>())
+                    .map(|(w, b)| b + dot(w, x))
                     .collect();
                 softmax_in_place(&mut p);
                 p[labels[r]] -= 1.0;

@@ -82,6 +82,9 @@ pub struct CvAccuracy {
 pub struct LabelIssue {
     /// Relative to the data root, `/`-separated.
     pub file: String,
+    /// The file itself (the exact path, for thumbnails and decisions).
+    #[serde(skip)]
+    pub path: PathBuf,
     /// Its folder's class.
     pub given: String,
     /// The class the head predicts for it.
@@ -95,6 +98,9 @@ pub struct LabelIssue {
 pub struct Duplicate {
     /// The two files, relative to the data root.
     pub files: [String; 2],
+    /// The two files themselves.
+    #[serde(skip)]
+    pub paths: [PathBuf; 2],
     /// Cosine similarity of their features.
     pub similarity: f64,
     /// `same-class`, `conflicting-labels` or `train-val-leak`.
@@ -106,6 +112,9 @@ pub struct Duplicate {
 pub struct Outlier {
     /// Relative to the data root.
     pub file: String,
+    /// The file itself.
+    #[serde(skip)]
+    pub path: PathBuf,
     /// 1 − its cosine similarity to the nearest class centre.
     pub score: f64,
 }
@@ -124,6 +133,9 @@ pub struct Imbalance {
 /// What the doctor found (the shape `graft doctor --json` writes).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
+    /// The folder examined.
+    #[serde(skip)]
+    pub root: PathBuf,
     /// Class names.
     pub classes: Vec<String>,
     /// Usable images.
@@ -220,7 +232,7 @@ fn features_of(
             Ok(f) => {
                 out.images.push(f);
                 out.labels.push(file.class);
-                out.in_val.push(file.in_val_folder);
+                out.in_val.push(file.in_val_folder || file.in_test_folder);
             }
             Err(reason) => out
                 .skipped
@@ -264,6 +276,7 @@ pub fn examine(
     let (lo, hi) = crate::platform::interval::wilson95(right, ex.images.len());
     let units: Vec<Vec<f32>> = features.iter().map(|f| duplicates::unit(f)).collect();
     Ok(Report {
+        root: ex.root.clone(),
         classes: ex.classes.clone(),
         images: ex.images.len(),
         cv_accuracy: CvAccuracy {
@@ -296,6 +309,7 @@ fn label_issues(ex: &Examined, probabilities: &[Vec<f32>]) -> Vec<LabelIssue> {
         .filter(|((p, l), _)| !p.is_empty() && argmax(p) != **l)
         .map(|((p, l), f)| LabelIssue {
             file: relative(&ex.root, &f.path),
+            path: f.path.clone(),
             given: ex.classes[*l].clone(),
             suggested: ex.classes[argmax(p)].clone(),
             score: 1.0 - f64::from(p[*l]),
@@ -322,7 +336,7 @@ fn duplicates_of(ex: &Examined, units: &[Vec<f32>]) -> Vec<Duplicate> {
         .map(|(i, j, similarity)| {
             let kind = if ex.labels[i] != ex.labels[j] {
                 "conflicting-labels"
-            } else if ex.layout == Layout::TrainVal && ex.in_val[i] != ex.in_val[j] {
+            } else if ex.layout.is_given() && ex.in_val[i] != ex.in_val[j] {
                 "train-val-leak"
             } else {
                 "same-class"
@@ -332,6 +346,7 @@ fn duplicates_of(ex: &Examined, units: &[Vec<f32>]) -> Vec<Duplicate> {
                     relative(&ex.root, &ex.images[i].path),
                     relative(&ex.root, &ex.images[j].path),
                 ],
+                paths: [ex.images[i].path.clone(), ex.images[j].path.clone()],
                 similarity: f64::from(similarity),
                 kind,
             }
@@ -372,6 +387,7 @@ fn outliers(ex: &Examined, units: &[Vec<f32>]) -> Vec<Outlier> {
         .filter(|(d, _)| (**d - mid) / mad > 4.0)
         .map(|(d, f)| Outlier {
             file: relative(&ex.root, &f.path),
+            path: f.path.clone(),
             score: f64::from(*d),
         })
         .collect();

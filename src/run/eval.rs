@@ -332,20 +332,10 @@ fn prepare_for_eval(
     input_size: u32,
 ) -> Result<data::Dataset, EvalError> {
     let never = AtomicBool::new(false);
-    let options = PrepareOptions {
-        input_size,
-        val_fraction: if whole {
-            0.0
-        } else {
-            config.split.val_fraction
-        },
-        seed: config.seed,
-        max_images_per_class: if whole {
-            None
-        } else {
-            config.max_images_per_class
-        },
-        threads: decode_threads(),
+    let options = if whole {
+        PrepareOptions::whole(input_size, decode_threads())
+    } else {
+        PrepareOptions::of_config(config, input_size, decode_threads())
     };
     Ok(data::prepare(root, &options, &|_, _| {}, &never)?)
 }

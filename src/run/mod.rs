@@ -9,4 +9,4 @@ pub mod predict;
 pub mod records;
 
 pub use folder::{RunDir, RunError, RunSettings, files, read_run};
-pub use records::{DataSummary, EpochMetrics, RunRecord, RunSummary};
+pub use records::{DataSummary, EpochMetrics, RunRecord, RunSummary, TestScore};

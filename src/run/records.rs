@@ -21,6 +21,15 @@ pub struct DataSummary {
     pub train_counts: Vec<usize>,
     /// Validation images per class.
     pub val_counts: Vec<usize>,
+    /// Test images per class (empty without a test set).
+    #[serde(default)]
+    pub test_counts: Vec<usize>,
+    /// Files the user's decisions left out, relative to the root.
+    #[serde(default, with = "crate::platform::paths::as_paths")]
+    pub excluded: Vec<PathBuf>,
+    /// Files the user's decisions moved to another class.
+    #[serde(default)]
+    pub relabelled: usize,
     /// Files left out, with reasons.
     pub skipped: Vec<SkippedFile>,
     /// Class folders without a usable image.
@@ -66,12 +75,38 @@ pub struct RunSummary {
     pub best_val_loss: Option<f64>,
     /// Its validation accuracy.
     pub best_val_accuracy: Option<f64>,
+    /// The best checkpoint's score on the test set, computed once after training.
+    #[serde(default)]
+    pub test: Option<TestScore>,
     /// Stopped by the user.
     pub cancelled: bool,
     /// Stopped because validation loss stopped improving.
     pub early_stopped: bool,
     /// Wall time of the whole run.
     pub seconds: f64,
+}
+
+/// The test set's verdict on a run's best checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestScore {
+    /// Test images classified right.
+    pub correct: usize,
+    /// Test images in all.
+    pub images: usize,
+    /// Mean cross-entropy on them.
+    pub loss: f64,
+}
+
+impl TestScore {
+    /// The share right, in `[0, 1]`.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.images.max(1) as f64
+    }
+
+    /// "87.5 % (95 % CI 80.1–92.4 %, 120 images)".
+    pub fn describe(&self) -> String {
+        crate::platform::interval::describe(self.correct, self.images)
+    }
 }
 
 /// `run.json`: what a run was trained on and how it ended.

@@ -154,13 +154,7 @@ pub struct DecodeBench {
 pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, BenchError> {
     reset_peak_memory();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let options = PrepareOptions {
-        input_size: side,
-        val_fraction: 0.0,
-        seed: 1,
-        max_images_per_class: None,
-        threads,
-    };
+    let options = PrepareOptions::whole(side, threads);
     let started = Instant::now();
     let dataset = data::prepare(folder, &options, &|_, _| {}, &AtomicBool::new(false))?;
     let decode = started.elapsed().as_secs_f64();
@@ -281,13 +275,7 @@ pub struct Split {
 
 /// The split `config` makes of its folder.
 pub fn split_of(config: &TrainConfig) -> Result<Split, BenchError> {
-    let options = PrepareOptions {
-        input_size: 32,
-        val_fraction: config.split.val_fraction,
-        seed: config.seed,
-        max_images_per_class: config.max_images_per_class,
-        threads: 2,
-    };
+    let options = PrepareOptions::of_config(config, 32, 2);
     let dataset = data::prepare(&config.data, &options, &|_, _| {}, &AtomicBool::new(false))?;
     let list = |samples: &[data::Sample]| {
         samples

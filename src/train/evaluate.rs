@@ -17,6 +17,8 @@ pub struct ValidationScore {
     pub loss: f64,
     /// Share of images classified right, in `[0, 1]` (NaN without images).
     pub accuracy: f64,
+    /// Images classified right.
+    pub correct: usize,
 }
 
 /// Validation loss and accuracy of `network` on `samples` (centre crops).
@@ -49,6 +51,7 @@ pub(super) fn evaluate_with(
         return Ok(ValidationScore {
             loss: f64::NAN,
             accuracy: f64::NAN,
+            correct: 0,
         });
     }
     let order: Vec<usize> = (0..samples.len()).collect();
@@ -66,5 +69,6 @@ pub(super) fn evaluate_with(
     Ok(ValidationScore {
         loss: loss_sum / samples.len() as f64,
         accuracy: correct as f64 / samples.len() as f64,
+        correct,
     })
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::LayerGroup;
 use crate::platform::device::Backend;
-use crate::run::{DataSummary, EpochMetrics, RunSummary};
+use crate::run::{DataSummary, EpochMetrics, RunSummary, TestScore};
 
 /// The model as the run trains it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,6 +107,8 @@ pub enum TrainEvent {
         /// Its epoch.
         epoch: usize,
     },
+    /// The best checkpoint was scored on the test set (once, after training).
+    Tested(TestScore),
     /// Paused at a batch boundary.
     Paused,
     /// Running again.

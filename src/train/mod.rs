@@ -20,6 +20,7 @@ mod pretrained;
 mod run;
 mod stage;
 mod step;
+mod test_set;
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, channel};

@@ -26,13 +26,7 @@ pub(super) fn prepare_data(
             events.send(TrainEvent::Preparing { done, total });
         }
     };
-    let options = PrepareOptions {
-        input_size,
-        val_fraction: config.split.val_fraction,
-        seed: config.seed,
-        max_images_per_class: config.max_images_per_class,
-        threads,
-    };
+    let options = PrepareOptions::of_config(config, input_size, threads);
     let dataset = data::prepare(&config.data, &options, &progress, control.cancel_flag())?;
     let summary = summarize(&dataset);
     events.send(TrainEvent::DataReady(summary.clone()));
@@ -56,6 +50,17 @@ fn summarize(dataset: &Dataset) -> DataSummary {
         classes: dataset.classes.clone(),
         train_counts: count(&dataset.train),
         val_counts: count(&dataset.val),
+        test_counts: if dataset.test.is_empty() {
+            Vec::new()
+        } else {
+            count(&dataset.test)
+        },
+        excluded: dataset
+            .excluded
+            .iter()
+            .map(|p| p.strip_prefix(&dataset.root).unwrap_or(p).to_path_buf())
+            .collect(),
+        relabelled: dataset.relabelled,
         skipped: dataset.skipped.clone(),
         empty_classes: dataset.empty_classes.clone(),
         fingerprint: dataset.fingerprint.clone(),

@@ -8,6 +8,7 @@ use super::events::{RunInfo, TrainEvent};
 use super::prepare::prepare_data;
 use super::pretrained::{build_network, pretrained_weights};
 use super::stage::{Progress, RunContext, StagePlan};
+use super::test_set::score_test;
 use super::{Control, EventSink, optim};
 use crate::config::{FineTuneConfig, TrainConfig};
 use crate::data::Dataset;
@@ -85,6 +86,7 @@ fn run_on(
     let device = compute.device.clone().autodiff();
     let model = build_model(config, &dataset, &device, control, events)?;
     let stage1_params = trainable_param_count(&model.network);
+    let class_weights = super::loss::class_weights(config.balance, &summary.train_counts);
     let (run, mut record) = open_run_folder(config, &dataset, summary, &compute.description)?;
     events.send(TrainEvent::Started(RunInfo {
         run_dir: run.path.clone(),
@@ -106,9 +108,11 @@ fn run_on(
         run,
         input_size,
         backend: compute.backend,
+        class_weights,
     };
     let mut progress = Progress::default();
-    train_stages(&mut ctx, model, stage1_params, &mut progress)?;
+    let network = train_stages(&mut ctx, model, stage1_params, &mut progress)?;
+    let test = score_test(&ctx, network)?;
 
     let has_val = !dataset.val.is_empty();
     let summary = RunSummary {
@@ -119,6 +123,7 @@ fn run_on(
         best_val_accuracy: progress
             .best
             .and_then(|b| has_val.then_some(b.val_accuracy)),
+        test,
         cancelled: progress.cancelled,
         early_stopped: progress.early_stopped,
         seconds: started.elapsed().as_secs_f64(),
@@ -202,13 +207,13 @@ fn open_run_folder(
 }
 
 /// Stage 1 on the model as built, then stage 2 when the config asks for it and stage 1 was
-/// neither cancelled nor stopped early.
+/// neither cancelled nor stopped early; the network as the last epoch left it.
 fn train_stages(
     ctx: &mut RunContext,
     model: Model,
     stage1_params: usize,
     progress: &mut Progress,
-) -> Result<(), TrainError> {
+) -> Result<Network, TrainError> {
     let config = ctx.config;
     let lr = config.optimizer.lr;
     ctx.events.send(TrainEvent::StageStarted {
@@ -238,7 +243,7 @@ fn train_stages(
             };
             stage2.train(ctx, network, progress)
         }
-        _ => Ok(()),
+        _ => Ok(network),
     }
 }
 
@@ -258,7 +263,7 @@ impl Stage2<'_> {
         ctx: &mut RunContext,
         network: Network,
         progress: &mut Progress,
-    ) -> Result<(), TrainError> {
+    ) -> Result<Network, TrainError> {
         let unfreeze = &self.fine_tune.unfreeze;
         let thawed: Vec<bool> = self
             .groups
@@ -287,7 +292,6 @@ impl Stage2<'_> {
             frozen: &thawed,
         };
         let optimizer = optim::build(&ctx.config.optimizer);
-        ctx.train_stage(plan, network, optimizer, progress)?;
-        Ok(())
+        ctx.train_stage(plan, network, optimizer, progress)
     }
 }

@@ -13,7 +13,7 @@ use super::error::{TrainError, folder_error};
 use super::evaluate::evaluate_with;
 use super::events::{BatchProgress, TrainEvent};
 use super::feature_cache::FeatureCache;
-use super::loss::cross_entropy;
+use super::loss::{cross_entropy, weighted_cross_entropy};
 use super::step::{Batches, Input, forward, frozen_prefix, scalar};
 use super::{Control, EventSink, optim};
 use crate::config::TrainConfig;
@@ -61,6 +61,8 @@ pub(super) struct RunContext<'a> {
     pub run: RunDir,
     pub input_size: u32,
     pub backend: Backend,
+    /// Each class's loss weight, when the config evens out the classes.
+    pub class_weights: Option<Vec<f32>>,
 }
 
 /// What one stage trains.
@@ -290,7 +292,10 @@ impl RunContext<'_> {
             &self.device,
         )?;
         let images = y.dims()[0];
-        let loss = cross_entropy(logits, y);
+        let loss = match &self.class_weights {
+            Some(weights) => weighted_cross_entropy(logits, y, weights),
+            None => cross_entropy(logits, y),
+        };
         let value = scalar(loss.clone())?;
         if !value.is_finite() {
             return Err(TrainError::NonFiniteLoss {

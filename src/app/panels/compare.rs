@@ -58,8 +58,12 @@ fn table(ui: &mut egui::Ui, runs: &[RunView], training: bool, actions: &mut Vec<
                 }
                 let (accuracy, time, epochs) = match &run.status {
                     RunStatus::Finished(s) => (
-                        s.best_val_accuracy
-                            .map_or("—".into(), |a| format!("{:.1} %", a * 100.0)),
+                        s.best_val_accuracy.map_or("—".into(), |a| {
+                            let test = s.test.map_or(String::new(), |t| {
+                                format!(" (test {:.1} %)", t.accuracy() * 100.0)
+                            });
+                            format!("{:.1} %{test}", a * 100.0)
+                        }),
                         format!("{:.0} s", s.seconds),
                         s.epochs.to_string(),
                     ),

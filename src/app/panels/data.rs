@@ -7,7 +7,7 @@ use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, FolderState, Live};
 use crate::app::thumbnails::{SIDE, Thumb};
 use crate::data::inspect::FolderReport;
-use crate::data::{Layout, val_count};
+use crate::data::{Layout, held_out_counts};
 
 /// Draws the data panel.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -21,7 +21,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     if let Some(message) = &state.live.messages.data {
         ui.colored_label(ui.visuals().error_fg_color, message);
     }
-    let val_fraction = state.project.config.split.val_fraction;
+    let split = state.project.config.split.clone();
     // Taken out while drawing, so the thumbnail grid can update the rest of the live state.
     let folder = std::mem::take(&mut state.live.folder);
     match &folder {
@@ -40,13 +40,13 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                 "{} images in {} classes{}",
                 report.total(),
                 report.classes.len(),
-                if report.layout == Layout::TrainVal {
-                    " (train/ and val/ given)"
-                } else {
-                    ""
+                match report.layout {
+                    Layout::TrainVal => " (train/ and val/ given)",
+                    Layout::TrainValTest => " (train/, val/ and test/ given)",
+                    Layout::Flat => "",
                 }
             ));
-            class_table(ui, report, val_fraction);
+            class_table(ui, report, &split);
             egui::CollapsingHeader::new("Thumbnails")
                 .id_salt("thumbnails")
                 .default_open(true)
@@ -55,7 +55,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             found_in_training(ui, state, report);
         }
     }
-    let given_split = matches!(&folder, FolderState::Ready(r) if r.layout == Layout::TrainVal);
+    let given_split = matches!(&folder, FolderState::Ready(r) if r.layout.is_given());
     state.live.folder = folder;
     if !given_split {
         ui.add_enabled(
@@ -67,11 +67,20 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         .on_hover_text(
             "Share of each class held out to measure accuracy on images the model never trains on.",
         );
+        ui.add_enabled(
+            !state.is_training(),
+            egui::Slider::new(&mut state.project.config.split.test_fraction, 0.0..=0.3)
+                .text("test share")
+                .custom_formatter(|v, _| format!("{:.0} %", v * 100.0)),
+        )
+        .on_hover_text(
+            "Share of each class kept out of training and out of choosing the best epoch, scored once when the run ends: the one accuracy not tuned on.",
+        );
     }
 }
 
 /// Each class with its image count, train/validation split and share of the whole.
-fn class_table(ui: &mut egui::Ui, report: &FolderReport, val_fraction: f64) {
+fn class_table(ui: &mut egui::Ui, report: &FolderReport, split: &crate::config::SplitConfig) {
     let largest = report
         .classes
         .iter()
@@ -86,18 +95,20 @@ fn class_table(ui: &mut egui::Ui, report: &FolderReport, val_fraction: f64) {
         .show(ui, |ui| {
             ui.strong("class");
             ui.strong("images");
-            ui.strong("train / val");
+            ui.strong("train / val / test");
             ui.strong("balance");
             ui.end_row();
             for class in &report.classes {
                 let n = class.files.len();
-                let val = match report.layout {
-                    Layout::TrainVal => class.in_val_folder,
-                    Layout::Flat => val_count(n, val_fraction),
+                let (val, test) = match report.layout {
+                    Layout::TrainVal | Layout::TrainValTest => {
+                        (class.in_val_folder, class.in_test_folder)
+                    }
+                    Layout::Flat => held_out_counts(n, split.val_fraction, split.test_fraction),
                 };
                 ui.label(&class.name);
                 ui.label(n.to_string());
-                ui.label(format!("{} / {val}", n - val));
+                ui.label(format!("{} / {val} / {test}", n - val - test));
                 ui.add(
                     egui::ProgressBar::new(n as f32 / largest as f32)
                         .desired_width(100.0)

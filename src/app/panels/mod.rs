@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod data;
+pub mod health;
 pub mod layers;
 pub mod model;
 pub mod results;

@@ -6,7 +6,7 @@ use egui_plot::{Legend, Line, Plot, Points};
 use crate::app::actions::Action;
 use crate::app::run_view::{RunStatus, RunView};
 use crate::app::state::AppState;
-use crate::config::{FineTuneConfig, OptimizerKind};
+use crate::config::{ClassBalance, FineTuneConfig, OptimizerKind};
 
 /// A label with a tooltip, and the widget it names (so screen readers read the label).
 fn row(
@@ -61,6 +61,18 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Random crops and flips: more variety from the same images.",
             |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
+        let mut weighted = c.balance == ClassBalance::WeightedLoss;
+        row(
+            ui,
+            "Balance",
+            "Weight each image's loss by how rare its class is, so that every class counts the same: for lopsided classes (Data health warns at 3:1).",
+            |ui| ui.checkbox(&mut weighted, "class-weighted loss"),
+        );
+        c.balance = if weighted {
+            ClassBalance::WeightedLoss
+        } else {
+            ClassBalance::Off
+        };
         let mut two_stage = c.fine_tune.is_some();
         row(
             ui,
@@ -141,8 +153,11 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
                     crate::platform::interval::describe_share(a, val_images)
                 )
             });
+            let test = s.test.map_or(String::new(), |t| {
+                format!("; test accuracy (scored once) {}", t.describe())
+            });
             ui.label(format!(
-                "{how} after {} epochs in {:.0} s{acc}",
+                "{how} after {} epochs in {:.0} s{acc}{test}",
                 s.epochs, s.seconds
             ));
         }
@@ -155,6 +170,17 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
 /// Every warning of the run: files left out, classes left out or unmeasured, frozen layers
 /// that stay random.
 fn warnings(ui: &mut egui::Ui, run: &RunView) {
+    if let Some(d) = run
+        .data
+        .as_ref()
+        .filter(|d| !d.excluded.is_empty() || d.relabelled > 0)
+    {
+        ui.label(format!(
+            "Trained with your Data health decisions: {} file(s) left out, {} relabelled.",
+            d.excluded.len(),
+            d.relabelled
+        ));
+    }
     if run.warnings.is_empty() {
         return;
     }

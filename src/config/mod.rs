@@ -1,6 +1,8 @@
 //! The one training configuration: the GUI edits it, the CLI builds it from flags, a run folder
 //! and a saved project store it. Every field has a default, so old files keep loading.
 
+pub mod curation;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::models::HeadConfig;
 use crate::models::{ModelKind, NetworkSpec};
 pub use crate::platform::device::DevicePreference;
+pub use curation::{Curation, Decision, Relabel};
 
 /// Everything that decides what a training run does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +58,22 @@ pub struct TrainConfig {
     pub max_images_per_class: Option<usize>,
     /// Keeping the frozen layers' output instead of recomputing it every epoch.
     pub feature_cache: FeatureCacheConfig,
+    /// How lopsided classes are evened out in the loss.
+    pub balance: ClassBalance,
+    /// Files left out or relabelled by the user, without touching the data folder.
+    pub curation: Curation,
+}
+
+/// How training treats classes of different sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassBalance {
+    /// Every image counts the same: large classes weigh more.
+    #[default]
+    Off,
+    /// Each image's loss is weighted by `images / (classes × images of its class)`, so every
+    /// class weighs the same in the loss.
+    WeightedLoss,
 }
 
 /// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
@@ -103,6 +122,8 @@ impl Default for TrainConfig {
             device: DevicePreference::Auto,
             runs_dir: None,
             max_images_per_class: None,
+            balance: ClassBalance::Off,
+            curation: Curation::default(),
         }
     }
 }
@@ -113,11 +134,17 @@ impl Default for TrainConfig {
 pub struct SplitConfig {
     /// Fraction of each class held out for validation.
     pub val_fraction: f64,
+    /// Fraction of each class held out as a test set: never used to pick the best epoch or to
+    /// stop early, and scored once, at the end. A folder with a `test/` folder uses that.
+    pub test_fraction: f64,
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        Self { val_fraction: 0.2 }
+        Self {
+            val_fraction: 0.2,
+            test_fraction: 0.0,
+        }
     }
 }
 
@@ -386,6 +413,16 @@ impl TrainConfig {
             (0.0..0.9).contains(&self.split.val_fraction),
             "split.val_fraction",
             format!("must be in [0, 0.9), got {}", self.split.val_fraction),
+        )?;
+        check(
+            (0.0..0.5).contains(&self.split.test_fraction),
+            "split.test_fraction",
+            format!("must be in [0, 0.5), got {}", self.split.test_fraction),
+        )?;
+        check(
+            self.split.val_fraction + self.split.test_fraction < 0.9,
+            "split.test_fraction",
+            "validation and test fractions together must leave at least 10 % to train on",
         )?;
         check(
             (0.0..1.0).contains(&self.head.dropout),
