@@ -165,3 +165,45 @@ fn exif_rotation_is_applied() {
     // Stored 40×20 with orientation 6 (rotate 90° clockwise): shown 20×40.
     assert_eq!(img.dimensions(), (20, 40));
 }
+
+#[test]
+fn graft_clean_names_a_bad_decisions_file_and_copies_with_good_ones() {
+    use std::process::Command;
+    let dir = TempDir::new("clean-cli");
+    let data = dir.path().join("data");
+    common::demo_subset(&data, &["bird", "fruit"], 3);
+    let bird = common::first_file(&data.join("bird"));
+    let name = bird.file_name().unwrap().to_str().unwrap().to_string();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, br#"{"exlude": ["bird/x.png"]}"#).unwrap();
+    let bin = env!("CARGO_BIN_EXE_graft");
+    let run = |decisions: &Path, out: &str| {
+        Command::new(bin)
+            .args(["clean", "--data"])
+            .arg(&data)
+            .arg("--decisions")
+            .arg(decisions)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let refused = run(&bad, "out-bad");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("exlude"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out-bad").exists());
+
+    let good = dir.path().join("good.json");
+    let decisions = format!(r#"{{"relabel": [{{"file": "bird/{name}", "class": "fruit"}}]}}"#);
+    std::fs::write(&good, decisions).unwrap();
+    let copied = run(&good, "out");
+    assert!(copied.status.success(), "{copied:?}");
+    let out = dir.path().join("out");
+    assert!(out.join("fruit").join(&name).is_file());
+    assert!(!out.join("bird").join(&name).exists());
+    assert!(bird.is_file(), "the original stays where it was");
+}

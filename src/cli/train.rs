@@ -268,7 +268,7 @@ impl TrainArgs {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
     let bytes = std::fs::read(path).map_err(|source| CliError::ConfigFile {
         path: path.to_path_buf(),
         source,
@@ -279,26 +279,27 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError>
     })
 }
 
-fn read_config(path: &Path) -> Result<TrainConfig, CliError> {
-    read_json(path)
-}
-
 /// A decisions file, or the decisions of a saved project (`{"config": {"curation": …}}`).
 pub(super) fn read_decisions(path: &Path) -> Result<Curation, CliError> {
     #[derive(serde::Deserialize)]
     struct Project {
         config: TrainConfig,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Decisions {
-        Project(Project),
-        Curation(Curation),
+    let bytes = std::fs::read(path).map_err(|source| CliError::ConfigFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match serde_json::from_slice::<Curation>(&bytes) {
+        Ok(curation) => Ok(curation),
+        // Not a decisions file: a project holds them in its config; if it is not one either,
+        // the decisions file's own error says best what is wrong.
+        Err(source) => serde_json::from_slice::<Project>(&bytes)
+            .map(|p| p.config.curation)
+            .map_err(|_| CliError::ConfigParse {
+                path: path.to_path_buf(),
+                source,
+            }),
     }
-    Ok(match read_json::<Decisions>(path)? {
-        Decisions::Project(p) => p.config.curation,
-        Decisions::Curation(c) => c,
-    })
 }
 
 /// Runs `graft train`, printing progress.

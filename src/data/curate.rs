@@ -26,8 +26,13 @@ pub fn apply(scan: &mut Scan, curation: &Curation) -> Applied {
     }
     let root = scan.root.clone();
     let relative = |path: &Path| path.strip_prefix(&root).unwrap_or(path).to_path_buf();
+    let present: HashSet<PathBuf> = scan.files.iter().map(|f| relative(&f.path)).collect();
     let mut targets: HashMap<&Path, &str> = HashMap::new();
-    for r in &curation.relabel {
+    for r in curation
+        .relabel
+        .iter()
+        .filter(|r| present.contains(&r.file))
+    {
         match scan.classes.iter().position(|c| *c == r.class) {
             Some(_) => {
                 targets.insert(r.file.as_path(), r.class.as_str());
@@ -39,7 +44,6 @@ pub fn apply(scan: &mut Scan, curation: &Curation) -> Applied {
             )),
         }
     }
-    let present: HashSet<PathBuf> = scan.files.iter().map(|f| relative(&f.path)).collect();
     let classes = &scan.classes;
     scan.files.retain_mut(|file| {
         let rel = relative(&file.path);
@@ -124,11 +128,19 @@ mod tests {
             Some(Decision::Relabel("zebra".into())),
         );
         c.decide(Path::new("a/gone.png"), Some(Decision::Exclude));
+        c.decide(
+            Path::new("b/gone.png"),
+            Some(Decision::Relabel("zebra".into())),
+        );
         let applied = apply(&mut s, &c);
         assert_eq!(s.files.len(), 3);
         assert_eq!(applied.relabelled, 0);
         assert_eq!(applied.notes.len(), 2, "{:?}", applied.notes);
         assert!(applied.notes[0].contains("zebra"));
-        assert!(applied.notes[1].contains("a/gone.png"));
+        assert!(
+            applied.notes[1].starts_with("2 decision(s)"),
+            "{:?}",
+            applied.notes
+        );
     }
 }
