@@ -102,7 +102,8 @@ pub struct TrainArgs {
     /// model selection, scored once at the end.
     #[arg(long)]
     test_fraction: Option<f64>,
-    /// Even out lopsided classes: off, or weighted-loss (each class weighs the same).
+    /// Even out lopsided classes: auto (the default: a class-weighted loss when the largest
+    /// class has 3× the training images of the smallest), off, or weighted-loss (always).
     #[arg(long)]
     balance: Option<String>,
     /// A decisions file (JSON: {"exclude": [...], "relabel": [{"file", "class"}]}, paths
@@ -241,10 +242,11 @@ impl TrainArgs {
         }
         if let Some(v) = &self.balance {
             let modes = [
+                ("auto", ClassBalance::Auto),
                 ("off", ClassBalance::Off),
                 ("weighted-loss", ClassBalance::WeightedLoss),
             ];
-            c.balance = choice("balance", v, &modes, "off, weighted-loss")?;
+            c.balance = choice("balance", v, &modes, "auto, off, weighted-loss")?;
         }
         if let Some(path) = &self.decisions {
             c.curation = read_decisions(path)?;

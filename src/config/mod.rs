@@ -68,12 +68,23 @@ pub struct TrainConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClassBalance {
-    /// Every image counts the same: large classes weigh more.
+    /// The weighted loss when the largest class has at least [`ClassBalance::AUTO_RATIO`]
+    /// times the training images of the smallest, every image the same otherwise. (On the demo
+    /// set cut to 10:1, the weighted loss raised the mean per-class recall from 60 % to 67 %
+    /// over three seeds, with the same accuracy.)
     #[default]
+    Auto,
+    /// Every image counts the same: large classes weigh more.
     Off,
     /// Each image's loss is weighted by `images / (classes × images of its class)`, so every
     /// class weighs the same in the loss.
     WeightedLoss,
+}
+
+impl ClassBalance {
+    /// The class ratio from which [`ClassBalance::Auto`] weights the loss (and the data doctor
+    /// warns).
+    pub const AUTO_RATIO: f64 = 3.0;
 }
 
 /// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
@@ -122,7 +133,7 @@ impl Default for TrainConfig {
             device: DevicePreference::Auto,
             runs_dir: None,
             max_images_per_class: None,
-            balance: ClassBalance::Off,
+            balance: ClassBalance::Auto,
             curation: Curation::default(),
         }
     }

@@ -424,7 +424,7 @@ impl Report {
             self.cv_accuracy.folds,
             crate::platform::interval::describe_share(self.cv_accuracy.mean, self.images)
         )];
-        if self.imbalance.ratio >= 3.0 {
+        if self.imbalance.ratio >= crate::config::ClassBalance::AUTO_RATIO {
             out.push(format!(
                 "imbalance: `{}` has {:.1}× the images of `{}`",
                 self.imbalance.largest, self.imbalance.ratio, self.imbalance.smallest

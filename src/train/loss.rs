@@ -35,11 +35,16 @@ pub fn weighted_cross_entropy(
 }
 
 /// Each class's loss weight under `balance` for a training set with `counts` images per class:
-/// `images / (classes × count)`, so that every class weighs the same; `None` when off.
+/// `images / (classes × count)`, so that every class weighs the same; `None` when every image
+/// counts the same.
 pub fn class_weights(balance: ClassBalance, counts: &[usize]) -> Option<Vec<f32>> {
+    let largest = counts.iter().copied().max().unwrap_or(0) as f64;
+    let smallest = counts.iter().copied().min().unwrap_or(0).max(1) as f64;
+    let lopsided = largest / smallest >= ClassBalance::AUTO_RATIO;
     match balance {
         ClassBalance::Off => None,
-        ClassBalance::WeightedLoss => {
+        ClassBalance::Auto if !lopsided => None,
+        ClassBalance::Auto | ClassBalance::WeightedLoss => {
             let total: usize = counts.iter().sum();
             let k = counts.len() as f64;
             Some(
@@ -83,6 +88,11 @@ mod tests {
     #[test]
     fn weights_even_out_the_classes() {
         assert_eq!(class_weights(ClassBalance::Off, &[10, 30]), None);
+        assert_eq!(class_weights(ClassBalance::Auto, &[10, 29]), None);
+        assert_eq!(
+            class_weights(ClassBalance::Auto, &[10, 30]),
+            class_weights(ClassBalance::WeightedLoss, &[10, 30])
+        );
         let w = class_weights(ClassBalance::WeightedLoss, &[10, 30]).unwrap();
         assert_eq!(w, [2.0, 2.0 / 3.0]);
         // Each class's total weight is the same.

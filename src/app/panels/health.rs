@@ -106,11 +106,11 @@ fn summary(ui: &mut egui::Ui, report: &Report) {
         interval::describe_share(cv.mean, report.images)
     ));
     let imbalance = &report.imbalance;
-    if imbalance.ratio >= 3.0 {
+    if imbalance.ratio >= crate::config::ClassBalance::AUTO_RATIO {
         ui.colored_label(
             ui.visuals().warn_fg_color,
             format!(
-                "`{}` has {:.1}× the images of `{}`: consider the class-weighted loss (Train → balance).",
+                "`{}` has {:.1}× the images of `{}`: Train → Balance weights the loss by class (on by default from 3:1).",
                 imbalance.largest, imbalance.ratio, imbalance.smallest
             ),
         );

@@ -61,18 +61,25 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Random crops and flips: more variety from the same images.",
             |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
-        let mut weighted = c.balance == ClassBalance::WeightedLoss;
         row(
             ui,
             "Balance",
-            "Weight each image's loss by how rare its class is, so that every class counts the same: for lopsided classes (Data health warns at 3:1).",
-            |ui| ui.checkbox(&mut weighted, "class-weighted loss"),
+            "A class-weighted loss weighs each image by how rare its class is, so that every class counts the same. Automatic turns it on when the largest class has 3× the images of the smallest.",
+            |ui| {
+                egui::ComboBox::from_id_salt("balance")
+                    .selected_text(balance_name(c.balance))
+                    .show_ui(ui, |ui| {
+                        for mode in [
+                            ClassBalance::Auto,
+                            ClassBalance::Off,
+                            ClassBalance::WeightedLoss,
+                        ] {
+                            ui.selectable_value(&mut c.balance, mode, balance_name(mode));
+                        }
+                    })
+                    .response
+            },
         );
-        c.balance = if weighted {
-            ClassBalance::WeightedLoss
-        } else {
-            ClassBalance::Off
-        };
         let mut two_stage = c.fine_tune.is_some();
         row(
             ui,
@@ -98,6 +105,14 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             );
         }
     });
+}
+
+fn balance_name(mode: ClassBalance) -> &'static str {
+    match mode {
+        ClassBalance::Auto => "automatic (weighted from 3:1)",
+        ClassBalance::Off => "every image the same",
+        ClassBalance::WeightedLoss => "class-weighted loss",
+    }
 }
 
 fn progress(ui: &mut egui::Ui, run: &RunView) {
