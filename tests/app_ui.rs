@@ -531,7 +531,7 @@ fn data_health_decisions_change_the_next_run_and_survive_the_project() {
     h.run_steps(2);
     assert_eq!(
         h.state().state.project.config.curation.exclude,
-        [file.clone()]
+        std::slice::from_ref(&file)
     );
     h.get_by_label("Train").click();
     h.run_steps(2);
