@@ -299,4 +299,10 @@ fn a_test_folder_is_scored_once_at_the_end_and_never_chooses_the_checkpoint() {
     );
     let manifest = std::fs::read_to_string(summary.run_dir.join("files.json")).unwrap();
     assert_eq!(manifest.matches("\"test\"").count(), 6, "{manifest}");
+    for m in &epochs {
+        let train = m.train_accuracy.expect("training accuracy per epoch");
+        assert!((0.0..=1.0).contains(&train), "{train}");
+    }
+    let metrics = std::fs::read_to_string(summary.run_dir.join(files::METRICS)).unwrap();
+    assert_eq!(metrics.matches("\"train_accuracy\":").count(), epochs.len());
 }

@@ -56,6 +56,8 @@ pub struct RunView {
     pub val_loss: Vec<[f64; 2]>,
     /// Validation accuracy per epoch, in percent.
     pub val_accuracy: Vec<[f64; 2]>,
+    /// Training accuracy per epoch, in percent.
+    pub train_accuracy: Vec<[f64; 2]>,
     /// Current status.
     pub status: RunStatus,
     /// Epochs planned (both stages).
@@ -95,6 +97,7 @@ impl Default for RunView {
             smoothed_loss: Vec::new(),
             val_loss: Vec::new(),
             val_accuracy: Vec::new(),
+            train_accuracy: Vec::new(),
             status: RunStatus::Preparing { done: 0, total: 0 },
             total_epochs: 0,
             epoch: 0,
@@ -220,6 +223,9 @@ impl RunView {
                 }
                 if let Some(a) = m.val_accuracy {
                     self.val_accuracy.push([x, a * 100.0]);
+                }
+                if let Some(a) = m.train_accuracy {
+                    self.train_accuracy.push([x, a * 100.0]);
                 }
             }
             // The finished summary carries the test score.

@@ -487,8 +487,11 @@ impl Printer {
         } else {
             ""
         };
+        let train_acc = m
+            .train_accuracy
+            .map_or(String::new(), |a| format!("  train acc {:.1} %", a * 100.0));
         println!(
-            "epoch {}/{}: train loss {:.4}  {val}  {:.1} img/s  {:.1} s{cached}",
+            "epoch {}/{}: train loss {:.4}{train_acc}  {val}  {:.1} img/s  {:.1} s{cached}",
             m.epoch, self.total_epochs, m.train_loss, m.images_per_sec, m.seconds
         );
     }

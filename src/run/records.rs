@@ -48,6 +48,10 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Mean training loss over the epoch.
     pub train_loss: f64,
+    /// Share of the epoch's training images the model classified right as it stepped (with
+    /// augmentation, on the augmented views), in `[0, 1]`.
+    #[serde(default)]
+    pub train_accuracy: Option<f64>,
     /// Mean validation loss (`None` without a validation set).
     pub val_loss: Option<f64>,
     /// Validation accuracy in `[0, 1]`.

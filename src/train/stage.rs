@@ -14,7 +14,7 @@ use super::evaluate::evaluate_with;
 use super::events::{BatchProgress, TrainEvent};
 use super::feature_cache::FeatureCache;
 use super::loss::{cross_entropy, weighted_cross_entropy};
-use super::step::{Batches, Input, forward, frozen_prefix, scalar};
+use super::step::{Batches, Input, forward, frozen_prefix, scalar, scalar_int};
 use super::{Control, EventSink, optim};
 use crate::config::TrainConfig;
 use crate::data::batches::View;
@@ -108,6 +108,8 @@ struct EpochView {
 struct EpochTotals {
     loss_sum: f64,
     seen: usize,
+    /// Training images classified right as the steps ran.
+    correct: usize,
 }
 
 impl RunContext<'_> {
@@ -231,6 +233,7 @@ impl RunContext<'_> {
             (network, outcome) = self.step(stage, network, input, view.index, &position)?;
             totals.loss_sum += outcome.loss * outcome.images as f64;
             totals.seen += outcome.images;
+            totals.correct += outcome.correct;
             let now = Instant::now();
             let secs = now.duration_since(step_start).as_secs_f64();
             step_start = now;
@@ -292,6 +295,13 @@ impl RunContext<'_> {
             &self.device,
         )?;
         let images = y.dims()[0];
+        let hits = logits
+            .clone()
+            .argmax(1)
+            .reshape([images])
+            .equal(y.clone())
+            .int()
+            .sum();
         let loss = match &self.class_weights {
             Some(weights) => weighted_cross_entropy(logits, y, weights),
             None => cross_entropy(logits, y),
@@ -308,6 +318,7 @@ impl RunContext<'_> {
         let grads = GradientsParams::from_grads(loss.backward(), &network);
         let network = stage.optimizer.step(lr, network, grads);
         let outcome = StepOutcome {
+            correct: scalar_int(hits)? as usize,
             loss: value,
             images,
             lr,
@@ -341,6 +352,7 @@ impl RunContext<'_> {
             stage: stage.plan.stage,
             epoch,
             train_loss: totals.loss_sum / totals.seen.max(1) as f64,
+            train_accuracy: (totals.seen > 0).then(|| totals.correct as f64 / totals.seen as f64),
             val_loss: has_val.then_some(score.loss),
             val_accuracy: has_val.then_some(score.accuracy),
             images_per_sec: totals.seen as f64 / train_secs.max(1e-9),
@@ -392,6 +404,8 @@ struct StepOutcome {
     loss: f64,
     /// Images in its batch.
     images: usize,
+    /// Of those, classified right (before the step).
+    correct: usize,
     /// Its learning rate.
     lr: f64,
 }

@@ -275,13 +275,18 @@ pub fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
         .legend(Legend::default())
         .height(height)
         .x_axis_label("epoch")
-        .y_axis_label("val accuracy %")
+        .y_axis_label("accuracy % (val solid, train dashed)")
         .include_y(0.0)
         .include_y(100.0)
         .show(ui, |plot| {
             for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
                 let color = run_color(i);
                 plot.line(Line::new(run.label.clone(), run.val_accuracy.clone()).color(color));
+                plot.line(
+                    Line::new(format!("{} (train)", run.label), run.train_accuracy.clone())
+                        .color(color)
+                        .style(egui_plot::LineStyle::dashed_loose()),
+                );
                 plot.points(
                     Points::new(run.label.clone(), run.val_accuracy.clone())
                         .color(color)
