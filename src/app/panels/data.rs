@@ -5,7 +5,7 @@ use eframe::egui;
 use crate::app::actions::Action;
 use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, FolderState, Live};
-use crate::app::thumbnails::{SIDE, Thumb};
+use crate::app::thumbnails::SIDE;
 use crate::data::inspect::FolderReport;
 use crate::data::{Layout, held_out_counts};
 
@@ -207,36 +207,7 @@ fn thumbnails(
             for row in visible {
                 ui.horizontal(|ui| {
                     for path in class.files.iter().skip(row * columns).take(columns) {
-                        let size = egui::vec2(SIDE as f32, SIDE as f32);
-                        let name = path
-                            .file_name()
-                            .map(|n| n.to_string_lossy())
-                            .unwrap_or_default();
-                        match live.thumbs.by_path.get(path) {
-                            Some(Thumb::Ready(texture)) => {
-                                ui.add(
-                                    egui::Image::new(texture)
-                                        .fit_to_exact_size(size)
-                                        .alt_text(name.as_ref()),
-                                )
-                                .on_hover_text(path.display().to_string());
-                            }
-                            other => {
-                                let (rect, response) =
-                                    ui.allocate_exact_size(size, egui::Sense::hover());
-                                ui.painter()
-                                    .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
-                                if matches!(other, Some(Thumb::Failed)) {
-                                    response.on_hover_text(format!(
-                                        "{} cannot be decoded",
-                                        path.display()
-                                    ));
-                                }
-                                if other.is_none() {
-                                    wanted.push(path);
-                                }
-                            }
-                        }
+                        live.thumbs.show(ui, path, &mut wanted);
                     }
                 });
             }

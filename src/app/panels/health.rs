@@ -175,6 +175,35 @@ fn choices(
     }
 }
 
+/// One file the doctor flagged: its thumbnail, name, what was found and the choices.
+struct Finding<'a> {
+    path: &'a PathBuf,
+    name: &'a str,
+    detail: String,
+    suggested: Option<&'a str>,
+}
+
+impl<'a> Finding<'a> {
+    fn show(
+        &self,
+        ui: &mut egui::Ui,
+        report: &Report,
+        thumbs: &Thumbnails,
+        curation: &mut Curation,
+        wanted: &mut Vec<&'a PathBuf>,
+    ) {
+        let file = relative(report, self.path);
+        ui.horizontal(|ui| {
+            thumbs.show(ui, self.path, wanted);
+            ui.vertical(|ui| {
+                ui.label(egui::RichText::new(self.name).monospace());
+                ui.label(&self.detail);
+                ui.horizontal(|ui| choices(ui, curation, file, self.suggested, &report.classes));
+            });
+        });
+    }
+}
+
 fn label_issues<'a>(
     ui: &mut egui::Ui,
     report: &'a Report,
@@ -190,20 +219,17 @@ fn label_issues<'a>(
     .default_open(true)
     .show(ui, |ui| {
         for issue in &report.label_issues {
-            let file = relative(report, &issue.path);
-            ui.horizontal(|ui| {
-                thumbs.show(ui, &issue.path, wanted);
-                ui.vertical(|ui| {
-                    ui.label(egui::RichText::new(&issue.file).monospace());
-                    ui.label(format!(
-                        "labelled {}, looks like {} (score {:.2})",
-                        issue.given, issue.suggested, issue.score
-                    ));
-                    ui.horizontal(|ui| {
-                        choices(ui, curation, file, Some(&issue.suggested), &report.classes)
-                    });
-                });
-            });
+            let detail = format!(
+                "labelled {}, looks like {} (score {:.2})",
+                issue.given, issue.suggested, issue.score
+            );
+            let finding = Finding {
+                path: &issue.path,
+                name: &issue.file,
+                detail,
+                suggested: Some(&issue.suggested),
+            };
+            finding.show(ui, report, thumbs, curation, wanted);
         }
     });
 }
@@ -252,15 +278,13 @@ fn outliers<'a>(
         .default_open(true)
         .show(ui, |ui| {
             for outlier in &report.outliers {
-                let file = relative(report, &outlier.path);
-                ui.horizontal(|ui| {
-                    thumbs.show(ui, &outlier.path, wanted);
-                    ui.vertical(|ui| {
-                        ui.label(egui::RichText::new(&outlier.file).monospace());
-                        ui.label(format!("score {:.3}", outlier.score));
-                        ui.horizontal(|ui| choices(ui, curation, file, None, &report.classes));
-                    });
-                });
+                let finding = Finding {
+                    path: &outlier.path,
+                    name: &outlier.file,
+                    detail: format!("score {:.3}", outlier.score),
+                    suggested: None,
+                };
+                finding.show(ui, report, thumbs, curation, wanted);
             }
         });
 }

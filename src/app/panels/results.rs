@@ -6,7 +6,7 @@ use eframe::egui;
 use crate::app::actions::Action;
 use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, EvalState, Live, Results};
-use crate::app::thumbnails::{SIDE, Thumb};
+use crate::app::thumbnails::SIDE;
 use crate::run::eval::{Evaluation, Prediction};
 
 /// Images shown in the gallery at most (the worst first).
@@ -258,29 +258,7 @@ fn gallery(ui: &mut egui::Ui, evaluation: &Evaluation, live: &mut Live, actions:
             );
             ui.allocate_ui(egui::vec2(SIDE as f32 + 60.0, SIDE as f32 + 44.0), |ui| {
                 ui.vertical(|ui| {
-                    let size = egui::vec2(SIDE as f32, SIDE as f32);
-                    let name = x
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default();
-                    match live.thumbs.by_path.get(&x.path) {
-                        Some(Thumb::Ready(texture)) => {
-                            ui.add(
-                                egui::Image::new(texture)
-                                    .fit_to_exact_size(size)
-                                    .alt_text(name.as_ref()),
-                            );
-                        }
-                        other => {
-                            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
-                            ui.painter()
-                                .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
-                            if other.is_none() {
-                                wanted.push(&x.path);
-                            }
-                        }
-                    }
+                    live.thumbs.show(ui, &x.path, &mut wanted);
                     ui.add(egui::Label::new(egui::RichText::new(&caption).small()).wrap())
                         .on_hover_text(x.path.display().to_string());
                 });
