@@ -369,6 +369,26 @@ fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
     assert_eq!(tiles.len(), count, "{tiles:?}");
     assert!(tiles.iter().all(|l| l.starts_with(&want)), "{tiles:?}");
 
+    // The map toggle: each mistake shows the evidence for its true class beside the evidence
+    // for the guess, computed in the background.
+    h.get_by_label("Show where the model looks").click();
+    step_until(&mut h, Duration::from_secs(120), "the class maps", |app| {
+        app.state.live.maps.ready() >= 2 * count
+    });
+    h.run_steps(2);
+    let truth_maps = h
+        .query_all_by_label_contains(&format!("where the evidence for {} is", m.classes[t]))
+        .count();
+    let guess_maps = h
+        .query_all_by_label_contains(&format!("where the evidence for {} is", m.classes[p]))
+        .count();
+    assert!(
+        truth_maps >= count && guess_maps >= count,
+        "{truth_maps} and {guess_maps} maps for {count} mistakes"
+    );
+    h.get_by_label("Show where the model looks").click();
+    h.run_steps(2);
+
     // Try it: drop an image and a broken file; the image is classified, the other reported.
     let image = common::first_file(&data.path().join("bird"));
     let elsewhere = TempDir::new("ui-results-try");

@@ -141,4 +141,88 @@ fn evaluate_export_and_the_commands_agree() {
     let out_text = String::from_utf8_lossy(&predict.stdout);
     assert!(predict.status.success(), "{out_text}");
     assert_eq!(out_text.matches(" %  ").count(), images, "{out_text}");
+
+    graft_explain_writes_overlays_and_names_bad_files(bin, &run_dir, data.path());
+}
+
+/// `graft explain`: one PNG per good image (at the crop's size), the raw maps as JSON, a bad
+/// file named and the rest explained, an output folder inside the data set refused.
+fn graft_explain_writes_overlays_and_names_bad_files(
+    bin: &str,
+    run_dir: &std::path::Path,
+    data: &std::path::Path,
+) {
+    let good = common::first_file(&data.join("bird"));
+    let scratch = TempDir::new("explain-bad");
+    let broken = scratch.path().join("broken.png");
+    std::fs::write(&broken, b"not a png at all").unwrap();
+    let out = TempDir::new("explain-out");
+    let json = out.path().join("maps.json");
+    let explain = Command::new(bin)
+        .args(["explain", "--run"])
+        .arg(run_dir)
+        .arg(&good)
+        .arg(&broken)
+        .arg(data.join("fruit"))
+        .arg("--out")
+        .arg(out.path().join("overlays"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let err_text = String::from_utf8_lossy(&explain.stderr);
+    assert!(
+        !explain.status.success(),
+        "a bad file makes the exit code non-zero"
+    );
+    assert!(err_text.contains("broken.png"), "{err_text}");
+    let fruit = data.join("fruit").read_dir().unwrap().count();
+    let written: Vec<_> = out.path().join("overlays").read_dir().unwrap().collect();
+    assert_eq!(written.len(), 1 + fruit, "one overlay per good image");
+    let stem = good.file_stem().unwrap().to_string_lossy().to_string();
+    let overlay = image::open(out.path().join("overlays").join(format!("{stem}.cam.png"))).unwrap();
+    assert_eq!(
+        (overlay.width(), overlay.height()),
+        (64, 64),
+        "the 64 px crop"
+    );
+    let maps: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let images = maps["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1 + fruit);
+    let grid = images[0]["map"].as_array().unwrap();
+    assert!(!grid.is_empty());
+    let values: Vec<f64> = grid
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{values:?}");
+    assert!(values.contains(&1.0), "scaled to its maximum: {values:?}");
+    assert!(images[0]["probability"].as_f64().unwrap() > 0.0);
+
+    // --class picks the evidence for another class; an unknown one is named.
+    let other = Command::new(bin)
+        .args(["explain", "--class", "cat", "--run"])
+        .arg(run_dir)
+        .arg(&good)
+        .arg("--out")
+        .arg(out.path().join("cat"))
+        .output()
+        .unwrap();
+    let err_text = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err_text.contains("no class `cat`") && err_text.contains("bird"),
+        "{err_text}"
+    );
+
+    // Never into the data set.
+    let inside = Command::new(bin)
+        .args(["explain", "--run"])
+        .arg(run_dir)
+        .arg(&good)
+        .arg("--out")
+        .arg(data.join("maps"))
+        .output()
+        .unwrap();
+    assert!(!inside.status.success());
+    assert!(!data.join("maps").exists());
 }

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use super::class_maps::MapKey;
 use super::dialogs::Dialog;
 use crate::models::ModelKind;
+use crate::run::advice::Remedy;
 
 /// Something the user asked for that needs more than a state change.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,4 +59,9 @@ pub enum Action {
     CancelExamine,
     /// Write the data folder with the project's decisions applied into this new folder.
     ExportCleanedTo(PathBuf),
+    /// Take the next step a piece of run advice names (a settings change, or examining the
+    /// data).
+    ApplyRemedy(Remedy),
+    /// Compute these class maps in the background.
+    ExplainImages(Vec<MapKey>),
 }

@@ -10,11 +10,12 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use eframe::egui;
 
 use super::actions::Action;
+use super::class_maps::{MapKey, MapSource};
 use super::jobs::{Jobs, Reply};
 use super::run_view::{RunStatus, RunView};
 use super::state::{AppState, EvalState, FolderState, Page};
 use super::tasks::{
-    examine_data, export_message, imagenet_top5, read_project, try_images, weights_here,
+    class_maps, examine_data, export_message, imagenet_top5, read_project, try_images, weights_here,
 };
 use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::{DevicePreference, TrainConfig};
@@ -24,12 +25,14 @@ use crate::models::download;
 use crate::models::{ModelKind, describe_layers, detect_kind, zoo};
 use crate::platform::device;
 use crate::platform::fsutil::{ensure_outside, write_json_atomic};
+use crate::run::advice::Remedy;
 use crate::run::eval::evaluate_run;
 use crate::train::{self, TrainHandle};
 
 /// Runs actions and collects their results.
 pub struct Dispatcher {
-    jobs: Jobs,
+    /// Background jobs and their replies.
+    pub(super) jobs: Jobs,
     training: Option<TrainHandle>,
     started: bool,
     /// The latest layer-list request; older answers are dropped.
@@ -123,6 +126,13 @@ impl Dispatcher {
             Action::ExamineData => self.examine(state),
             Action::CancelExamine => self.cancel_examine(),
             Action::ExportCleanedTo(out) => self.export_cleaned(out, state),
+            Action::ApplyRemedy(remedy) => {
+                if !remedy.apply(&mut state.project.config) && remedy == Remedy::ExamineData {
+                    state.live.page = Page::Health;
+                    self.examine(state);
+                }
+            }
+            Action::ExplainImages(keys) => self.explain(keys),
             Action::LoadThumbnails(paths) => {
                 if let Some(tx) = &self.thumb_requests {
                     for path in paths {
@@ -338,6 +348,30 @@ impl Dispatcher {
             },
             move |why| Reply::Examined(failed, Err(why)),
         );
+    }
+
+    /// One job per model: it loads the model once and answers map by map.
+    fn explain(&mut self, keys: Vec<MapKey>) {
+        let mut by_source: Vec<(MapSource, Vec<MapKey>)> = Vec::new();
+        for key in keys {
+            match by_source.iter_mut().find(|(s, _)| *s == key.source) {
+                Some((_, group)) => group.push(key),
+                None => by_source.push((key.source.clone(), vec![key])),
+            }
+        }
+        for (source, keys) in by_source {
+            let send = self.jobs.sender();
+            let failed = keys.clone();
+            self.jobs.spawn(
+                move || {
+                    class_maps(&source, keys, &|key, picture| {
+                        send(Reply::Explained(key, picture))
+                    });
+                    None
+                },
+                move |why| Reply::ExplainFailed(failed, why),
+            );
+        }
     }
 
     fn cancel_examine(&mut self) {

@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use eframe::egui;
 
+use super::class_maps::{MapKey, MapPicture};
 use super::dialogs::Dialog;
 use super::state::{Project, TopK};
 use crate::data::inspect::FolderReport;
@@ -53,6 +54,10 @@ pub enum Reply {
     Examined(PathBuf, Result<Arc<crate::doctor::Report>, String>),
     /// What a cleaned copy did.
     CleanedCopy(String),
+    /// One class map, or why it could not be computed.
+    Explained(MapKey, Result<MapPicture, String>),
+    /// A map job died before answering for these keys.
+    ExplainFailed(Vec<MapKey>, String),
 }
 
 /// Starts jobs and collects their replies.

@@ -3,6 +3,7 @@
 //! This is the only part of the library that uses egui.
 
 pub mod actions;
+pub mod class_maps;
 pub mod dialogs;
 pub mod dispatch;
 pub mod jobs;

@@ -82,6 +82,12 @@ impl Dispatcher {
                 }
             }
             Reply::CleanedCopy(message) => state.live.health.cleaned_copy = Some(message),
+            Reply::Explained(key, picture) => {
+                if let Some(ctx) = self.jobs.context() {
+                    state.live.maps.insert(ctx, key, picture);
+                }
+            }
+            Reply::ExplainFailed(keys, why) => state.live.maps.fail_pending(&keys, &why),
         }
     }
 

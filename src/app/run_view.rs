@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::run::{DataSummary, RunSummary};
+use crate::run::{DataSummary, EpochMetrics, RunSummary};
 use crate::train::TrainEvent;
 
 /// Where a run stands.
@@ -58,6 +58,8 @@ pub struct RunView {
     pub val_accuracy: Vec<[f64; 2]>,
     /// Training accuracy per epoch, in percent.
     pub train_accuracy: Vec<[f64; 2]>,
+    /// Every epoch's metrics, for the advice when the run ends.
+    pub epochs: Vec<EpochMetrics>,
     /// Current status.
     pub status: RunStatus,
     /// Epochs planned (both stages).
@@ -98,6 +100,7 @@ impl Default for RunView {
             val_loss: Vec::new(),
             val_accuracy: Vec::new(),
             train_accuracy: Vec::new(),
+            epochs: Vec::new(),
             status: RunStatus::Preparing { done: 0, total: 0 },
             total_epochs: 0,
             epoch: 0,
@@ -136,6 +139,19 @@ impl RunView {
             RunStatus::Finished(s) if s.best_epoch.is_some() => Some(&s.run_dir),
             _ => None,
         }
+    }
+
+    /// The run's summary, once it finished.
+    pub fn summary(&self) -> Option<&RunSummary> {
+        match &self.status {
+            RunStatus::Finished(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The last epoch on the x axis: planned or reached, at least 1.
+    pub fn x_extent(&self) -> f64 {
+        self.total_epochs.max(self.epoch).max(1) as f64
     }
 
     /// Whether the run is still going.
@@ -227,6 +243,7 @@ impl RunView {
                 if let Some(a) = m.train_accuracy {
                     self.train_accuracy.push([x, a * 100.0]);
                 }
+                self.epochs.push(m.clone());
             }
             // The finished summary carries the test score.
             TrainEvent::Checkpoint { .. } | TrainEvent::Tested(_) => {}

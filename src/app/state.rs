@@ -163,6 +163,8 @@ pub struct Live {
     pub results: Results,
     /// The Data health page's state.
     pub health: Health,
+    /// Class activation maps computed so far, and how they are shown.
+    pub maps: super::class_maps::ClassMaps,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
 }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::class_maps::{MapKey, MapPicture, MapSource};
 use super::jobs::Tries;
 use super::state::{Project, TopK};
 use crate::data::scan::expand_image_paths;
@@ -85,4 +86,58 @@ pub(super) fn read_project(path: &Path) -> Result<Box<Project>, String> {
     serde_json::from_slice(&bytes)
         .map(Box::new)
         .map_err(|e| format!("{} is not a Graft project: {e}", path.display()))
+}
+
+/// Computes the maps of `keys` (all of `source`) one by one, sending each as it is done; the
+/// model is loaded once, on the CPU.
+pub(super) fn class_maps(
+    source: &MapSource,
+    keys: Vec<MapKey>,
+    send: &dyn Fn(MapKey, Result<MapPicture, String>),
+) {
+    let device = burn::tensor::Device::flex();
+    let predictor = match source {
+        MapSource::Run(dir) => Predictor::from_run(dir, &device),
+        MapSource::ImageNet(kind, weights) => {
+            Predictor::imagenet(*kind, weights.as_deref(), &device)
+        }
+    };
+    let predictor = match predictor {
+        Ok(p) => p,
+        Err(e) => {
+            let why = e.to_string();
+            keys.into_iter().for_each(|k| send(k, Err(why.clone())));
+            return;
+        }
+    };
+    for key in keys {
+        let picture = map_picture(&predictor, &key);
+        send(key, picture);
+    }
+}
+
+fn map_picture(predictor: &Predictor, key: &MapKey) -> Result<MapPicture, String> {
+    let side = crate::data::preprocess::resize_side(predictor.input_size());
+    let image = crate::data::decode::decode_file_at(&key.image, Some(side))
+        .map_err(|e| format!("{}: {e}", key.image.display()))?;
+    let classes: Vec<usize> = key.class.into_iter().collect();
+    let explained = predictor
+        .explain(&image, &classes)
+        .map_err(|e| e.to_string())?;
+    let map = explained
+        .maps
+        .into_iter()
+        .next()
+        .ok_or("no map was computed")?;
+    let (w, h) = explained.crop.dimensions();
+    let heat = crate::run::overlay::heat_image(&map.grid, w, h);
+    let colour = |img: &image::RgbImage| {
+        eframe::egui::ColorImage::from_rgb([w as usize, h as usize], img.as_raw())
+    };
+    Ok(MapPicture {
+        crop: colour(&explained.crop),
+        heat: colour(&heat),
+        class: map.class,
+        probability: map.probability,
+    })
 }

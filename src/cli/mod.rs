@@ -5,6 +5,7 @@ mod bench;
 mod clean;
 mod doctor;
 mod eval;
+mod explain;
 mod export;
 mod layers;
 mod predict;
@@ -27,6 +28,7 @@ pub use bench::BenchArgs;
 pub use clean::CleanArgs;
 pub use doctor::DoctorArgs;
 pub use eval::EvalArgs;
+pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use layers::LayersArgs;
 pub use predict::PredictArgs;
@@ -60,6 +62,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Write a cleaned copy of a data set: a decisions file's exclusions and relabels applied.
     Clean(CleanArgs),
+    /// Show where a trained run looks in images: class activation maps as overlays (and JSON).
+    Explain(ExplainArgs),
 }
 
 /// Why a command failed.
@@ -90,6 +94,14 @@ pub enum CliError {
         value: String,
         /// The choices, comma-separated.
         choices: &'static str,
+    },
+    /// `--class` names no class of the run.
+    #[error("the run has no class `{name}`; its classes are {classes}")]
+    UnknownClass {
+        /// What was given.
+        name: String,
+        /// The run's classes, comma-separated.
+        classes: String,
     },
     /// A flag combination that cannot work.
     #[error("{0}")]
@@ -145,6 +157,7 @@ impl CliError {
             | Self::ConfigParse { .. }
             | Self::UnknownChoice { .. }
             | Self::Usage(_)
+            | Self::UnknownClass { .. }
             | Self::Config(_)
             | Self::Weights(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
@@ -168,6 +181,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Explain(a) => explain::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

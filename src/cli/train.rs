@@ -13,7 +13,7 @@ use crate::config::{
 };
 use crate::models::{ModelKind, detect_kind};
 use crate::platform::interval;
-use crate::run::{DataSummary, EpochMetrics, RunSummary};
+use crate::run::{DataSummary, EpochMetrics, RunSummary, advice};
 use crate::train::{self, BatchProgress, TrainEvent};
 
 /// `graft train` flags; each overrides the config file (if any), which overrides the defaults.
@@ -343,6 +343,9 @@ fn train_one(config: TrainConfig) -> Result<(RunSummary, usize), CliError> {
         trainable: 0,
         val_images: 0,
         stderr: std::io::stderr(),
+        config: config.clone(),
+        epochs: Vec::new(),
+        data: None,
     };
     loop {
         let Some(event) = handle.next_timeout(Duration::from_millis(200)) else {
@@ -370,6 +373,10 @@ struct Printer {
     /// Validation images, once the data is read.
     val_images: usize,
     stderr: std::io::Stderr,
+    /// The run's settings, its epochs and its data, for the advice at the end.
+    config: TrainConfig,
+    epochs: Vec<EpochMetrics>,
+    data: Option<DataSummary>,
 }
 
 impl Printer {
@@ -389,7 +396,8 @@ impl Printer {
             TrainEvent::Downloading { file, done, total } => self.download(&file, done, total),
             TrainEvent::DataReady(d) => {
                 self.val_images = d.val_counts.iter().sum();
-                data_ready(&d)
+                data_ready(&d);
+                self.data = Some(d);
             }
             TrainEvent::Warning(w) => println!("warning: {w}"),
             TrainEvent::Started(info) => {
@@ -421,7 +429,10 @@ impl Printer {
                 println!("preparing GPU kernels (the first step compiles them)…")
             }
             TrainEvent::Batch(b) => self.batch(&b),
-            TrainEvent::Epoch(m) => self.epoch(&m),
+            TrainEvent::Epoch(m) => {
+                self.epoch(&m);
+                self.epochs.push(m);
+            }
             TrainEvent::Checkpoint { path, epoch } => {
                 println!("checkpoint (epoch {epoch}): {}", path.display())
             }
@@ -515,6 +526,28 @@ impl Printer {
             s.epochs, s.seconds
         );
         println!("run folder: {}", s.run_dir.display());
+        self.advise(s);
+    }
+
+    fn advise(&self, s: &RunSummary) {
+        let facts = advice::RunFacts {
+            config: &self.config,
+            epochs: &self.epochs,
+            data: self.data.as_ref(),
+            summary: Some(s),
+            label_issues: None,
+        };
+        let advice = advice::advise(&facts);
+        if advice.is_empty() {
+            return;
+        }
+        println!("advice:");
+        for a in advice {
+            println!("  - {} {}", a.evidence, a.suggestion);
+            if let Some(command) = a.remedy.command(&self.config.data) {
+                println!("    next: {command}");
+            }
+        }
     }
 }
 

@@ -2,9 +2,12 @@
 //! ([`records`]), classifying images with it ([`predict`]), scoring it ([`eval`]) and taking it
 //! away ([`export`]).
 
+pub mod advice;
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod folder;
+pub mod overlay;
 pub mod predict;
 pub mod records;
 

@@ -141,19 +141,33 @@ impl Predictor {
         self.kind.normalization()
     }
 
+    /// The centre crop the network sees of an image decoded at any size.
+    pub fn crop(&self, image: &image::RgbImage) -> image::RgbImage {
+        let base = resize_shorter_side(image, resize_side(self.input_size));
+        eval_view(&base, self.input_size)
+    }
+
     /// Logits for images already decoded to RGB at any size.
     pub fn logits(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>, PredictError> {
-        let side = self.input_size;
+        let crops: Vec<image::RgbImage> = images.iter().map(|i| self.crop(i)).collect();
+        self.logits_of_crops(&crops)
+    }
+
+    /// Logits for crops already at the input size.
+    pub fn logits_of_crops(
+        &self,
+        crops: &[image::RgbImage],
+    ) -> Result<Vec<Vec<f32>>, PredictError> {
         let mut pixels = Vec::new();
-        for image in images {
-            let base = resize_shorter_side(image, resize_side(side));
-            push_chw(
-                &eval_view(&base, side),
-                &self.kind.normalization(),
-                &mut pixels,
-            );
+        for crop in crops {
+            push_chw(crop, &self.kind.normalization(), &mut pixels);
         }
-        self.logits_from_pixels(pixels, images.len())
+        self.logits_from_pixels(pixels, crops.len())
+    }
+
+    /// The device the network is on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Logits for already-normalised NCHW input.

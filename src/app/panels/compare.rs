@@ -116,5 +116,6 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         .id_salt("compare_table")
         .show(ui, |ui| table(ui, &state.project.runs, training, actions));
     ui.separator();
-    curves(ui, &state.project.runs);
+    let height = (ui.available_height() / 2.0 - 10.0).max(120.0);
+    curves(ui, &state.project.runs, height);
 }

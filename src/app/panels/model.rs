@@ -3,6 +3,7 @@
 use eframe::egui;
 
 use crate::app::actions::Action;
+use crate::app::class_maps::{MapKey, MapSource};
 use crate::app::dialogs::Dialog;
 use crate::app::state::AppState;
 use crate::models::ModelKind;
@@ -76,7 +77,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     if let Some(message) = &state.live.messages.model {
         ui.label(message);
     }
-    preview(ui, state);
+    preview(ui, state, actions);
 }
 
 /// Whether `kind`'s weights are here (and their size), downloading, or can be downloaded.
@@ -126,22 +127,41 @@ fn weights_cell(ui: &mut egui::Ui, state: &AppState, kind: ModelKind, actions: &
     }
 }
 
-/// The selected model's own ImageNet top-5 for the image last previewed.
-fn preview(ui: &mut egui::Ui, state: &AppState) {
-    match &state.live.preview {
+/// The selected model's own ImageNet top-5 for the image last previewed, beside where it
+/// looked for the first of them.
+fn preview(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let config = &state.project.config;
+    let source = MapSource::ImageNet(config.model, config.weights.clone());
+    let live = &mut state.live;
+    match &live.preview {
         Some((path, Ok(top))) => {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default();
             ui.label(format!("ImageNet top-5 for {name}:"));
-            egui::Grid::new("preview").num_columns(2).show(ui, |ui| {
-                for (class, p) in top {
-                    ui.label(format!("{:.1} %", p * 100.0));
-                    ui.label(class);
-                    ui.end_row();
-                }
+            let mut wanted = Vec::new();
+            ui.horizontal_top(|ui| {
+                egui::Grid::new("preview").num_columns(2).show(ui, |ui| {
+                    for (class, p) in top {
+                        ui.label(format!("{:.1} %", p * 100.0));
+                        ui.label(class);
+                        ui.end_row();
+                    }
+                });
+                let key = MapKey {
+                    source,
+                    image: path.clone(),
+                    class: None,
+                };
+                let first = top.first().map(|(c, _)| c.clone()).unwrap_or_default();
+                live.maps
+                    .show(ui, &key, 96.0, &|_| first.clone(), &mut wanted);
             });
+            let missing = live.maps.take_missing(wanted);
+            if !missing.is_empty() {
+                actions.push(Action::ExplainImages(missing));
+            }
         }
         Some((_, Err(e))) => {
             ui.colored_label(ui.visuals().error_fg_color, e);

@@ -3,7 +3,10 @@
 
 use eframe::egui;
 
+use std::path::Path;
+
 use crate::app::actions::Action;
+use crate::app::class_maps::{MapKey, MapSource};
 use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, EvalState, Live, Results};
 use crate::app::thumbnails::SIDE;
@@ -11,6 +14,8 @@ use crate::run::eval::{Evaluation, Prediction};
 
 /// Images shown in the gallery at most (the worst first).
 const GALLERY_MAX: usize = 120;
+/// Side of a class map in the gallery and in Try it.
+const MAP_SIDE: f32 = 96.0;
 
 /// Draws the Results page.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -51,6 +56,8 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         {
             actions.push(Action::Ask(Dialog::ExportFolder));
         }
+        ui.separator();
+        state.live.maps.controls(ui);
     });
     if let Some(message) = &results.export {
         ui.label(message);
@@ -84,12 +91,12 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                     EvalState::Ready(evaluation) => {
                         scores(ui, &evaluation, &mut state.live.results);
                         ui.separator();
-                        gallery(ui, &evaluation, &mut state.live, actions);
+                        gallery(ui, &evaluation, &run_dir, &mut state.live, actions);
                     }
                 }
             }
             ui.separator();
-            try_it(ui, &state.live.results, actions);
+            try_it(ui, &run_dir, &mut state.live, actions);
         });
 }
 
@@ -225,7 +232,13 @@ fn gallery_images(evaluation: &Evaluation, cell: Option<(usize, usize)>) -> Vec<
     }
 }
 
-fn gallery(ui: &mut egui::Ui, evaluation: &Evaluation, live: &mut Live, actions: &mut Vec<Action>) {
+fn gallery(
+    ui: &mut egui::Ui,
+    evaluation: &Evaluation,
+    run_dir: &Path,
+    live: &mut Live,
+    actions: &mut Vec<Action>,
+) {
     let classes = &evaluation.metrics.classes;
     let cell = live.results.cell;
     let images = gallery_images(evaluation, cell);
@@ -248,6 +261,8 @@ fn gallery(ui: &mut egui::Ui, evaluation: &Evaluation, live: &mut Live, actions:
         return;
     }
     let mut wanted = Vec::new();
+    let mut wanted_maps = Vec::new();
+    let source = MapSource::Run(run_dir.to_path_buf());
     ui.horizontal_wrapped(|ui| {
         for x in images.iter().take(GALLERY_MAX) {
             let caption = format!(
@@ -256,13 +271,43 @@ fn gallery(ui: &mut egui::Ui, evaluation: &Evaluation, live: &mut Live, actions:
                 classes[x.predicted],
                 x.confidence * 100.0
             );
-            ui.allocate_ui(egui::vec2(SIDE as f32 + 60.0, SIDE as f32 + 44.0), |ui| {
-                ui.vertical(|ui| {
-                    live.thumbs.show(ui, &x.path, &mut wanted);
-                    ui.add(egui::Label::new(egui::RichText::new(&caption).small()).wrap())
-                        .on_hover_text(x.path.display().to_string());
+            if !live.maps.enabled {
+                ui.allocate_ui(egui::vec2(SIDE as f32 + 60.0, SIDE as f32 + 44.0), |ui| {
+                    ui.vertical(|ui| {
+                        live.thumbs.show(ui, &x.path, &mut wanted);
+                        ui.add(egui::Label::new(egui::RichText::new(&caption).small()).wrap())
+                            .on_hover_text(x.path.display().to_string());
+                    });
                 });
-            });
+                continue;
+            }
+            // A mistake: the evidence for the true class beside the evidence for the guess.
+            let shown: Vec<usize> = if x.truth == x.predicted {
+                vec![x.predicted]
+            } else {
+                vec![x.truth, x.predicted]
+            };
+            let width = shown.len() as f32 * (MAP_SIDE + 4.0) + 16.0;
+            ui.allocate_ui(
+                egui::vec2(width.max(MAP_SIDE + 60.0), MAP_SIDE + 44.0),
+                |ui| {
+                    ui.vertical(|ui| {
+                        ui.horizontal(|ui| {
+                            for &class in &shown {
+                                let key = MapKey {
+                                    source: source.clone(),
+                                    image: x.path.clone(),
+                                    class: Some(class),
+                                };
+                                let name = |c: usize| classes[c].clone();
+                                live.maps.show(ui, &key, MAP_SIDE, &name, &mut wanted_maps);
+                            }
+                        });
+                        ui.add(egui::Label::new(egui::RichText::new(&caption).small()).wrap())
+                            .on_hover_text(x.path.display().to_string());
+                    });
+                },
+            );
         }
     });
     if images.len() > GALLERY_MAX {
@@ -272,9 +317,13 @@ fn gallery(ui: &mut egui::Ui, evaluation: &Evaluation, live: &mut Live, actions:
     if !missing.is_empty() {
         actions.push(Action::LoadThumbnails(missing));
     }
+    let missing = live.maps.take_missing(wanted_maps);
+    if !missing.is_empty() {
+        actions.push(Action::ExplainImages(missing));
+    }
 }
 
-fn try_it(ui: &mut egui::Ui, results: &Results, actions: &mut Vec<Action>) {
+fn try_it(ui: &mut egui::Ui, run_dir: &Path, live: &mut Live, actions: &mut Vec<Action>) {
     ui.strong("Try it");
     ui.horizontal(|ui| {
         ui.label("Drop images or a folder on the window, or");
@@ -282,11 +331,13 @@ fn try_it(ui: &mut egui::Ui, results: &Results, actions: &mut Vec<Action>) {
             actions.push(Action::Ask(Dialog::TryImages));
         }
     });
-    if results.trying {
+    if live.results.trying {
         ui.label("Classifying…");
     }
+    let classes = evaluated_classes(live);
+    let mut wanted_maps = Vec::new();
     egui::Grid::new("tries").striped(true).show(ui, |ui| {
-        for (path, top) in &results.tries {
+        for (path, top) in &live.results.tries {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -301,6 +352,16 @@ fn try_it(ui: &mut egui::Ui, results: &Results, actions: &mut Vec<Action>) {
                         .collect::<Vec<_>>()
                         .join("   ");
                     ui.label(text);
+                    if live.maps.enabled {
+                        let key = MapKey {
+                            source: MapSource::Run(run_dir.to_path_buf()),
+                            image: path.clone(),
+                            class: None,
+                        };
+                        let name =
+                            |c: usize| classes.get(c).cloned().unwrap_or_else(|| format!("#{c}"));
+                        live.maps.show(ui, &key, MAP_SIDE, &name, &mut wanted_maps);
+                    }
                 }
                 Err(e) => {
                     ui.colored_label(ui.visuals().error_fg_color, e);
@@ -309,4 +370,16 @@ fn try_it(ui: &mut egui::Ui, results: &Results, actions: &mut Vec<Action>) {
             ui.end_row();
         }
     });
+    let missing = live.maps.take_missing(wanted_maps);
+    if !missing.is_empty() {
+        actions.push(Action::ExplainImages(missing));
+    }
+}
+
+/// The class names of the run shown, from its evaluation.
+fn evaluated_classes(live: &Live) -> Vec<String> {
+    match &live.results.evaluation {
+        Some((_, EvalState::Ready(e))) => e.metrics.classes.clone(),
+        _ => Vec::new(),
+    }
 }

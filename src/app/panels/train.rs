@@ -5,8 +5,9 @@ use egui_plot::{Legend, Line, Plot, Points};
 
 use crate::app::actions::Action;
 use crate::app::run_view::{RunStatus, RunView};
-use crate::app::state::AppState;
-use crate::config::{ClassBalance, FineTuneConfig, OptimizerKind};
+use crate::app::state::{AppState, HealthState};
+use crate::config::{ClassBalance, DevicePreference, FineTuneConfig, OptimizerKind, TrainConfig};
+use crate::run::advice::{self, Advice, Remedy};
 
 /// A label with a tooltip, and the widget it names (so screen readers read the label).
 fn row(
@@ -80,6 +81,7 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
                     .response
             },
         );
+        run_rows(ui, c);
         let mut two_stage = c.fine_tune.is_some();
         row(
             ui,
@@ -105,6 +107,59 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             );
         }
     });
+}
+
+/// Seed, early stopping and device: how a run is repeated, ended and placed.
+fn run_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
+    row(
+        ui,
+        "Seed",
+        "The same seed gives the same split, order, augmentation and starting head: change it to see how much a result owes to chance.",
+        |ui| ui.add(egui::DragValue::new(&mut c.seed)),
+    );
+    let mut early = c.early_stopping_patience.is_some();
+    row(
+        ui,
+        "Early stopping",
+        "Stop when the validation loss has not improved for this many epochs; the best checkpoint is kept either way.",
+        |ui| {
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut early, "after");
+                let mut patience = c.early_stopping_patience.unwrap_or(3);
+                ui.add_enabled(early, egui::DragValue::new(&mut patience).range(1..=100));
+                ui.label("epochs without progress");
+                c.early_stopping_patience = early.then_some(patience);
+            })
+            .response
+        },
+    );
+    row(
+        ui,
+        "Device",
+        "Automatic trains on a GPU when one is found and on the CPU otherwise.",
+        |ui| {
+            egui::ComboBox::from_id_salt("device")
+                .selected_text(device_name(c.device))
+                .show_ui(ui, |ui| {
+                    for d in [
+                        DevicePreference::Auto,
+                        DevicePreference::Cpu,
+                        DevicePreference::Gpu,
+                    ] {
+                        ui.selectable_value(&mut c.device, d, device_name(d));
+                    }
+                })
+                .response
+        },
+    );
+}
+
+fn device_name(device: DevicePreference) -> &'static str {
+    match device {
+        DevicePreference::Auto => "automatic",
+        DevicePreference::Cpu => "CPU",
+        DevicePreference::Gpu => "GPU (wgpu)",
+    }
 }
 
 fn balance_name(mode: ClassBalance) -> &'static str {
@@ -233,42 +288,28 @@ pub fn run_color(i: usize) -> egui::Color32 {
     COLORS[i % COLORS.len()]
 }
 
-pub fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
-    let height = (ui.available_height() / 2.0 - 10.0).max(120.0);
+/// The loss and accuracy plots over the visible runs, one above the other, sharing their x
+/// range (and their pan and zoom).
+pub fn curves(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
+    let x_max = runs
+        .iter()
+        .filter(|r| r.visible)
+        .map(RunView::x_extent)
+        .fold(1.0, f64::max);
+    let link = egui::Id::unique("train_curves_x");
     Plot::new("loss")
         .legend(Legend::default())
         .height(height)
         .x_axis_label("epoch")
         .y_axis_label("loss")
+        .include_x(0.0)
+        .include_x(x_max)
         .include_y(0.0)
+        .include_y(1.0)
+        .link_axis(link, [true, false])
         .show(ui, |plot| {
             for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
-                let color = run_color(i);
-                plot.line(
-                    Line::new(
-                        format!("{} · batch loss", run.label),
-                        run.batch_loss.clone(),
-                    )
-                    .color(color.gamma_multiply(0.35)),
-                );
-                plot.line(
-                    Line::new(
-                        format!("{} · smoothed", run.label),
-                        run.smoothed_loss.clone(),
-                    )
-                    .color(color)
-                    .width(2.0),
-                );
-                plot.line(
-                    Line::new(format!("{} · val loss", run.label), run.val_loss.clone())
-                        .color(color)
-                        .style(egui_plot::LineStyle::dashed_loose()),
-                );
-                plot.points(
-                    Points::new(format!("{} · val loss", run.label), run.val_loss.clone())
-                        .color(color)
-                        .radius(3.0),
-                );
+                loss_lines(plot, run, run_color(i));
             }
         });
     Plot::new("accuracy")
@@ -276,8 +317,11 @@ pub fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
         .height(height)
         .x_axis_label("epoch")
         .y_axis_label("accuracy % (val solid, train dashed)")
+        .include_x(0.0)
+        .include_x(x_max)
         .include_y(0.0)
         .include_y(100.0)
+        .link_axis(link, [true, false])
         .show(ui, |plot| {
             for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
                 let color = run_color(i);
@@ -294,6 +338,67 @@ pub fn curves(ui: &mut egui::Ui, runs: &[RunView]) {
                 );
             }
         });
+}
+
+fn loss_lines(plot: &mut egui_plot::PlotUi, run: &RunView, color: egui::Color32) {
+    plot.line(
+        Line::new(
+            format!("{} · batch loss", run.label),
+            run.batch_loss.clone(),
+        )
+        .color(color.gamma_multiply(0.35)),
+    );
+    plot.line(
+        Line::new(
+            format!("{} · smoothed", run.label),
+            run.smoothed_loss.clone(),
+        )
+        .color(color)
+        .width(2.0),
+    );
+    plot.line(
+        Line::new(format!("{} · val loss", run.label), run.val_loss.clone())
+            .color(color)
+            .style(egui_plot::LineStyle::dashed_loose()),
+    );
+    plot.points(
+        Points::new(format!("{} · val loss", run.label), run.val_loss.clone())
+            .color(color)
+            .radius(3.0),
+    );
+}
+
+/// The advice for a finished run, from its curves, its data and the data doctor's findings.
+fn run_advice(state: &AppState, run: &RunView) -> Vec<Advice> {
+    let (Some(summary), Some(config)) = (run.summary(), run.config.as_ref()) else {
+        return Vec::new();
+    };
+    let label_issues = match (&state.live.health.state, &run.data) {
+        (HealthState::Ready(report), Some(data)) if report.root == data.root => {
+            Some(report.label_issues.len())
+        }
+        _ => None,
+    };
+    advice::advise(&advice::RunFacts {
+        config,
+        epochs: &run.epochs,
+        data: run.data.as_ref(),
+        summary: Some(summary),
+        label_issues,
+    })
+}
+
+/// Each piece of advice: its evidence and next step, with a button where Graft can take it.
+fn advice_list(ui: &mut egui::Ui, advice: &[Advice], actions: &mut Vec<Action>) {
+    ui.strong("What the run says");
+    for a in advice {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!("• {} {}", a.evidence, a.suggestion));
+            if !matches!(a.remedy, Remedy::AddImages(_)) && ui.button(a.remedy.label()).clicked() {
+                actions.push(Action::ApplyRemedy(a.remedy.clone()));
+            }
+        });
+    }
 }
 
 /// Draws the train panel.
@@ -353,5 +458,20 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
             }
         });
     }
-    curves(ui, &state.project.runs);
+    let advice = state
+        .project
+        .runs
+        .last()
+        .map_or_else(Vec::new, |run| run_advice(state, run));
+    // Room under the plots for the advice, two lines a piece.
+    let reserved = if advice.is_empty() {
+        0.0
+    } else {
+        24.0 + 40.0 * advice.len() as f32
+    };
+    let height = ((ui.available_height() - reserved) / 2.0 - 10.0).max(120.0);
+    curves(ui, &state.project.runs, height);
+    if !advice.is_empty() {
+        advice_list(ui, &advice, actions);
+    }
 }
