@@ -233,10 +233,14 @@ impl Predictor {
                 features.channels
             )));
         }
-        // burn's Linear weight is [inputs, outputs].
-        Ok(min_max(
-            features.weighted_sum(|k| weight[k * outputs + class]),
-        ))
+        // burn's Linear weight is [inputs, outputs]. The part of the weights every class shares
+        // moves all logits alike and so no probability: it is taken out, leaving the evidence
+        // for the class against the average class.
+        let contrast = |k: usize| {
+            let row = &weight[k * outputs..(k + 1) * outputs];
+            row[class] - row.iter().sum::<f32>() / outputs as f32
+        };
+        Ok(min_max(features.weighted_sum(contrast)))
     }
 
     /// Grad-CAM: `ReLU(Σ_k α_k · A_k)` with `α_k` the mean over positions of the gradient of

@@ -124,9 +124,10 @@ fn run_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
         "Stop when the validation loss has not improved for this many epochs; the best checkpoint is kept either way.",
         |ui| {
             ui.horizontal(|ui| {
-                ui.checkbox(&mut early, "after");
+                let check = ui.checkbox(&mut early, "after");
                 let mut patience = c.early_stopping_patience.unwrap_or(3);
-                ui.add_enabled(early, egui::DragValue::new(&mut patience).range(1..=100));
+                ui.add_enabled(early, egui::DragValue::new(&mut patience).range(1..=100))
+                    .labelled_by(check.id);
                 ui.label("epochs without progress");
                 c.early_stopping_patience = early.then_some(patience);
             })
