@@ -110,34 +110,70 @@ pub(super) fn class_maps(
             return;
         }
     };
+    // The gallery asks for two classes of one image: one decode and one pass serve both.
+    let mut by_image: Vec<(PathBuf, Vec<MapKey>)> = Vec::new();
     for key in keys {
-        let picture = map_picture(&predictor, &key);
-        send(key, picture);
+        match by_image.iter_mut().find(|(image, _)| *image == key.image) {
+            Some((_, group)) => group.push(key),
+            None => by_image.push((key.image.clone(), vec![key])),
+        }
+    }
+    for (image, keys) in by_image {
+        let classes: Vec<Option<usize>> = keys.iter().map(|k| k.class).collect();
+        match image_maps(&predictor, &image, &classes) {
+            Ok(pictures) => {
+                for (key, picture) in keys.into_iter().zip(pictures) {
+                    send(key, Ok(picture));
+                }
+            }
+            Err(why) => keys.into_iter().for_each(|k| send(k, Err(why.clone()))),
+        }
     }
 }
 
-fn map_picture(predictor: &Predictor, key: &MapKey) -> Result<MapPicture, String> {
+/// The maps of one image for each of `classes` (`None`: the predicted class), in that order.
+fn image_maps(
+    predictor: &Predictor,
+    image: &Path,
+    classes: &[Option<usize>],
+) -> Result<Vec<MapPicture>, String> {
     let side = crate::data::preprocess::resize_side(predictor.input_size());
-    let image = crate::data::decode::decode_file_at(&key.image, Some(side))
-        .map_err(|e| format!("{}: {e}", key.image.display()))?;
-    let classes: Vec<usize> = key.class.into_iter().collect();
-    let explained = predictor
-        .explain(&image, &classes)
+    let decoded = crate::data::decode::decode_file_at(image, Some(side))
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let named: Vec<usize> = classes.iter().flatten().copied().collect();
+    let mut explained = predictor
+        .explain(&decoded, &named)
         .map_err(|e| e.to_string())?;
-    let map = explained
-        .maps
-        .into_iter()
-        .next()
-        .ok_or("no map was computed")?;
+    let predicted = explained.predicted;
+    let has_predicted = explained.maps.iter().any(|m| m.class == predicted);
+    if classes.contains(&None) && !has_predicted {
+        // Asked for by class and as "the predicted one" at once: the latter needs its own map.
+        let extra = predictor
+            .explain_crop(explained.crop.clone(), &[predicted])
+            .map_err(|e| e.to_string())?;
+        explained.maps.extend(extra.maps);
+    }
     let (w, h) = explained.crop.dimensions();
-    let heat = crate::run::overlay::heat_image(&map.grid, w, h);
     let colour = |img: &image::RgbImage| {
         eframe::egui::ColorImage::from_rgb([w as usize, h as usize], img.as_raw())
     };
-    Ok(MapPicture {
-        crop: colour(&explained.crop),
-        heat: colour(&heat),
-        class: map.class,
-        probability: map.probability,
-    })
+    let crop = colour(&explained.crop);
+    classes
+        .iter()
+        .map(|class| -> Result<MapPicture, String> {
+            let wanted = class.unwrap_or(predicted);
+            let map = explained
+                .maps
+                .iter()
+                .find(|m| m.class == wanted)
+                .ok_or("no map was computed")?;
+            let heat = crate::run::overlay::heat_image(&map.grid, w, h);
+            Ok(MapPicture {
+                crop: crop.clone(),
+                heat: colour(&heat),
+                class: map.class,
+                probability: map.probability,
+            })
+        })
+        .collect()
 }

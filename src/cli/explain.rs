@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
-use super::{CliError, parse_device, report};
+use super::{CliError, image_files, parse_device, report};
 use crate::data::decode::decode_file_at;
 use crate::data::preprocess::resize_side;
-use crate::data::scan::expand_image_paths;
 use crate::platform::device::{self, DevicePreference};
 use crate::platform::fsutil::{ensure_outside, write_atomic, write_json_atomic};
 use crate::run::explain::MapMethod;
@@ -110,18 +109,7 @@ pub(super) fn run(args: &ExplainArgs) -> Result<(), CliError> {
             })?),
             None => None,
         };
-    let (images, errors) = expand_image_paths(&args.images);
-    if images.is_empty() && errors.is_empty() {
-        return Err(CliError::NoImages(format!(
-            "{} (looked for {} files)",
-            args.images
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            crate::data::scan::IMAGE_EXTENSIONS.join(", ")
-        )));
-    }
+    let (images, errors) = image_files(&args.images)?;
     std::fs::create_dir_all(&args.out).map_err(|source| CliError::Write {
         path: args.out.clone(),
         source,

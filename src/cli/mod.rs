@@ -217,6 +217,21 @@ pub fn parse_device(name: &str) -> Result<DevicePreference, String> {
         .ok_or_else(|| format!("unknown device `{name}`; choose cpu, gpu or auto"))
 }
 
+/// The image files named by `paths` (a folder stands for the images below it) and the
+/// paths that could not be read, each in words; an error when there is neither.
+fn image_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>), CliError> {
+    let (images, errors) = crate::data::scan::expand_image_paths(paths);
+    if images.is_empty() && errors.is_empty() {
+        let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(CliError::NoImages(format!(
+            "{} (looked for {} files)",
+            given.join(", "),
+            crate::data::scan::IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
+    Ok((images, errors))
+}
+
 /// A text progress bar of `width` characters.
 fn bar(done: usize, total: usize, width: usize) -> String {
     let filled = (done * width)

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::parse_device;
-use super::{CliError, parse_model, report};
-use crate::data::scan::expand_image_paths;
+use super::{CliError, image_files, parse_model, report};
 use crate::models::ModelKind;
 use crate::platform::device::{self, DevicePreference};
 use crate::run::predict::Predictor;
@@ -44,19 +43,7 @@ pub(super) fn run(args: &PredictArgs) -> Result<(), CliError> {
             ));
         }
     };
-    let (images, errors) = expand_image_paths(&args.images);
-    if images.is_empty() && errors.is_empty() {
-        let given: Vec<String> = args
-            .images
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        return Err(CliError::NoImages(format!(
-            "{} (looked for {} files)",
-            given.join(", "),
-            crate::data::scan::IMAGE_EXTENSIONS.join(", ")
-        )));
-    }
+    let (images, errors) = image_files(&args.images)?;
     let mut failures = errors.len();
     for e in errors {
         report(&e);

@@ -241,12 +241,12 @@ impl TrainArgs {
             c.split.test_fraction = v;
         }
         if let Some(v) = &self.balance {
-            let modes = [
-                ("auto", ClassBalance::Auto),
-                ("off", ClassBalance::Off),
-                ("weighted-loss", ClassBalance::WeightedLoss),
-            ];
-            c.balance = choice("balance", v, &modes, "auto, off, weighted-loss")?;
+            c.balance = choice(
+                "balance",
+                v,
+                &ClassBalance::NAMES,
+                "auto, off, weighted-loss",
+            )?;
         }
         if let Some(path) = &self.decisions {
             c.curation = read_decisions(path)?;

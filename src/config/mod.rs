@@ -82,6 +82,21 @@ pub enum ClassBalance {
 }
 
 impl ClassBalance {
+    /// Each mode with its name in flags, advice and config files.
+    pub const NAMES: [(&'static str, ClassBalance); 3] = [
+        ("auto", ClassBalance::Auto),
+        ("off", ClassBalance::Off),
+        ("weighted-loss", ClassBalance::WeightedLoss),
+    ];
+
+    /// The mode's name, as `--balance` takes it.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, mode)| *mode == self)
+            .map_or("auto", |(name, _)| name)
+    }
+
     /// The class ratio from which [`ClassBalance::Auto`] weights the loss (and the data doctor
     /// warns).
     pub const AUTO_RATIO: f64 = 3.0;

@@ -66,24 +66,11 @@ pub enum Remedy {
 impl Remedy {
     /// Applies the step to `config`; `false` when it is not a settings change.
     pub fn apply(&self, config: &mut TrainConfig) -> bool {
-        let fine_tune = |c: &mut TrainConfig| {
-            c.fine_tune
-                .get_or_insert_with(FineTuneConfig::default)
-                .clone()
-        };
         match self {
             Self::Epochs(n) => config.epochs = *n,
             Self::LearningRate(lr) => config.optimizer.lr = *lr,
-            Self::FineTune(n) | Self::FineTuneEpochs(n) => {
-                let mut stage = fine_tune(config);
-                stage.epochs = *n;
-                config.fine_tune = Some(stage);
-            }
-            Self::FineTuneLrFactor(f) => {
-                let mut stage = fine_tune(config);
-                stage.lr_factor = *f;
-                config.fine_tune = Some(stage);
-            }
+            Self::FineTune(n) | Self::FineTuneEpochs(n) => stage2(config).epochs = *n,
+            Self::FineTuneLrFactor(f) => stage2(config).lr_factor = *f,
             Self::Balance(b) => config.balance = *b,
             Self::ValFraction(f) => config.split.val_fraction = *f,
             Self::ExamineData | Self::AddImages(_) => return false,
@@ -98,7 +85,7 @@ impl Remedy {
             Self::LearningRate(lr) => format!("--lr {lr:.1e}"),
             Self::FineTune(n) | Self::FineTuneEpochs(n) => format!("--fine-tune-epochs {n}"),
             Self::FineTuneLrFactor(f) => format!("--fine-tune-lr-factor {f:.3}"),
-            Self::Balance(b) => format!("--balance {}", balance_name(*b)),
+            Self::Balance(b) => format!("--balance {}", b.name()),
             Self::ValFraction(f) => format!("--val-fraction {f:.2}"),
             Self::ExamineData => return Some(format!("graft doctor --data {}", data.display())),
             Self::AddImages(_) => return None,
@@ -114,7 +101,7 @@ impl Remedy {
             Self::FineTune(n) => format!("Add {n} fine-tuning epochs"),
             Self::FineTuneEpochs(n) => format!("Set fine-tuning epochs to {n}"),
             Self::FineTuneLrFactor(f) => format!("Set the fine-tuning rate factor to {f:.3}"),
-            Self::Balance(b) => format!("Set balance to {}", balance_name(*b)),
+            Self::Balance(b) => format!("Set balance to {}", b.name()),
             Self::ValFraction(f) => format!("Hold out {:.0} % for validation", f * 100.0),
             Self::ExamineData => "Examine the data".into(),
             Self::AddImages(classes) => format!("Add images to {}", quoted(classes)),
@@ -122,12 +109,9 @@ impl Remedy {
     }
 }
 
-fn balance_name(b: ClassBalance) -> &'static str {
-    match b {
-        ClassBalance::Auto => "auto",
-        ClassBalance::Off => "off",
-        ClassBalance::WeightedLoss => "weighted-loss",
-    }
+/// The fine-tuning stage, added with its defaults when there is none.
+fn stage2(config: &mut TrainConfig) -> &mut FineTuneConfig {
+    config.fine_tune.get_or_insert_with(FineTuneConfig::default)
 }
 
 fn quoted(names: &[String]) -> String {
@@ -474,20 +458,32 @@ mod tests {
         }
     }
 
+    /// The advice for a run without a summary.
+    fn advice_for(
+        config: &TrainConfig,
+        epochs: &[EpochMetrics],
+        data: Option<&DataSummary>,
+        label_issues: Option<usize>,
+    ) -> Vec<Advice> {
+        advise(&RunFacts {
+            config,
+            epochs,
+            data,
+            summary: None,
+            label_issues,
+        })
+    }
+
     fn findings(
         config: &TrainConfig,
         epochs: &[EpochMetrics],
         data: &DataSummary,
         issues: Option<usize>,
     ) -> Vec<Finding> {
-        let facts = RunFacts {
-            config,
-            epochs,
-            data: Some(data),
-            summary: None,
-            label_issues: issues,
-        };
-        advise(&facts).into_iter().map(|a| a.finding).collect()
+        advice_for(config, epochs, Some(data), issues)
+            .into_iter()
+            .map(|a| a.finding)
+            .collect()
     }
 
     fn healthy_data() -> DataSummary {
@@ -508,14 +504,7 @@ mod tests {
         for (i, m) in curve.iter_mut().enumerate().skip(4) {
             m.val_loss = Some(0.45 + 0.05 * (i - 3) as f64);
         }
-        let facts = RunFacts {
-            config: &config,
-            epochs: &curve,
-            data: Some(&healthy_data()),
-            summary: None,
-            label_issues: None,
-        };
-        let advice = advise(&facts);
+        let advice = advice_for(&config, &curve, Some(&healthy_data()), None);
         assert_eq!(advice.len(), 1, "{advice:?}");
         assert_eq!(advice[0].finding, Finding::Overfitting);
         // The best validation loss is epoch 4's (0.45); it rose to 0.65 by epoch 8.
@@ -539,14 +528,10 @@ mod tests {
         let found = findings(&config, &curve, &healthy_data(), None);
         assert_eq!(found, [Finding::Underfitting]);
         // Flat accuracy with only the head trained: thaw the backbone.
-        let facts = RunFacts {
-            config: &config,
-            epochs: &curve,
-            data: None,
-            summary: None,
-            label_issues: None,
-        };
-        assert_eq!(advise(&facts)[0].remedy, Remedy::FineTune(3));
+        assert_eq!(
+            advice_for(&config, &curve, None, None)[0].remedy,
+            Remedy::FineTune(3)
+        );
     }
 
     #[test]
@@ -558,14 +543,7 @@ mod tests {
         assert_eq!(found, [Finding::RateTooHigh]);
         let mut diverged = healthy_curve();
         diverged[5].train_loss = f64::NAN;
-        let facts = RunFacts {
-            config: &config,
-            epochs: &diverged,
-            data: None,
-            summary: None,
-            label_issues: None,
-        };
-        let advice = advise(&facts);
+        let advice = advice_for(&config, &diverged, None, None);
         assert_eq!(advice[0].finding, Finding::RateTooHigh);
         let Remedy::LearningRate(lr) = advice[0].remedy else {
             panic!("{:?}", advice[0].remedy);
@@ -584,14 +562,7 @@ mod tests {
         );
         assert_eq!(found, []);
         let few = data(vec![40, 40, 6], vec![40, 40, 40]);
-        let facts = RunFacts {
-            config: &config,
-            epochs: &healthy_curve(),
-            data: Some(&few),
-            summary: None,
-            label_issues: None,
-        };
-        let advice = advise(&facts);
+        let advice = advice_for(&config, &healthy_curve(), Some(&few), None);
         assert_eq!(advice[0].finding, Finding::FewImages);
         assert!(
             advice[0].evidence.contains("'c2' has 6"),
@@ -611,14 +582,7 @@ mod tests {
             [Finding::Imbalance]
         );
         config.balance = ClassBalance::Off;
-        let facts = RunFacts {
-            config: &config,
-            epochs: &healthy_curve(),
-            data: Some(&lopsided),
-            summary: None,
-            label_issues: None,
-        };
-        let advice = advise(&facts);
+        let advice = advice_for(&config, &healthy_curve(), Some(&lopsided), None);
         assert_eq!(advice[0].remedy, Remedy::Balance(ClassBalance::Auto));
         assert!(
             advice[0].evidence.contains("3.6:1"),

@@ -10,7 +10,6 @@ use burn::tensor::{Tensor, TensorData};
 use image::RgbImage;
 
 use super::predict::{PredictError, Predictor, softmax};
-use crate::data::preprocess::push_chw;
 
 /// How a map was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -188,10 +187,7 @@ impl Predictor {
     }
 
     fn feature_maps(&self, crop: &RgbImage) -> Result<FeatureMaps, PredictError> {
-        let s = self.input_size() as usize;
-        let mut pixels = Vec::with_capacity(3 * s * s);
-        push_chw(crop, &self.normalization(), &mut pixels);
-        let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, s, s]), self.device());
+        let x = self.input_of_crops(std::slice::from_ref(crop));
         let backbone = &self.network().backbone;
         let maps = backbone.forward_groups(x, 0..backbone.groups());
         let [_, channels, height, width] = maps.dims();
@@ -218,7 +214,8 @@ impl Predictor {
             .map_err(device_error)
     }
 
-    /// The exact map of a pooling + linear head: `Σ_k w_kc · A_k`, min–max scaled.
+    /// The exact map of a pooling + linear head: `Σ_k (w_kc − mean_c' w_kc') · A_k`, min–max
+    /// scaled.
     fn cam(&self, features: &FeatureMaps, class: usize) -> Result<Vec<f32>, PredictError> {
         let fc = &self.network().head.fc.weight;
         let [inputs, outputs] = fc.dims();
@@ -250,13 +247,11 @@ impl Predictor {
         let maps = features.tensor(&device).require_grad();
         let pooled = maps.clone().mean_dims(&[2, 3]).flatten::<2>(1, 3);
         let logits = self.network().head.forward(pooled);
-        let classes = logits.dims()[1];
         let score = logits.slice([0..1, class..class + 1]).sum();
         let grads = score.backward();
         let gradient = maps
             .grad(&grads)
             .ok_or_else(|| PredictError::Device("no gradient reached the feature maps".into()))?;
-        debug_assert!(class < classes);
         let g = gradient
             .into_data()
             .try_to_vec::<f32>()

@@ -158,11 +158,21 @@ impl Predictor {
         &self,
         crops: &[image::RgbImage],
     ) -> Result<Vec<Vec<f32>>, PredictError> {
+        self.logits_of_input(self.input_of_crops(crops))
+    }
+
+    /// Crops already at the input size as the network's normalised NCHW input.
+    pub(super) fn input_of_crops(&self, crops: &[image::RgbImage]) -> Tensor<4> {
         let mut pixels = Vec::new();
         for crop in crops {
             push_chw(crop, &self.kind.normalization(), &mut pixels);
         }
-        self.logits_from_pixels(pixels, crops.len())
+        self.input(pixels, crops.len())
+    }
+
+    fn input(&self, pixels: Vec<f32>, n: usize) -> Tensor<4> {
+        let s = self.input_size as usize;
+        Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), &self.device)
     }
 
     /// The device the network is on.
@@ -176,10 +186,13 @@ impl Predictor {
         pixels: Vec<f32>,
         n: usize,
     ) -> Result<Vec<Vec<f32>>, PredictError> {
-        let s = self.input_size as usize;
-        let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), &self.device);
-        let logits = self.network.forward(x);
-        let data = logits
+        self.logits_of_input(self.input(pixels, n))
+    }
+
+    fn logits_of_input(&self, x: Tensor<4>) -> Result<Vec<Vec<f32>>, PredictError> {
+        let data = self
+            .network
+            .forward(x)
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| PredictError::Device(e.to_string()))?;

@@ -47,14 +47,8 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             },
         );
         row(ui, "Optimiser", "AdamW suits most runs; SGD uses momentum 0.9.", |ui| {
-            egui::ComboBox::from_id_salt("optimizer")
-                .selected_text(format!("{:?}", c.optimizer.kind))
-                .show_ui(ui, |ui| {
-                    for kind in [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd] {
-                        ui.selectable_value(&mut c.optimizer.kind, kind, format!("{kind:?}"));
-                    }
-                })
-                .response
+            let kinds = [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd];
+            combo(ui, "optimizer", &mut c.optimizer.kind, &kinds, |k| format!("{k:?}"))
         });
         row(
             ui,
@@ -67,18 +61,8 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Balance",
             "A class-weighted loss weighs each image by how rare its class is, so that every class counts the same. Automatic turns it on when the largest class has 3× the images of the smallest.",
             |ui| {
-                egui::ComboBox::from_id_salt("balance")
-                    .selected_text(balance_name(c.balance))
-                    .show_ui(ui, |ui| {
-                        for mode in [
-                            ClassBalance::Auto,
-                            ClassBalance::Off,
-                            ClassBalance::WeightedLoss,
-                        ] {
-                            ui.selectable_value(&mut c.balance, mode, balance_name(mode));
-                        }
-                    })
-                    .response
+                let modes = ClassBalance::NAMES.map(|(_, mode)| mode);
+                combo(ui, "balance", &mut c.balance, &modes, |m| balance_name(m).into())
             },
         );
         run_rows(ui, c);
@@ -139,20 +123,34 @@ fn run_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
         "Device",
         "Automatic trains on a GPU when one is found and on the CPU otherwise.",
         |ui| {
-            egui::ComboBox::from_id_salt("device")
-                .selected_text(device_name(c.device))
-                .show_ui(ui, |ui| {
-                    for d in [
-                        DevicePreference::Auto,
-                        DevicePreference::Cpu,
-                        DevicePreference::Gpu,
-                    ] {
-                        ui.selectable_value(&mut c.device, d, device_name(d));
-                    }
-                })
-                .response
+            let devices = [
+                DevicePreference::Auto,
+                DevicePreference::Cpu,
+                DevicePreference::Gpu,
+            ];
+            combo(ui, "device", &mut c.device, &devices, |d| {
+                device_name(d).into()
+            })
         },
     );
+}
+
+/// A drop-down choosing `value` among `options`, each shown by `name`.
+fn combo<T: Copy + PartialEq>(
+    ui: &mut egui::Ui,
+    id: &str,
+    value: &mut T,
+    options: &[T],
+    name: impl Fn(T) -> String,
+) -> egui::Response {
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(name(*value))
+        .show_ui(ui, |ui| {
+            for &option in options {
+                ui.selectable_value(value, option, name(option));
+            }
+        })
+        .response
 }
 
 fn device_name(device: DevicePreference) -> &'static str {
