@@ -6,61 +6,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::TempDir;
+use common::app::{app_on, harness, step_until, wait_ready};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use graft::app::GraftApp;
 use graft::app::actions::Action;
 use graft::app::run_view::RunStatus;
-use graft::app::state::{AppState, EvalState, FolderState, HealthState};
-use graft::config::DevicePreference;
-
-fn app_on(data: &Path, runs: &Path) -> GraftApp {
-    let mut state = AppState::default();
-    let c = &mut state.project.config;
-    c.data = data.to_path_buf();
-    c.runs_dir = Some(runs.to_path_buf());
-    c.input_size = Some(32);
-    c.batch_size = 4;
-    c.augment.enabled = false;
-    c.device = DevicePreference::Cpu;
-    GraftApp::new(state)
-}
-
-fn harness(app: GraftApp) -> Harness<'static, GraftApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut GraftApp| app.frame(ui), app)
-}
-
-/// Steps the UI until `done` holds, like a user waiting; fails after `limit`.
-fn step_until(
-    harness: &mut Harness<'static, GraftApp>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&GraftApp) -> bool,
-) -> Vec<Duration> {
-    let start = Instant::now();
-    let mut frames = Vec::new();
-    while !done(harness.state()) {
-        if start.elapsed() >= limit {
-            let runs: Vec<_> = harness
-                .state()
-                .state
-                .project
-                .runs
-                .iter()
-                .map(|r| &r.status)
-                .collect();
-            panic!("timed out waiting for {what}; the runs: {runs:?}");
-        }
-        let t = Instant::now();
-        harness.step();
-        frames.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    frames
-}
+use graft::app::state::{AppState, EvalState, HealthState};
 
 /// A file dropped on the window, as the windowing layer would hand it to egui.
 #[derive(Debug)]
@@ -74,15 +27,6 @@ impl egui::DroppedFile for DroppedPath {
     fn bytes(&self) -> Result<Vec<u8>, String> {
         std::fs::read(&self.0).map_err(|e| e.to_string())
     }
-}
-
-/// Waits for the folder scan and the layer list, then lets the grids settle (a grid's first
-/// frame only measures, so its rows cannot be clicked yet).
-fn wait_ready(h: &mut Harness<'static, GraftApp>) {
-    step_until(h, Duration::from_secs(60), "folder and layers", |app| {
-        matches!(app.state.live.folder, FolderState::Ready(_)) && app.state.live.layers.is_some()
-    });
-    h.run_steps(3);
 }
 
 #[test]

@@ -40,6 +40,8 @@ fn tag(e: &TrainEvent) -> &'static str {
         TrainEvent::Resumed => "resumed",
         TrainEvent::Finished(_) => "finished",
         TrainEvent::Failed(_) => "failed",
+        TrainEvent::LrPoint(_) => "lr point",
+        TrainEvent::LrSwept(_) => "lr swept",
     }
 }
 

@@ -64,4 +64,10 @@ pub enum Action {
     ApplyRemedy(Remedy),
     /// Compute these class maps in the background.
     ExplainImages(Vec<MapKey>),
+    /// Sweep the learning rate for the current settings.
+    FindLr,
+    /// Stop the sweep.
+    CancelLrFind,
+    /// Measure accuracy against images per class for the data folder.
+    MeasureCurve,
 }

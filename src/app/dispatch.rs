@@ -15,7 +15,8 @@ use super::jobs::{Jobs, Reply};
 use super::run_view::{RunStatus, RunView};
 use super::state::{AppState, EvalState, FolderState, Page};
 use super::tasks::{
-    class_maps, examine_data, export_message, imagenet_top5, read_project, try_images, weights_here,
+    class_maps, examine_data, export_message, imagenet_top5, measure_curve, read_project,
+    try_images, weights_here,
 };
 use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::{DevicePreference, TrainConfig};
@@ -34,6 +35,8 @@ pub struct Dispatcher {
     /// Background jobs and their replies.
     pub(super) jobs: Jobs,
     training: Option<TrainHandle>,
+    /// The learning-rate sweep, while it runs.
+    lr_find: Option<TrainHandle>,
     started: bool,
     /// The latest layer-list request; older answers are dropped.
     pub(super) layers_request: u64,
@@ -52,6 +55,7 @@ impl Default for Dispatcher {
         Self {
             jobs: Jobs::default(),
             training: None,
+            lr_find: None,
             started: false,
             layers_request: 0,
             thumb_requests: None,
@@ -133,6 +137,9 @@ impl Dispatcher {
                 }
             }
             Action::ExplainImages(keys) => self.explain(keys),
+            Action::FindLr => self.find_lr(state),
+            Action::CancelLrFind => self.lr_find.iter().for_each(TrainHandle::cancel),
+            Action::MeasureCurve => self.measure_curve(state),
             Action::LoadThumbnails(paths) => {
                 if let Some(tx) = &self.thumb_requests {
                     for path in paths {
@@ -329,11 +336,8 @@ impl Dispatcher {
             return;
         }
         let root = state.project.config.data.clone();
-        let options = crate::doctor::DoctorOptions {
-            model: state.project.config.model,
-            weights: state.project.config.weights.clone(),
-            ..Default::default()
-        };
+        let config = &state.project.config;
+        let options = crate::doctor::DoctorOptions::for_model(config.model, config.weights.clone());
         let cancel = Arc::new(AtomicBool::new(false));
         self.examine_cancel = Some(cancel.clone());
         state.live.health.state = super::state::HealthState::Examining(0, 0);
@@ -347,6 +351,26 @@ impl Dispatcher {
                 Some(Reply::Examined(root, report))
             },
             move |why| Reply::Examined(failed, Err(why)),
+        );
+    }
+
+    fn measure_curve(&mut self, state: &mut AppState) {
+        if matches!(state.live.curve, super::state::CurveState::Measuring(..)) {
+            return;
+        }
+        let root = state.project.config.data.clone();
+        let config = &state.project.config;
+        let options = crate::doctor::DoctorOptions::for_model(config.model, config.weights.clone());
+        state.live.curve = super::state::CurveState::Measuring(0, 0);
+        let send = self.jobs.sender();
+        let failed = root.clone();
+        self.jobs.spawn(
+            move || {
+                let progress = |done, total| send(Reply::CurveProgress(root.clone(), done, total));
+                let curve = measure_curve(&root, &options, &progress);
+                Some(Reply::CurveMeasured(root, curve))
+            },
+            move |why| Reply::CurveMeasured(failed, Err(why)),
         );
     }
 
@@ -465,12 +489,52 @@ impl Dispatcher {
         let label = format!("run {}: {name}", state.project.runs.len() + 1);
         state.project.runs.push(RunView::new(label, config.clone()));
         state.live.active_run = Some(state.project.runs.len() - 1);
-        let notify: Option<train::Notify> = self
-            .jobs
+        self.training = Some(train::spawn(config, self.repaint_notify()));
+    }
+
+    fn repaint_notify(&self) -> Option<train::Notify> {
+        self.jobs
             .context()
             .cloned()
-            .map(|ctx| Arc::new(move || ctx.request_repaint()) as train::Notify);
-        self.training = Some(train::spawn(config, notify));
+            .map(|ctx| Arc::new(move || ctx.request_repaint()) as train::Notify)
+    }
+
+    /// Starts a learning-rate sweep for the current settings (one at a time).
+    fn find_lr(&mut self, state: &mut AppState) {
+        if self.lr_find.is_some() {
+            return;
+        }
+        let config = state.project.config.clone();
+        if let Err(e) = config.validate() {
+            state.live.messages.train = Some(e.to_string());
+            return;
+        }
+        state.live.lr_finder.start();
+        let settings = train::lr_find::SweepSettings::default();
+        self.lr_find = Some(train::spawn_lr_find(
+            config,
+            settings,
+            self.repaint_notify(),
+        ));
+    }
+
+    fn poll_lr_find(&mut self, state: &mut AppState) {
+        let Some(handle) = &mut self.lr_find else {
+            return;
+        };
+        for _ in 0..1000 {
+            let Some(event) = handle.try_next() else {
+                break;
+            };
+            state.live.lr_finder.apply(&event);
+        }
+        if handle.is_ended() {
+            self.lr_find = None;
+            if state.live.lr_finder.is_sweeping() {
+                // Cancelled: what arrived stays on the plot.
+                state.live.lr_finder.status = super::lr_finder::SweepStatus::Idle;
+            }
+        }
     }
 
     /// Folds every waiting reply and training event into `state`. Never blocks.
@@ -488,6 +552,7 @@ impl Dispatcher {
             }
         }
         self.poll_training(state);
+        self.poll_lr_find(state);
     }
 
     fn poll_training(&mut self, state: &mut AppState) {

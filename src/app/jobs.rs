@@ -58,6 +58,10 @@ pub enum Reply {
     Explained(MapKey, Result<MapPicture, String>),
     /// A map job died before answering for these keys.
     ExplainFailed(Vec<MapKey>, String),
+    /// Images whose features the curve has so far, and in all.
+    CurveProgress(PathBuf, usize, usize),
+    /// The data-efficiency curve of a folder.
+    CurveMeasured(PathBuf, Result<Arc<crate::doctor::curve::Curve>, String>),
 }
 
 /// Starts jobs and collects their replies.

@@ -7,6 +7,7 @@ pub mod class_maps;
 pub mod dialogs;
 pub mod dispatch;
 pub mod jobs;
+pub mod lr_finder;
 mod panels;
 mod replies;
 pub mod run_view;

@@ -7,7 +7,7 @@ use super::actions::Action;
 use super::dialogs::Dialog;
 use super::dispatch::Dispatcher;
 use super::jobs::Reply;
-use super::state::{AppState, EvalState, FolderState, HealthState, Project};
+use super::state::{AppState, CurveState, EvalState, FolderState, HealthState, Project};
 use crate::data::inspect::FolderReport;
 use crate::models::ModelKind;
 use crate::run::eval::Evaluation;
@@ -88,6 +88,21 @@ impl Dispatcher {
                 }
             }
             Reply::ExplainFailed(keys, why) => state.live.maps.fail_pending(&keys, &why),
+            Reply::CurveProgress(root, done, total) => {
+                if root == state.project.config.data
+                    && matches!(state.live.curve, CurveState::Measuring(..))
+                {
+                    state.live.curve = CurveState::Measuring(done, total);
+                }
+            }
+            Reply::CurveMeasured(root, result) => {
+                if root == state.project.config.data {
+                    state.live.curve = match result {
+                        Ok(curve) => CurveState::Done(curve),
+                        Err(e) => CurveState::Failed(e),
+                    };
+                }
+            }
         }
     }
 

@@ -82,6 +82,8 @@ pub struct RunView {
     pub run_dir: Option<PathBuf>,
     /// Trainable parameters in the current stage.
     pub trainable_params: usize,
+    /// Each layer group's rate in the current stage (0: frozen).
+    pub rates: Vec<f64>,
     /// Warnings, in order.
     pub warnings: Vec<String>,
     /// The data as the run read it (its files left out among them).
@@ -112,6 +114,7 @@ impl Default for RunView {
             device: String::new(),
             run_dir: None,
             trainable_params: 0,
+            rates: Vec::new(),
             warnings: Vec::new(),
             data: None,
             config: None,
@@ -210,8 +213,13 @@ impl RunView {
                 self.status = RunStatus::Training;
             }
             TrainEvent::StageStarted {
-                trainable_params, ..
-            } => self.trainable_params = *trainable_params,
+                trainable_params,
+                rates,
+                ..
+            } => {
+                self.trainable_params = *trainable_params;
+                self.rates = rates.clone();
+            }
             TrainEvent::CompilingKernels => self.status = RunStatus::CompilingKernels,
             TrainEvent::Batch(b) => {
                 if self.status == RunStatus::CompilingKernels {
@@ -251,6 +259,8 @@ impl RunView {
             TrainEvent::Resumed => self.status = RunStatus::Training,
             TrainEvent::Finished(s) => self.status = RunStatus::Finished(s.clone()),
             TrainEvent::Failed(m) => self.status = RunStatus::Failed(m.clone()),
+            // A rate sweep is not a run.
+            TrainEvent::LrPoint(_) | TrainEvent::LrSwept(_) => {}
         }
     }
 }

@@ -167,6 +167,24 @@ pub struct Live {
     pub maps: super::class_maps::ClassMaps,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
+    /// The learning-rate finder.
+    pub lr_finder: super::lr_finder::LrFinderView,
+    /// The data-efficiency curve of the data folder.
+    pub curve: CurveState,
+}
+
+/// The data-efficiency curve on the Compare page.
+#[derive(Clone, Debug, Default)]
+pub enum CurveState {
+    /// Not measured.
+    #[default]
+    None,
+    /// Being measured: images whose features are done, of all.
+    Measuring(usize, usize),
+    /// Measured.
+    Done(std::sync::Arc<crate::doctor::curve::Curve>),
+    /// Failed with this message.
+    Failed(String),
 }
 
 impl Live {

@@ -26,12 +26,14 @@ pub(super) fn export_message(run_dir: &Path, out: &Path) -> String {
     let device = burn::tensor::Device::flex();
     match export_run(run_dir, out, &device) {
         Ok(r) => format!(
-            "Exported to {}. Reloaded and re-scored {} validation images: accuracy {:.1} % before, {:.1} % after; largest logit difference {:.1e}.",
+            "Exported to {}. Reloaded and re-scored {} validation images: accuracy {:.1} % before, {:.1} % after; largest logit difference {:.1e}. model.onnx checked on {} crops by an ONNX runtime: largest probability difference {:.1e}.",
             r.dir.display(),
             r.images,
             r.accuracy_before * 100.0,
             r.accuracy_after * 100.0,
-            r.max_logit_diff
+            r.max_logit_diff,
+            r.onnx_check_images,
+            r.onnx_max_probability_diff
         ),
         Err(e) => format!("Export failed: {e}"),
     }
@@ -176,4 +178,20 @@ fn image_maps(
             })
         })
         .collect()
+}
+
+/// Seeds the window's data-efficiency curve averages.
+pub(super) const CURVE_SEEDS: usize = 5;
+
+/// Accuracy against images per class for `root`, on the CPU (cached features, a linear head).
+pub(super) fn measure_curve(
+    root: &Path,
+    options: &crate::doctor::DoctorOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<std::sync::Arc<crate::doctor::curve::Curve>, String> {
+    let device = burn::tensor::Device::flex();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    crate::doctor::curve::data_efficiency(root, options, CURVE_SEEDS, &device, progress, &cancel)
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
 }

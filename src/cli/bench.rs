@@ -115,8 +115,8 @@ fn step_benchmarks(args: &BenchArgs) -> Result<Vec<bench::StepBench>, CliError> 
         args.batch, args.side
     );
     println!(
-        "{:<20} {:<28} {:<10} {:>12} {:>10} {:>10} {:>10}",
-        "model", "backend", "trains", "first step", "s/step", "img/s", "peak MiB"
+        "{:<20} {:<28} {:<10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "model", "backend", "trains", "first step", "s/step", "img/s", "peak MiB", "telemetry"
     );
     let mut steps = Vec::new();
     for backend in &args.backends {
@@ -136,14 +136,15 @@ fn step_benchmarks(args: &BenchArgs) -> Result<Vec<bench::StepBench>, CliError> 
                 match measured {
                     Ok(b) => {
                         println!(
-                            "{:<20} {:<28} {:<10} {:>10.2} s {:>10.3} {:>10.1} {:>10}",
+                            "{:<20} {:<28} {:<10} {:>10.2} s {:>10.3} {:>10.1} {:>10} {:>8.2} %",
                             b.model,
                             b.backend,
                             format!("{:?}", b.mode),
                             b.first_step_seconds,
                             b.seconds_per_step,
                             b.images_per_sec,
-                            mib(b.peak_memory_mib)
+                            mib(b.peak_memory_mib),
+                            100.0 * b.telemetry_seconds_per_step / b.seconds_per_step
                         );
                         steps.push(b);
                     }

@@ -11,9 +11,10 @@ use crate::models::ModelKind;
 use crate::platform::device::{self, DevicePreference};
 use crate::platform::fsutil;
 
-/// `graft doctor` flags.
+/// What the commands that read a folder's backbone features share: the folder, the backbone,
+/// where to compute and an optional JSON file.
 #[derive(Args, Debug)]
-pub struct DoctorArgs {
+pub struct FeatureArgs {
     /// The image folder.
     #[arg(long)]
     pub data: PathBuf,
@@ -23,10 +24,7 @@ pub struct DoctorArgs {
     /// A weight file instead of the catalogue's.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Cross-validation folds.
-    #[arg(long, default_value_t = 5)]
-    pub folds: usize,
-    /// Also write the findings as JSON to this file.
+    /// Also write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Where to compute: cpu (the default, which needs no graphics), gpu or auto.
@@ -34,32 +32,63 @@ pub struct DoctorArgs {
     pub device: DevicePreference,
 }
 
+impl FeatureArgs {
+    /// Refuses a JSON file inside the data set; the device and the doctor's options.
+    pub(super) fn prepare(&self) -> Result<(burn::tensor::Device, DoctorOptions), CliError> {
+        if let Some(path) = &self.json {
+            fsutil::ensure_outside(path, &self.data)?;
+        }
+        let device = device::select(self.device).device;
+        Ok((
+            device,
+            DoctorOptions::for_model(self.model, self.weights.clone()),
+        ))
+    }
+
+    /// Writes `value` to the JSON file, when one was asked for.
+    pub(super) fn write_json(&self, value: &impl serde::Serialize) -> Result<(), CliError> {
+        if let Some(path) = &self.json {
+            fsutil::write_json_atomic(path, value).map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            println!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// The features' progress on stderr.
+pub(super) fn feature_progress(done: usize, total: usize) {
+    eprint!("\rfeatures {done}/{total}");
+    if done == total {
+        eprintln!();
+    }
+}
+
+/// `graft doctor` flags.
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// The folder, backbone, device and JSON file.
+    #[command(flatten)]
+    pub features: FeatureArgs,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+}
+
 /// Runs `graft doctor`.
 pub(super) fn run(args: &DoctorArgs) -> Result<(), CliError> {
-    if let Some(path) = &args.json {
-        fsutil::ensure_outside(path, &args.data)?;
-    }
     if args.folds < 2 {
         return Err(CliError::Usage("--folds must be at least 2"));
     }
-    let device = device::select(args.device).device;
-    let options = DoctorOptions {
-        model: args.model,
-        weights: args.weights.clone(),
-        folds: args.folds,
-        seed: 0,
-    };
-    let progress = |done: usize, total: usize| {
-        eprint!("\rfeatures {done}/{total}");
-        if done == total {
-            eprintln!();
-        }
-    };
+    let (device, mut options) = args.features.prepare()?;
+    options.folds = args.folds;
     let report = examine(
-        &args.data,
+        &args.features.data,
         &options,
         &device,
-        &progress,
+        &feature_progress,
         &AtomicBool::new(false),
     )?;
     for s in &report.skipped {
@@ -68,12 +97,5 @@ pub(super) fn run(args: &DoctorArgs) -> Result<(), CliError> {
     for line in report.describe() {
         println!("{line}");
     }
-    if let Some(path) = &args.json {
-        fsutil::write_json_atomic(path, &report).map_err(|source| CliError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    args.features.write_json(&report)
 }

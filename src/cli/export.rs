@@ -40,5 +40,9 @@ pub(super) fn run(args: &ExportArgs) -> Result<(), CliError> {
         r.accuracy_after * 100.0,
         r.max_logit_diff
     );
+    println!(
+        "ONNX check: {} validation crops through model.onnx (tract): largest probability difference {:e}",
+        r.onnx_check_images, r.onnx_max_probability_diff
+    );
     Ok(())
 }

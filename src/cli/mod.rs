@@ -3,11 +3,13 @@
 
 mod bench;
 mod clean;
+mod curve;
 mod doctor;
 mod eval;
 mod explain;
 mod export;
 mod layers;
+mod lr_find;
 mod predict;
 mod train;
 
@@ -26,11 +28,13 @@ use crate::run::predict::PredictError;
 
 pub use bench::BenchArgs;
 pub use clean::CleanArgs;
+pub use curve::CurveArgs;
 pub use doctor::DoctorArgs;
 pub use eval::EvalArgs;
 pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use layers::LayersArgs;
+pub use lr_find::LrFindArgs;
 pub use predict::PredictArgs;
 pub use train::TrainArgs;
 
@@ -64,6 +68,10 @@ pub enum Command {
     Clean(CleanArgs),
     /// Show where a trained run looks in images: class activation maps as overlays (and JSON).
     Explain(ExplainArgs),
+    /// Sweep the learning rate for a data set and model, and suggest one.
+    LrFind(Box<LrFindArgs>),
+    /// How accuracy grows with the images per class (the frozen network, a linear head).
+    Curve(CurveArgs),
 }
 
 /// Why a command failed.
@@ -182,6 +190,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Doctor(a) => doctor::run(a),
         Command::Clean(a) => clean::run(a),
         Command::Explain(a) => explain::run(a),
+        Command::LrFind(a) => lr_find::run(a),
+        Command::Curve(a) => curve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

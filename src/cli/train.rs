@@ -9,7 +9,8 @@ use clap::Args;
 
 use super::{CliError, bar, parse_model};
 use crate::config::{
-    ClassBalance, Curation, FineTuneConfig, FreezePlan, LrSchedule, OptimizerKind, TrainConfig,
+    ClassBalance, Curation, FineTuneConfig, FreezePlan, LayerRates, LrSchedule, OptimizerKind,
+    TrainConfig,
 };
 use crate::models::{ModelKind, detect_kind};
 use crate::platform::interval;
@@ -67,6 +68,17 @@ pub struct TrainArgs {
     /// Stage-2 learning rate as a fraction of stage 1's.
     #[arg(long)]
     fine_tune_lr_factor: Option<f64>,
+    /// Stage-1 rates per layer group: LOW for the lowest thawed group to HIGH for the head,
+    /// geometric in between (replaces --lr), e.g. 1e-5:1e-3.
+    #[arg(long, value_name = "LOW:HIGH", value_parser = LayerRates::parse_range)]
+    lr_range: Option<LayerRates>,
+    /// Stage-1 rate factors per layer group (others 1; 0 holds a group still), e.g.
+    /// block5=0.1,head=1.
+    #[arg(long, value_name = "GROUP=F,…", value_parser = LayerRates::parse_factors, conflicts_with = "lr_range")]
+    lr_factors: Option<LayerRates>,
+    /// Stage-2 rates per layer group, LOW:HIGH as for --lr-range (replaces the stage-2 rate).
+    #[arg(long, value_name = "LOW:HIGH", value_parser = LayerRates::parse_range)]
+    fine_tune_lr_range: Option<LayerRates>,
     /// Let BatchNorm layers learn batch statistics while fine-tuning (default: they keep the
     /// pre-trained ones).
     #[arg(long)]
@@ -83,6 +95,21 @@ pub struct TrainArgs {
     /// Turn training augmentation off.
     #[arg(long)]
     no_augment: bool,
+    /// Brightness jitter strength b: each view's pixels × a factor in [1 − b, 1 + b].
+    #[arg(long)]
+    brightness: Option<f64>,
+    /// Contrast jitter strength, as for --brightness.
+    #[arg(long)]
+    contrast: Option<f64>,
+    /// Saturation jitter strength, as for --brightness.
+    #[arg(long)]
+    saturation: Option<f64>,
+    /// Random rotation of up to this many degrees either way.
+    #[arg(long)]
+    rotation: Option<f64>,
+    /// Augmented views of each image the feature cache keeps for frozen layers (default 2).
+    #[arg(long)]
+    augmented_views: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long)]
     device: Option<String>,
@@ -210,7 +237,13 @@ impl TrainArgs {
             ft.epochs = epochs;
             c.fine_tune = (epochs > 0).then_some(ft);
         }
-        if self.unfreeze.is_some() || self.fine_tune_lr_factor.is_some() {
+        if let Some(rates) = self.lr_range.as_ref().or(self.lr_factors.as_ref()) {
+            c.optimizer.layer_rates = rates.clone();
+        }
+        if self.unfreeze.is_some()
+            || self.fine_tune_lr_factor.is_some()
+            || self.fine_tune_lr_range.is_some()
+        {
             let ft = c.fine_tune.get_or_insert_with(FineTuneConfig::default);
             if let Some(list) = &self.unfreeze {
                 ft.unfreeze = list
@@ -221,6 +254,9 @@ impl TrainArgs {
             }
             if let Some(f) = self.fine_tune_lr_factor {
                 ft.lr_factor = f;
+            }
+            if let Some(rates) = &self.fine_tune_lr_range {
+                ft.layer_rates = rates.clone();
             }
         }
         if self.train_batch_norm
@@ -254,9 +290,7 @@ impl TrainArgs {
         if let Some(v) = self.seed {
             c.seed = v;
         }
-        if self.no_augment {
-            c.augment.enabled = false;
-        }
+        self.apply_augment(c);
         if let Some(v) = &self.device {
             c.device = choice("device", v, &super::DEVICES, "auto, cpu, gpu")?;
         }
@@ -267,6 +301,28 @@ impl TrainArgs {
             c.runs_dir = self.out.clone();
         }
         Ok(())
+    }
+}
+
+impl TrainArgs {
+    fn apply_augment(&self, c: &mut TrainConfig) {
+        if self.no_augment {
+            c.augment.enabled = false;
+        }
+        let a = &mut c.augment;
+        for (flag, field) in [
+            (self.brightness, &mut a.brightness),
+            (self.contrast, &mut a.contrast),
+            (self.saturation, &mut a.saturation),
+            (self.rotation, &mut a.rotation_degrees),
+        ] {
+            if let Some(v) = flag {
+                *field = v;
+            }
+        }
+        if let Some(v) = self.augmented_views {
+            c.feature_cache.augmented_views = v;
+        }
     }
 }
 
@@ -341,6 +397,7 @@ fn train_one(config: TrainConfig) -> Result<(RunSummary, usize), CliError> {
     let mut printer = Printer {
         total_epochs: config.total_epochs(),
         trainable: 0,
+        group_names: Vec::new(),
         val_images: 0,
         stderr: std::io::stderr(),
         config: config.clone(),
@@ -370,6 +427,8 @@ struct Printer {
     total_epochs: usize,
     /// Parameters trained in the latest stage.
     trainable: usize,
+    /// The layer groups' names, once the model is built.
+    group_names: Vec<String>,
     /// Validation images, once the data is read.
     val_images: usize,
     stderr: std::io::Stderr,
@@ -413,16 +472,29 @@ impl Printer {
                 );
                 println!("run folder: {}", info.run_dir.display());
                 self.trainable = info.trainable_params;
+                self.group_names = info.groups.iter().map(|g| g.name.clone()).collect();
             }
             TrainEvent::StageStarted {
                 stage,
                 epochs,
                 lr,
+                rates,
                 trainable_params,
             } => {
                 println!(
                     "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
                 );
+                let thawed: Vec<f64> = rates.iter().copied().filter(|r| *r > 0.0).collect();
+                if thawed.iter().any(|r| *r != lr) {
+                    let per_group: Vec<String> = self
+                        .group_names
+                        .iter()
+                        .zip(&rates)
+                        .filter(|(_, r)| **r > 0.0)
+                        .map(|(name, r)| format!("{name} {r:.1e}"))
+                        .collect();
+                    println!("  rates: {}", per_group.join(", "));
+                }
                 self.trainable = trainable_params;
             }
             TrainEvent::CompilingKernels => {
@@ -444,7 +516,7 @@ impl Printer {
             TrainEvent::Paused => println!("paused"),
             TrainEvent::Resumed => println!("resumed"),
             TrainEvent::Finished(s) => self.finished(&s),
-            TrainEvent::Failed(_) => {}
+            TrainEvent::Failed(_) | TrainEvent::LrPoint(_) | TrainEvent::LrSwept(_) => {}
         }
     }
 

@@ -2,6 +2,7 @@
 //! and a saved project store it. Every field has a default, so old files keep loading.
 
 pub mod curation;
+pub mod rates;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ pub use crate::models::HeadConfig;
 use crate::models::{ModelKind, NetworkSpec};
 pub use crate::platform::device::DevicePreference;
 pub use curation::{Curation, Decision, Relabel};
+pub use rates::LayerRates;
 
 /// Everything that decides what a training run does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +252,22 @@ pub struct FineTuneConfig {
     /// for small data sets: batch statistics of a few images shift what the pre-trained layers
     /// see). Ignored from random weights.
     pub freeze_batch_norm: bool,
+    /// How stage 2's rate is shared out among its thawed groups.
+    pub layer_rates: LayerRates,
+}
+
+impl FineTuneConfig {
+    /// Which groups stay frozen in stage 2, given stage 1's plan: those frozen in stage 1 that
+    /// `unfreeze` does not name (with `unfreeze` empty, none).
+    pub fn frozen(&self, names: &[String], stage1_frozen: &[bool]) -> Vec<bool> {
+        names
+            .iter()
+            .zip(stage1_frozen)
+            .map(|(name, was_frozen)| {
+                *was_frozen && !(self.unfreeze.is_empty() || self.unfreeze.contains(name))
+            })
+            .collect()
+    }
 }
 
 impl Default for FineTuneConfig {
@@ -259,6 +277,7 @@ impl Default for FineTuneConfig {
             unfreeze: BTreeSet::new(),
             lr_factor: 0.1,
             freeze_batch_norm: true,
+            layer_rates: LayerRates::Same,
         }
     }
 }
@@ -299,6 +318,8 @@ pub struct OptimizerConfig {
     pub momentum: f64,
     /// How the rate changes over a stage.
     pub schedule: LrSchedule,
+    /// How stage 1's rate is shared out among its thawed groups.
+    pub layer_rates: LayerRates,
 }
 
 impl Default for OptimizerConfig {
@@ -309,6 +330,7 @@ impl Default for OptimizerConfig {
             weight_decay: 1e-4,
             momentum: 0.9,
             schedule: LrSchedule::Cosine,
+            layer_rates: LayerRates::Same,
         }
     }
 }
@@ -323,6 +345,14 @@ pub struct AugmentConfig {
     pub min_crop_area: f64,
     /// Random horizontal flip.
     pub horizontal_flip: bool,
+    /// Brightness jitter: each view's pixels times a factor in `[1 − b, 1 + b]` (0: off).
+    pub brightness: f64,
+    /// Contrast jitter: the distance from the mean grey times a factor in `[1 − c, 1 + c]`.
+    pub contrast: f64,
+    /// Saturation jitter: the distance from each pixel's grey times a factor in `[1 − s, 1 + s]`.
+    pub saturation: f64,
+    /// Rotation by an angle in `[−r, r]` degrees (0: off).
+    pub rotation_degrees: f64,
 }
 
 impl Default for AugmentConfig {
@@ -331,7 +361,38 @@ impl Default for AugmentConfig {
             enabled: true,
             min_crop_area: 0.35,
             horizontal_flip: true,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            rotation_degrees: 0.0,
         }
+    }
+}
+
+impl AugmentConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.min_crop_area > 0.0 && self.min_crop_area <= 1.0,
+            "augment.min_crop_area",
+            "must be in (0, 1]",
+        )?;
+        for (field, value) in [
+            ("augment.brightness", self.brightness),
+            ("augment.contrast", self.contrast),
+            ("augment.saturation", self.saturation),
+        ] {
+            check(
+                (0.0..=1.0).contains(&value),
+                field,
+                format!("must be in [0, 1], got {value}"),
+            )?;
+        }
+        let r = self.rotation_degrees;
+        check(
+            (0.0..=45.0).contains(&r),
+            "augment.rotation_degrees",
+            format!("must be between 0 and 45 degrees, got {r}"),
+        )
     }
 }
 
@@ -429,6 +490,7 @@ impl TrainConfig {
             "optimizer.momentum",
             "must be in [0, 1)",
         )?;
+        self.optimizer.layer_rates.check("optimizer.layer_rates")?;
         check(self.epochs >= 1, "epochs", "must be at least 1")?;
         check(
             (1..=4096).contains(&self.batch_size),
@@ -467,17 +529,14 @@ impl TrainConfig {
                 format!("must be between 16 and 1024 pixels, got {size}"),
             )?;
         }
-        check(
-            self.augment.min_crop_area > 0.0 && self.augment.min_crop_area <= 1.0,
-            "augment.min_crop_area",
-            "must be in (0, 1]",
-        )?;
+        self.augment.validate()?;
         if let Some(ft) = &self.fine_tune {
             check(
                 ft.lr_factor.is_finite() && ft.lr_factor > 0.0,
                 "fine_tune.lr_factor",
                 "must be a positive number",
             )?;
+            ft.layer_rates.check("fine_tune.layer_rates")?;
         }
         check(
             self.max_images_per_class != Some(0),

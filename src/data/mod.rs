@@ -1,6 +1,7 @@
 //! Image folders: finding classes and files, decoding them on worker threads, splitting them, and
 //! turning them into batches.
 
+pub mod augment;
 pub mod batches;
 pub mod cleaned;
 pub mod complete;

@@ -3,6 +3,7 @@
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 
+use super::augment;
 use super::rng::Rng;
 use crate::config::AugmentConfig;
 use crate::models::Normalization;
@@ -93,7 +94,7 @@ pub fn eval_view(base: &RgbImage, size: u32) -> RgbImage {
 }
 
 /// Training transform: a random crop of random area and aspect ratio, resized to `size`,
-/// maybe flipped.
+/// maybe flipped, turned and colour-jittered (as configured).
 pub fn train_view(base: &RgbImage, size: u32, augment: &AugmentConfig, rng: &mut Rng) -> RgbImage {
     if !augment.enabled {
         return eval_view(base, size);
@@ -118,6 +119,11 @@ pub fn train_view(base: &RgbImage, size: u32, augment: &AugmentConfig, rng: &mut
     if augment.horizontal_flip && rng.next_f64() < 0.5 {
         imageops::flip_horizontal_in_place(&mut view);
     }
+    let angle = augment::draw_rotation(augment, rng);
+    if angle != 0.0 {
+        view = augment::rotate(&view, angle);
+    }
+    augment::Jitter::draw(augment, rng).apply(&mut view);
     view
 }
 

@@ -163,6 +163,31 @@ pub fn stratified_folds(labels: &[usize], classes: usize, folds: usize, seed: u6
     fold_of
 }
 
+/// How many of the `test` rows a head fitted on the `train` rows classifies right.
+pub fn held_out_correct(
+    features: &[Vec<f32>],
+    labels: &[usize],
+    train: &[usize],
+    test: &[usize],
+    classes: usize,
+) -> usize {
+    if train.is_empty() {
+        return 0;
+    }
+    let head = Head::fit(features, labels, train, classes);
+    test.iter()
+        .filter(|&&i| {
+            let p = head.probabilities(&features[i]);
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(c, _)| c);
+            best == labels[i]
+        })
+        .count()
+}
+
 /// Out-of-fold class probabilities of every image, from `folds` heads each trained on the other
 /// folds.
 pub fn out_of_fold(

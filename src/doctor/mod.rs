@@ -4,6 +4,7 @@
 //! ([`crate::platform::interval`]), the images whose label is unlikely, near-duplicates ([`duplicates`]), images
 //! far from every class and the class balance. Nothing is written into the data set.
 
+pub mod curve;
 pub mod duplicates;
 pub mod features;
 pub mod linear;
@@ -53,6 +54,17 @@ pub struct DoctorOptions {
     pub folds: usize,
     /// Seed of the folds.
     pub seed: u64,
+}
+
+impl DoctorOptions {
+    /// The default options with `model` and its `weights` (as a training config names them).
+    pub fn for_model(model: ModelKind, weights: Option<PathBuf>) -> Self {
+        Self {
+            model,
+            weights,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for DoctorOptions {

@@ -51,7 +51,7 @@ impl Act {
 /// burn's "same" padding, or the explicit one, as `[top, left, bottom, right]` for `conv` on an
 /// `h`×`w` input: "same" pads as much as `ceil(size / stride)` outputs need, the odd row or column
 /// at the bottom or right.
-fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
+pub fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
     let kernel = conv.weight.dims()[2];
     let stride = conv.stride[0];
     match &conv.padding {
@@ -85,7 +85,7 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         return conv.forward(x);
     }
     let trains = conv.weight.val().is_require_grad();
-    let pad = padding(conv, h, w);
+    let pad = conv_padding(conv, h, w);
     let stride = conv.stride[0];
     let pointwise = kh == 1 && stride == 1 && pad == [0; 4];
     let spec = |kind| ConvSpec {

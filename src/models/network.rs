@@ -1,14 +1,14 @@
 //! The network that trains: a pre-trained backbone and a new head, run whole or split at a
 //! layer-group boundary, and described as the layer list.
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::backbone::Backbone;
 use super::head::{Head, HeadConfig};
 use super::kind::{Family, ModelKind};
-use super::params::{DrawParams, freeze_if, param_count};
+use super::params::{DrawParams, TrainableIds, freeze_if, param_count};
 
 /// A backbone and a head: the network that trains.
 #[derive(Module, Debug)]
@@ -183,6 +183,20 @@ impl Network {
             output_shape: vec![classes],
         });
         groups
+    }
+
+    /// The learnable parameters of each layer group, in [`Network::layer_groups`] order: the
+    /// same partition freezing uses. The network must be on an autodiff device.
+    pub fn group_param_ids(&self) -> Vec<Vec<ParamId>> {
+        let groups = self.backbone.groups() + 1;
+        (0..groups)
+            .map(|group| {
+                let all_but_this: Vec<bool> = (0..groups).map(|i| i != group).collect();
+                let mut ids = TrainableIds::default();
+                self.clone().with_frozen(&all_but_this).visit(&mut ids);
+                ids.0
+            })
+            .collect()
     }
 
     /// Freezes every BatchNorm layer of the backbone (weights and running statistics), whatever

@@ -1,6 +1,6 @@
 //! Counting parameters (all, or those that train now) and freezing modules.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
 /// Touches every parameter, which draws the lazily initialised ones.
@@ -36,6 +36,18 @@ impl ModuleVisitor for ParamCounter {
             && (!self.trainable_only || param.val().is_require_grad());
         if counted {
             self.count += param.shape().num_elements();
+        }
+    }
+}
+
+/// The ids of the parameters that receive gradients (on an autodiff device).
+#[derive(Default)]
+pub(super) struct TrainableIds(pub Vec<ParamId>);
+
+impl ModuleVisitor for TrainableIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.val().is_require_grad() {
+            self.0.push(param.id);
         }
     }
 }

@@ -429,6 +429,7 @@ mod tests {
             images_per_sec: 50.0,
             seconds: 1.0,
             cached_images: 0,
+            groups: Default::default(),
         }
     }
 

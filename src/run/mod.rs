@@ -7,9 +7,12 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod folder;
+pub mod onnx;
 pub mod overlay;
 pub mod predict;
 pub mod records;
 
 pub use folder::{RunDir, RunError, RunSettings, files, read_run};
-pub use records::{DataSummary, EpochMetrics, RunRecord, RunSummary, TestScore};
+pub use records::{
+    DataSummary, EpochMetrics, GroupStats, GroupTelemetry, RunRecord, RunSummary, TestScore,
+};

@@ -63,6 +63,70 @@ pub struct EpochMetrics {
     /// Training images whose frozen layers' output came from the feature cache this epoch.
     #[serde(default)]
     pub cached_images: usize,
+    /// What each layer group did this epoch, in layer-list order.
+    #[serde(default, skip_serializing_if = "GroupTelemetry::is_empty")]
+    pub groups: GroupTelemetry,
+}
+
+/// What one layer group's weights did in an epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// ‖W − W₀‖ / ‖W₀‖ over the group's parameters, W₀ as the run started (exactly 0 for a
+    /// group that never trained).
+    pub weight_change: f64,
+    /// Mean over the epoch's steps of the gradient's norm over the group's parameters (0 when
+    /// frozen).
+    pub grad_norm: f64,
+}
+
+/// Each layer group's [`GroupStats`], in layer-list order; a JSON object keyed by group name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupTelemetry(pub Vec<(String, GroupStats)>);
+
+impl GroupTelemetry {
+    /// Whether no group was measured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The stats of the group called `name`.
+    pub fn get(&self, name: &str) -> Option<&GroupStats> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+}
+
+impl Serialize for GroupTelemetry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, stats) in &self.0 {
+            map.serialize_entry(name, stats)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupTelemetry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = GroupTelemetry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of layer groups")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut groups = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    groups.push(entry);
+                }
+                Ok(GroupTelemetry(groups))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 /// How a run ended.

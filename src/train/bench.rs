@@ -10,6 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
+use super::telemetry::Telemetry;
 use super::{TrainEvent, cross_entropy, optim, spawn};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::data::batches::{View, make_batch};
@@ -63,6 +64,9 @@ pub struct StepBench {
     pub seconds_per_step: f64,
     /// `batch / seconds_per_step`.
     pub images_per_sec: f64,
+    /// Of each step, the time the per-group telemetry took (gradient norms, and the weight
+    /// change read at an epoch's end as if every step ended one).
+    pub telemetry_seconds_per_step: f64,
     /// Peak resident memory during the benchmark.
     pub peak_memory_mib: Option<f64>,
 }
@@ -92,6 +96,11 @@ pub fn step_benchmark(
         .collect();
     network = network.with_frozen(&frozen);
     let mut optimizer = optim::build(&OptimizerConfig::default());
+    let mut telemetry = Telemetry::start(
+        &network,
+        &network.layer_groups(side),
+        &network.group_param_ids(),
+    );
     let x = Tensor::<4>::random(
         [batch, 3, side as usize, side as usize],
         Distribution::Normal(0.0, 1.0),
@@ -99,9 +108,13 @@ pub fn step_benchmark(
     );
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
-    let mut step = |network: Network| -> Result<Network, BenchError> {
+    // Each step also says how long its telemetry took.
+    let mut step = |network: Network| -> Result<(Network, Duration), BenchError> {
         let loss = cross_entropy(network.forward(x.clone()), y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &network);
+        let measured = Instant::now();
+        telemetry.record_step(&network, &grads);
+        let telemetry_time = measured.elapsed();
         let network = optimizer.step(1e-3, network, grads);
         // Reading a value back waits for the device to finish the step.
         network
@@ -112,16 +125,27 @@ pub fn step_benchmark(
             .map(|b| b.val().sum().try_into_scalar::<f32>())
             .transpose()
             .map_err(|e| BenchError::Device(e.to_string()))?;
-        Ok(network)
+        Ok((network, telemetry_time))
     };
     let started = Instant::now();
-    network = step(network)?;
+    (network, _) = step(network)?;
     let first_step_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
+    let mut telemetry_time = Duration::ZERO;
     for _ in 0..steps.max(1) {
-        network = step(network)?;
+        let spent;
+        (network, spent) = step(network)?;
+        telemetry_time += spent;
     }
     let seconds_per_step = started.elapsed().as_secs_f64() / steps.max(1) as f64;
+    // An epoch's figures are read once at its end: counted here as if every timed step ended
+    // an epoch, which overstates their cost.
+    let measured = Instant::now();
+    telemetry
+        .end_epoch(&network)
+        .map_err(|e| BenchError::Device(e.to_string()))?;
+    let telemetry_seconds = telemetry_time.as_secs_f64() / steps.max(1) as f64
+        + measured.elapsed().as_secs_f64() / steps.max(1) as f64;
     Ok(StepBench {
         model: kind.name().into(),
         backend: backend.into(),
@@ -131,6 +155,7 @@ pub fn step_benchmark(
         first_step_seconds,
         seconds_per_step,
         images_per_sec: batch as f64 / seconds_per_step,
+        telemetry_seconds_per_step: telemetry_seconds,
         peak_memory_mib: peak_memory_mib(),
     })
 }

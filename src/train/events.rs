@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::lr_find::{LrPoint, LrSweep};
 use crate::models::LayerGroup;
 use crate::platform::device::Backend;
 use crate::run::{DataSummary, EpochMetrics, RunSummary, TestScore};
@@ -88,8 +89,10 @@ pub enum TrainEvent {
         stage: u8,
         /// Its epochs.
         epochs: usize,
-        /// Its base learning rate.
+        /// Its base learning rate (the head's).
         lr: f64,
+        /// Each layer group's rate before the schedule (0: frozen), in [`RunInfo::groups`] order.
+        rates: Vec<f64>,
         /// Parameters it trains.
         trainable_params: usize,
     },
@@ -117,11 +120,15 @@ pub enum TrainEvent {
     Finished(RunSummary),
     /// The run failed; the message says why.
     Failed(String),
+    /// A step of a learning-rate sweep.
+    LrPoint(LrPoint),
+    /// A learning-rate sweep ended.
+    LrSwept(LrSweep),
 }
 
 impl TrainEvent {
     /// Whether no event follows this one.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Finished(_) | Self::Failed(_))
+        matches!(self, Self::Finished(_) | Self::Failed(_) | Self::LrSwept(_))
     }
 }

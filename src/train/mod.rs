@@ -14,12 +14,14 @@ mod evaluate;
 pub mod events;
 pub mod feature_cache;
 mod loss;
+pub mod lr_find;
 pub mod optim;
 mod prepare;
 mod pretrained;
 mod run;
 mod stage;
 mod step;
+mod telemetry;
 mod test_set;
 
 use std::sync::Arc;
@@ -151,6 +153,27 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Starts a run on a new thread.
 pub fn spawn(config: TrainConfig, notify: Option<Notify>) -> TrainHandle {
+    spawn_job(notify, move |control, events| {
+        run(&config, control, events).map(TrainEvent::Finished)
+    })
+}
+
+/// Starts a learning-rate sweep on a new thread; it ends with [`TrainEvent::LrSwept`].
+pub fn spawn_lr_find(
+    config: TrainConfig,
+    settings: lr_find::SweepSettings,
+    notify: Option<Notify>,
+) -> TrainHandle {
+    spawn_job(notify, move |control, events| {
+        lr_find::find_lr(&config, &settings, control, events).map(TrainEvent::LrSwept)
+    })
+}
+
+/// Runs `job` on the training thread; its outcome (or its panic) is the last event.
+fn spawn_job(
+    notify: Option<Notify>,
+    job: impl FnOnce(&Control, &EventSink) -> Result<TrainEvent, TrainError> + Send + 'static,
+) -> TrainHandle {
     let (tx, rx) = channel();
     let control = Arc::new(Control::default());
     let sink = EventSink { tx, notify };
@@ -160,10 +183,10 @@ pub fn spawn(config: TrainConfig, notify: Option<Notify>) -> TrainHandle {
         .spawn(move || {
             let events = sink.clone();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run(&config, &thread_control, &events)
+                job(&thread_control, &events)
             }));
             match outcome {
-                Ok(Ok(summary)) => sink.send(TrainEvent::Finished(summary)),
+                Ok(Ok(last)) => sink.send(last),
                 Ok(Err(e)) => sink.send(TrainEvent::Failed(e.to_string())),
                 Err(panic) => sink.send(TrainEvent::Failed(panic_message(&*panic))),
             }

@@ -3,11 +3,14 @@
 
 use std::time::Instant;
 
+use burn::module::ParamGroup;
+
 use super::error::{TrainError, folder_error};
 use super::events::{RunInfo, TrainEvent};
 use super::prepare::prepare_data;
 use super::pretrained::{build_network, pretrained_weights};
 use super::stage::{Progress, RunContext, StagePlan};
+use super::telemetry::Telemetry;
 use super::test_set::score_test;
 use super::{Control, EventSink, optim};
 use crate::config::{FineTuneConfig, TrainConfig};
@@ -99,7 +102,11 @@ fn run_on(
         weights: model.weights.clone(),
     }));
 
+    let group_ids = model.network.group_param_ids();
+    let telemetry = Telemetry::start(&model.network, &model.groups, &group_ids);
     let mut ctx = RunContext {
+        param_groups: group_ids.into_iter().map(ParamGroup::from_ids).collect(),
+        telemetry,
         config,
         control,
         events,
@@ -215,19 +222,13 @@ fn train_stages(
     progress: &mut Progress,
 ) -> Result<Network, TrainError> {
     let config = ctx.config;
-    let lr = config.optimizer.lr;
-    ctx.events.send(TrainEvent::StageStarted {
-        stage: 1,
-        epochs: config.epochs,
-        lr,
-        trainable_params: stage1_params,
-    });
-    let stage1 = StagePlan {
-        stage: 1,
-        epochs: config.epochs,
-        lr,
-        frozen: &model.frozen,
-    };
+    let names: Vec<String> = model.groups.iter().map(|g| g.name.clone()).collect();
+    let rates = config
+        .optimizer
+        .layer_rates
+        .resolve(config.optimizer.lr, &model.frozen, &names);
+    let stage1 = StagePlan::new(1, config.epochs, rates, &model.frozen);
+    ctx.events.send(stage1.started(stage1_params));
     let optimizer = optim::build(&config.optimizer);
     let network = ctx.train_stage(stage1, model.network, optimizer, progress)?;
     match &config.fine_tune {
@@ -264,33 +265,18 @@ impl Stage2<'_> {
         network: Network,
         progress: &mut Progress,
     ) -> Result<Network, TrainError> {
-        let unfreeze = &self.fine_tune.unfreeze;
-        let thawed: Vec<bool> = self
-            .groups
-            .iter()
-            .zip(self.frozen)
-            .map(|(group, was_frozen)| {
-                *was_frozen && !(unfreeze.is_empty() || unfreeze.contains(&group.name))
-            })
-            .collect();
-        let mut network = network.with_frozen(&thawed);
+        let names: Vec<String> = self.groups.iter().map(|g| g.name.clone()).collect();
+        let frozen = self.fine_tune.frozen(&names, self.frozen);
+        let mut network = network.with_frozen(&frozen);
         if self.fine_tune.freeze_batch_norm && self.pretrained {
             network = network.with_batch_norm_frozen();
         }
         let lr = ctx.config.optimizer.lr * self.fine_tune.lr_factor;
-        ctx.events.send(TrainEvent::StageStarted {
-            stage: 2,
-            epochs: self.fine_tune.epochs,
-            lr,
-            trainable_params: trainable_param_count(&network),
-        });
+        let rates = self.fine_tune.layer_rates.resolve(lr, &frozen, &names);
         progress.since_best = 0;
-        let plan = StagePlan {
-            stage: 2,
-            epochs: self.fine_tune.epochs,
-            lr,
-            frozen: &thawed,
-        };
+        let plan = StagePlan::new(2, self.fine_tune.epochs, rates, &frozen);
+        ctx.events
+            .send(plan.started(trainable_param_count(&network)));
         let optimizer = optim::build(&ctx.config.optimizer);
         ctx.train_stage(plan, network, optimizer, progress)
     }

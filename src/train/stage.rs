@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -15,6 +15,7 @@ use super::events::{BatchProgress, TrainEvent};
 use super::feature_cache::FeatureCache;
 use super::loss::{cross_entropy, weighted_cross_entropy};
 use super::step::{Batches, Input, forward, frozen_prefix, scalar, scalar_int};
+use super::telemetry::Telemetry;
 use super::{Control, EventSink, optim};
 use crate::config::TrainConfig;
 use crate::data::batches::View;
@@ -63,6 +64,10 @@ pub(super) struct RunContext<'a> {
     pub backend: Backend,
     /// Each class's loss weight, when the config evens out the classes.
     pub class_weights: Option<Vec<f32>>,
+    /// The parameters of each layer group, for per-group rates.
+    pub param_groups: Vec<ParamGroup>,
+    /// What each group's weights do.
+    pub telemetry: Telemetry,
 }
 
 /// What one stage trains.
@@ -70,10 +75,36 @@ pub(super) struct StagePlan<'a> {
     /// 1 or 2.
     pub stage: u8,
     pub epochs: usize,
-    /// Base learning rate.
+    /// Base learning rate (the head's).
     pub lr: f64,
+    /// Each group's rate (0 when frozen), before the schedule.
+    pub rates: Vec<f64>,
     /// Which groups are frozen.
     pub frozen: &'a [bool],
+}
+
+impl<'a> StagePlan<'a> {
+    /// A stage of `epochs` at each group's rate in `rates`; its base rate is the highest.
+    pub fn new(stage: u8, epochs: usize, rates: Vec<f64>, frozen: &'a [bool]) -> Self {
+        Self {
+            stage,
+            epochs,
+            lr: rates.iter().copied().fold(0.0, f64::max),
+            rates,
+            frozen,
+        }
+    }
+
+    /// The event that announces this stage.
+    pub fn started(&self, trainable_params: usize) -> TrainEvent {
+        TrainEvent::StageStarted {
+            stage: self.stage,
+            epochs: self.epochs,
+            lr: self.lr,
+            rates: self.rates.clone(),
+            trainable_params,
+        }
+    }
 }
 
 /// A stage in progress.
@@ -268,7 +299,7 @@ impl RunContext<'_> {
 
     /// One optimiser step on `input`.
     fn step(
-        &self,
+        &mut self,
         stage: &mut Stage,
         network: Network,
         input: Input,
@@ -279,12 +310,8 @@ impl RunContext<'_> {
             self.events.send(TrainEvent::CompilingKernels);
         }
         let total_steps = stage.plan.epochs * stage.batches_per_epoch;
-        let lr = optim::lr_at(
-            self.config.optimizer.schedule,
-            stage.plan.lr,
-            at.step,
-            total_steps,
-        );
+        let scale = optim::lr_at(self.config.optimizer.schedule, 1.0, at.step, total_steps);
+        let lr = stage.plan.lr * scale;
         let train = &self.dataset.train;
         let (logits, y) = forward(
             &network,
@@ -316,7 +343,9 @@ impl RunContext<'_> {
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &network);
-        let network = stage.optimizer.step(lr, network, grads);
+        self.telemetry.record_step(&network, &grads);
+        let rates = optim::module_rates(&stage.plan.rates, &self.param_groups, scale);
+        let network = stage.optimizer.step(rates, network, grads);
         let outcome = StepOutcome {
             correct: scalar_int(hits)? as usize,
             loss: value,
@@ -358,6 +387,7 @@ impl RunContext<'_> {
             images_per_sec: totals.seen as f64 / train_secs.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             cached_images: if view.from_cache { totals.seen } else { 0 },
+            groups: self.telemetry.end_epoch(network)?,
         };
         self.run
             .push_metrics(&metrics)

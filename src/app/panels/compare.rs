@@ -108,6 +108,8 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     if let Some(message) = &state.live.messages.train {
         ui.colored_label(ui.visuals().error_fg_color, message);
     }
+    super::curve::show(ui, state, actions);
+    ui.separator();
     if state.project.runs.is_empty() {
         ui.label("No runs yet.");
         return;

@@ -21,8 +21,9 @@ fn row(
     ui.end_row();
 }
 
-fn settings(ui: &mut egui::Ui, state: &mut AppState) {
+fn settings(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let c = &mut state.project.config;
+    let finder = &state.live.lr_finder;
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
         row(ui, "Epochs", "Passes over the training images in stage 1.", |ui| {
             ui.add(egui::DragValue::new(&mut c.epochs).range(1..=500))
@@ -46,6 +47,9 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
                 )
             },
         );
+        ui.label("");
+        ui.vertical(|ui| finder.ui(ui, &mut c.optimizer.lr, true, actions));
+        ui.end_row();
         row(ui, "Optimiser", "AdamW suits most runs; SGD uses momentum 0.9.", |ui| {
             let kinds = [OptimizerKind::AdamW, OptimizerKind::Adam, OptimizerKind::Sgd];
             combo(ui, "optimizer", &mut c.optimizer.kind, &kinds, |k| format!("{k:?}"))
@@ -56,6 +60,9 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             "Random crops and flips: more variety from the same images.",
             |ui| ui.checkbox(&mut c.augment.enabled, "random crop + flip"),
         );
+        if c.augment.enabled {
+            augment_rows(ui, c);
+        }
         row(
             ui,
             "Balance",
@@ -91,6 +98,50 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState) {
             );
         }
     });
+}
+
+/// Colour jitter, rotation and the views the feature cache keeps.
+fn augment_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
+    let a = &mut c.augment;
+    for (label, tip, value) in [
+        (
+            "  brightness",
+            "Each view's pixels × a random factor in [1 − s, 1 + s]; 0 is off.",
+            &mut a.brightness,
+        ),
+        (
+            "  contrast",
+            "Each view's distance from its mean grey × a random factor in [1 − s, 1 + s].",
+            &mut a.contrast,
+        ),
+        (
+            "  saturation",
+            "Each view's colourfulness × a random factor in [1 − s, 1 + s].",
+            &mut a.saturation,
+        ),
+    ] {
+        row(ui, label, tip, |ui| {
+            ui.add(egui::Slider::new(value, 0.0..=1.0).fixed_decimals(2))
+        });
+    }
+    row(
+        ui,
+        "  rotation",
+        "Turn each view by a random angle up to this many degrees either way.",
+        |ui| {
+            ui.add(
+                egui::Slider::new(&mut a.rotation_degrees, 0.0..=45.0)
+                    .suffix("°")
+                    .fixed_decimals(0),
+            )
+        },
+    );
+    row(
+        ui,
+        "  cached views",
+        "With frozen layers, the frozen part's output is computed once per view and reused: epoch e trains on view e mod this. More views, more variety, more first-pass time.",
+        |ui| ui.add(egui::DragValue::new(&mut c.feature_cache.augmented_views).range(1..=64)),
+    );
 }
 
 /// Seed, early stopping and device: how a run is repeated, ended and placed.
@@ -406,7 +457,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     egui::CollapsingHeader::new("Settings")
         .default_open(true)
         .show(ui, |ui| {
-            ui.add_enabled_ui(!training, |ui| settings(ui, state));
+            ui.add_enabled_ui(!training, |ui| settings(ui, state, actions));
         });
     let active = state
         .live
