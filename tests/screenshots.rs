@@ -50,6 +50,7 @@ fn make_readme_screenshots() {
     let mut state = AppState::default();
     state.project.config.runs_dir = Some(runs);
     state.project.config.epochs = 3;
+    state.preferences.hint_dismissed = true;
     let app = GraftApp::new(state);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 860.0))
@@ -87,7 +88,7 @@ fn make_readme_screenshots() {
         &mut h,
         "layers.png",
         Some(egui::Rect::from_min_max(
-            egui::pos2(1112.0, 30.0),
+            egui::pos2(1076.0, 30.0),
             egui::pos2(1400.0, 620.0),
         )),
     );

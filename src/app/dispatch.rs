@@ -166,9 +166,14 @@ impl Dispatcher {
     }
 
     fn set_data_folder(&mut self, path: PathBuf, state: &mut AppState) {
-        if state.project.config.data != path {
-            // Decisions name files of one folder.
+        // Locating a project's moved folder keeps its decisions (they name files relative to
+        // it); another folder starts without any.
+        let relocated = state.live.missing_data.is_some() && path.is_dir();
+        if state.project.config.data != path && !relocated {
             state.project.config.curation = Default::default();
+        }
+        if path.is_dir() {
+            state.live.missing_data = None;
         }
         self.cancel_examine();
         state.live.health = Default::default();

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod class_maps;
 pub mod dialogs;
 pub mod dispatch;
+pub mod habits;
 pub mod jobs;
 pub mod lr_finder;
 mod panels;
@@ -19,6 +20,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use eframe::egui;
+
+pub use panels::train::{ACCURACY_PLOT, LOSS_PLOT};
 
 use actions::Action;
 use dialogs::Dialog;
@@ -114,6 +117,8 @@ impl GraftApp {
         if !dropped.is_empty() {
             actions.push(Action::Dropped(dropped));
         }
+        habits::apply_theme(ui.ctx(), &self.state.preferences);
+        actions.extend(habits::shortcut_actions(ui, &self.state));
 
         let state = &mut self.state;
         egui::Panel::top("top").show(ui, |ui| top_bar(ui, state, &mut actions));
@@ -152,6 +157,7 @@ impl GraftApp {
                 );
             });
             ui.separator();
+            habits::first_run_hint(ui, &mut state.preferences);
             match state.live.page {
                 Page::Train => panels::train::show(ui, state, &mut actions),
                 Page::Results => panels::results::show(ui, state, &mut actions),
@@ -175,13 +181,26 @@ impl GraftApp {
 fn top_bar(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.menu_button("Project", |ui| {
-            if ui.button("Open…").clicked() {
+            let keys = |ui: &egui::Ui, shift: bool, key: egui::Key| {
+                let mut modifiers = egui::Modifiers::COMMAND;
+                modifiers.shift = shift;
+                ui.ctx()
+                    .format_shortcut(&egui::KeyboardShortcut::new(modifiers, key))
+            };
+            let open_folder =
+                egui::Button::new("Open data folder…").shortcut_text(keys(ui, false, egui::Key::O));
+            if ui.add(open_folder).clicked() {
+                actions.push(Action::Ask(Dialog::DataFolder));
+            }
+            if ui.button("Open project…").clicked() {
                 actions.push(Action::Ask(Dialog::OpenProject));
             }
-            if ui.button("Save").clicked() {
+            let save = egui::Button::new("Save").shortcut_text(keys(ui, false, egui::Key::S));
+            if ui.add(save).clicked() {
                 actions.push(Action::SaveProject);
             }
-            if ui.button("Save as…").clicked() {
+            let save_as = egui::Button::new("Save as…").shortcut_text(keys(ui, true, egui::Key::S));
+            if ui.add(save_as).clicked() {
                 actions.push(Action::Ask(Dialog::SaveProject));
             }
             if !state.recent_projects.is_empty() {
@@ -194,9 +213,13 @@ fn top_bar(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 }
             }
         });
+        habits::help_menu(ui, &mut state.preferences);
         ui.strong("Graft");
         if let Some(message) = &state.live.messages.project {
             ui.weak(message);
+        }
+        if state.live.missing_data.is_some() && ui.button("Locate the data folder…").clicked() {
+            actions.push(Action::Ask(Dialog::DataFolder));
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             match &state.live.device {
@@ -217,23 +240,43 @@ impl eframe::App for GraftApp {
     }
 }
 
-/// Opens the window; returns the process exit code.
-pub fn run() -> ExitCode {
+/// The window and taskbar icon, built into the executable.
+fn window_icon() -> Option<egui::IconData> {
+    let png = include_bytes!("../../assets/icons/graft-256.png");
+    let image = image::load_from_memory(png).ok()?.into_rgba8();
+    Some(egui::IconData {
+        width: image.width(),
+        height: image.height(),
+        rgba: image.into_raw(),
+    })
+}
+
+/// Opens the window (on the data folder `data`, when given); returns the process exit code.
+pub fn run(data: Option<std::path::PathBuf>) -> ExitCode {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Graft")
+        .with_app_id("graft")
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([960.0, 600.0])
+        .with_drag_and_drop(true);
+    if let Some(icon) = window_icon() {
+        viewport = viewport.with_icon(icon);
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Graft")
-            .with_inner_size([1280.0, 800.0])
-            .with_drag_and_drop(true),
+        viewport,
         ..Default::default()
     };
     let result = eframe::run_native(
         "Graft",
         options,
         Box::new(|cc| {
-            let state: AppState = cc
+            let mut state: AppState = cc
                 .storage
                 .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
                 .unwrap_or_default();
+            if let Some(data) = data {
+                state.project.config.data = data;
+            }
             Ok(Box::new(GraftApp::new(state)))
         }),
     );

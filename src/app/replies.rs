@@ -146,7 +146,16 @@ impl Dispatcher {
         let data = project.config.data.clone();
         state.project = project;
         state.live.active_run = None;
-        state.live.messages.project = Some(format!("Opened {}", path.display()));
+        state.live.messages.project = Some(if data.is_dir() {
+            format!("Opened {}", path.display())
+        } else {
+            format!(
+                "Opened {}, but its data folder {} is not there (moved or renamed?): locate it to go on.",
+                path.display(),
+                data.display()
+            )
+        });
+        state.live.missing_data = (!data.is_dir()).then(|| data.clone());
         state.remember_project(path);
         self.handle(Action::SetDataFolder(data), state);
     }

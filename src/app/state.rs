@@ -127,6 +127,8 @@ pub struct AppState {
     pub project_path: Option<PathBuf>,
     /// Recently opened or saved projects, newest first.
     pub recent_projects: Vec<PathBuf>,
+    /// Theme and hints.
+    pub preferences: super::habits::Preferences,
     /// Not saved: rebuilt while the app runs.
     #[serde(skip)]
     pub live: Live,
@@ -167,6 +169,8 @@ pub struct Live {
     pub maps: super::class_maps::ClassMaps,
     /// Recent frame times in seconds (UI work only).
     pub frame_times: std::collections::VecDeque<f64>,
+    /// The data folder an opened project names, when it is not there.
+    pub missing_data: Option<PathBuf>,
     /// The learning-rate finder.
     pub lr_finder: super::lr_finder::LrFinderView,
     /// The data-efficiency curve of the data folder.
@@ -198,6 +202,18 @@ impl Live {
 }
 
 impl AppState {
+    /// While a run trains: whether it is paused.
+    pub fn active_status_paused(&self) -> Option<bool> {
+        if !self.is_training() {
+            return None;
+        }
+        let run = self
+            .live
+            .active_run
+            .and_then(|i| self.project.runs.get(i))?;
+        Some(run.status == super::run_view::RunStatus::Paused)
+    }
+
     /// Whether a run is training (layer toggles and settings are locked then).
     pub fn is_training(&self) -> bool {
         self.live

@@ -482,7 +482,7 @@ impl Printer {
                 trainable_params,
             } => {
                 println!(
-                    "stage {stage}: {epochs} epochs at lr {lr:e}, {trainable_params} trainable parameters"
+                    "stage {stage}: {epochs} epochs at lr {lr:.2e}, {trainable_params} trainable parameters"
                 );
                 let thawed: Vec<f64> = rates.iter().copied().filter(|r| *r > 0.0).collect();
                 if thawed.iter().any(|r| *r != lr) {

@@ -3,16 +3,29 @@
 
 use std::path::PathBuf;
 
-/// The folder of bundled assets: `$GRAFT_ASSETS`, then `assets/` beside the executable, then the
-/// source tree's `assets/` (for `cargo run`).
+/// The folder of bundled assets: `$GRAFT_ASSETS`; then, beside the executable, `assets/` (a
+/// portable folder, Windows), `../lib/graft/assets` (the Linux package: `/usr/bin/graft`),
+/// `../share/graft/assets` or `../Resources/assets` (a macOS bundle); then the source tree's
+/// `assets/` (`cargo run`).
 pub fn assets_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GRAFT_ASSETS") {
         return PathBuf::from(dir);
     }
+    let beside = |bin: &std::path::Path| {
+        [
+            "assets",
+            "../lib/graft/assets",
+            "../share/graft/assets",
+            "../Resources/assets",
+        ]
+        .into_iter()
+        .map(|relative| bin.join(relative))
+        .find(|dir| dir.join("demo").is_dir())
+        .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir))
+    };
     if let Some(dir) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|p| p.join("assets")))
-        .filter(|p| p.is_dir())
+        .and_then(|exe| exe.parent().and_then(beside))
     {
         return dir;
     }

@@ -9,7 +9,8 @@ use graft::app::GraftApp;
 use graft::app::state::{AppState, FolderState};
 use graft::config::DevicePreference;
 
-/// The app over `data`, with runs in `runs`: 32 px, batch 4, no augmentation, CPU.
+/// The app over `data`, with runs in `runs`: 32 px, batch 4, no augmentation, CPU, the
+/// first-run hint dismissed.
 pub fn app_on(data: &Path, runs: &Path) -> GraftApp {
     let mut state = AppState::default();
     let c = &mut state.project.config;
@@ -19,6 +20,8 @@ pub fn app_on(data: &Path, runs: &Path) -> GraftApp {
     c.batch_size = 4;
     c.augment.enabled = false;
     c.device = DevicePreference::Cpu;
+    // The first-run strip would push every page down; its own test shows it.
+    state.preferences.hint_dismissed = true;
     GraftApp::new(state)
 }
 

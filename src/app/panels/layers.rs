@@ -18,6 +18,9 @@ pub fn format_params(n: usize) -> String {
 /// Draws the layer list. Clicking a row's name freezes or thaws it; shift-click does the range
 /// from the last clicked row.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
+    // A resizable panel keeps the width of its content; without this it would keep the width
+    // of the first frame's "Reading the model …".
+    ui.set_min_width(300.0);
     ui.heading("Layers");
     let Some(layers) = state.live.layers.clone() else {
         ui.label("Reading the model …");
@@ -171,39 +174,42 @@ fn layer_rows(ui: &mut egui::Ui, state: &mut AppState, layers: &[LayerGroup]) {
     let mut clicked = None;
     let mut factor_edit = None;
     // Both ways: the rows' extra columns scroll rather than widen the panel.
-    egui::ScrollArea::both().show(ui, |ui| {
-        egui::Grid::new("layers")
-            .num_columns(7)
-            .striped(true)
-            .show(ui, |ui| {
-                for (i, group) in layers.iter().enumerate() {
-                    let is_frozen = frozen[i];
-                    if let Some(range) = name_cell(ui, state, group, i, is_frozen) {
-                        clicked = Some((range, !is_frozen, i));
+    egui::ScrollArea::both()
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            egui::Grid::new("layers")
+                .num_columns(7)
+                .striped(true)
+                .show(ui, |ui| {
+                    for (i, group) in layers.iter().enumerate() {
+                        let is_frozen = frozen[i];
+                        if let Some(range) = name_cell(ui, state, group, i, is_frozen) {
+                            clicked = Some((range, !is_frozen, i));
+                        }
+                        // What changes as you plan and train first; the fixed facts after.
+                        learning_cell(ui, telemetry.as_ref(), &group.name, is_frozen);
+                        if let Some(f) = rate_cell(
+                            ui,
+                            &state.project.config.optimizer.layer_rates,
+                            &group.name,
+                            rates[i],
+                        ) {
+                            factor_edit = Some((group.name.clone(), f));
+                        }
+                        match &stage2 {
+                            Some(plan) => stage2_cell(ui, plan[i]),
+                            None => ui.label(""),
+                        };
+                        let weak = |text: String| {
+                            let t = egui::RichText::new(text);
+                            if is_frozen { t.weak() } else { t }
+                        };
+                        ui.label(weak(format!("{:?}", group.output_shape)));
+                        ui.label(weak(format_params(group.params)));
+                        ui.end_row();
                     }
-                    let weak = |text: String| {
-                        let t = egui::RichText::new(text);
-                        if is_frozen { t.weak() } else { t }
-                    };
-                    ui.label(weak(format!("{:?}", group.output_shape)));
-                    ui.label(weak(format_params(group.params)));
-                    match &stage2 {
-                        Some(plan) => stage2_cell(ui, plan[i]),
-                        None => ui.label(""),
-                    };
-                    if let Some(f) = rate_cell(
-                        ui,
-                        &state.project.config.optimizer.layer_rates,
-                        &group.name,
-                        rates[i],
-                    ) {
-                        factor_edit = Some((group.name.clone(), f));
-                    }
-                    learning_cell(ui, telemetry.as_ref(), &group.name, is_frozen);
-                    ui.end_row();
-                }
-            });
-    });
+                });
+        });
     if let Some((range, freeze, i)) = clicked {
         state.set_frozen(range, freeze);
         state.live.last_layer_click = Some(i);
@@ -312,8 +318,20 @@ fn learning_cell(ui: &mut egui::Ui, telemetry: Option<&Telemetry>, name: &str, i
     } else {
         0.0
     };
-    ui.add(egui::ProgressBar::new(fraction as f32).desired_width(60.0))
-        .on_hover_text(format!(
+    // Drawn by hand: egui's progress bar shows a dot at 0, and a frozen group must read as 0.
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(56.0, 10.0), egui::Sense::hover());
+    let painter = ui.painter();
+    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+    let mut filled = rect;
+    filled.set_width(rect.width() * fraction.clamp(0.0, 1.0) as f32);
+    painter.rect_filled(filled, 2.0, ui.visuals().selection.bg_fill);
+    let percent = format!("{:.2} %", s.weight_change * 100.0);
+    response.widget_info(|| {
+        let mut info = egui::WidgetInfo::labeled(egui::Role::ProgressIndicator, true, &percent);
+        info.value = Some(fraction);
+        info
+    });
+    response.on_hover_text(format!(
             "after epoch {}: weights moved {:.2} % since the run started (‖W − W₀‖ / ‖W₀‖); mean gradient norm {:.2e}{}",
             t.epoch,
             s.weight_change * 100.0,

@@ -29,7 +29,8 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         results.run = Some(latest);
         results.tries.clear();
     }
-    ui.horizontal(|ui| {
+    // Wrapped, so that the map controls stay on screen in a narrow window.
+    ui.horizontal_wrapped(|ui| {
         let label = ui.label("Run");
         let current = results.run.unwrap_or(latest);
         egui::ComboBox::from_id_salt("results_run")
@@ -115,31 +116,56 @@ fn scores(ui: &mut egui::Ui, evaluation: &Evaluation, results: &mut Results) {
     for s in &evaluation.skipped {
         ui.weak(format!("skipped {s}"));
     }
+    // Beside the table when the map fits there at its smallest cells; under it otherwise.
+    let heat_width = 90.0 + m.classes.len() as f32 * (MIN_CELL.x + 2.0);
+    let mut below = false;
     ui.horizontal_top(|ui| {
-        egui::Grid::new("per_class")
-            .striped(true)
-            .num_columns(5)
-            .show(ui, |ui| {
-                for h in ["class", "precision", "recall", "F1", "images"] {
-                    ui.strong(h);
-                }
-                ui.end_row();
-                for c in &m.per_class {
-                    ui.label(&c.name);
-                    ui.label(format!("{:.2}", c.precision));
-                    ui.label(format!("{:.2}", c.recall));
-                    ui.label(format!("{:.2}", c.f1));
-                    ui.label(c.support.to_string());
-                    ui.end_row();
-                }
-            });
+        per_class_table(ui, m);
         ui.add_space(24.0);
-        ui.vertical(|ui| {
-            ui.weak("Rows: true class · columns: predicted · click a cell for its images");
-            heat_map(ui, &m.classes, &m.confusion, &mut results.cell);
-        });
+        if ui.available_width() >= heat_width {
+            ui.vertical(|ui| confusion(ui, m, &mut results.cell));
+        } else {
+            below = true;
+        }
     });
+    if below {
+        confusion(ui, m, &mut results.cell);
+    }
 }
+
+fn per_class_table(ui: &mut egui::Ui, m: &crate::run::eval::Metrics) {
+    egui::Grid::new("per_class")
+        .striped(true)
+        .num_columns(5)
+        .show(ui, |ui| {
+            for h in ["class", "precision", "recall", "F1", "images"] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for c in &m.per_class {
+                ui.label(&c.name);
+                ui.label(format!("{:.2}", c.precision));
+                ui.label(format!("{:.2}", c.recall));
+                ui.label(format!("{:.2}", c.f1));
+                ui.label(c.support.to_string());
+                ui.end_row();
+            }
+        });
+}
+
+/// The heat map with its caption; never clipped: cells shrink to fit, and below their smallest
+/// the map scrolls.
+fn confusion(ui: &mut egui::Ui, m: &crate::run::eval::Metrics, cell: &mut Option<(usize, usize)>) {
+    ui.weak("Rows: true class · columns: predicted · click a cell for its images");
+    let room = ui.available_width();
+    egui::ScrollArea::horizontal()
+        .id_salt("confusion_scroll")
+        .show(ui, |ui| heat_map(ui, &m.classes, &m.confusion, cell, room));
+}
+
+/// The smallest and largest confusion cell.
+const MIN_CELL: egui::Vec2 = egui::vec2(26.0, 22.0);
+const MAX_CELL: egui::Vec2 = egui::vec2(44.0, 28.0);
 
 fn short(name: &str) -> String {
     if name.chars().count() <= 8 {
@@ -154,8 +180,18 @@ fn heat_map(
     classes: &[String],
     confusion: &[Vec<usize>],
     selected: &mut Option<(usize, usize)>,
+    room: f32,
 ) {
-    let size = egui::vec2(44.0, 28.0);
+    let n = classes.len().max(1) as f32;
+    let width = ((room - 80.0) / n - 2.0).clamp(MIN_CELL.x, MAX_CELL.x);
+    let size = egui::vec2(
+        width,
+        if width < MAX_CELL.x {
+            MIN_CELL.y
+        } else {
+            MAX_CELL.y
+        },
+    );
     egui::Grid::new("confusion")
         .spacing(egui::vec2(2.0, 2.0))
         .show(ui, |ui| {

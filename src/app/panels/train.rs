@@ -338,6 +338,11 @@ pub fn run_color(i: usize) -> egui::Color32 {
     COLORS[i % COLORS.len()]
 }
 
+/// The id of the loss plot (the Train and Compare pages, one shown at a time, share it).
+pub const LOSS_PLOT: &str = "graft_loss_plot";
+/// The id of the accuracy plot.
+pub const ACCURACY_PLOT: &str = "graft_accuracy_plot";
+
 /// The loss and accuracy plots over the visible runs, one above the other, sharing their x
 /// range (and their pan and zoom).
 pub fn curves(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
@@ -348,6 +353,7 @@ pub fn curves(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
         .fold(1.0, f64::max);
     let link = egui::Id::unique("train_curves_x");
     Plot::new("loss")
+        .id(egui::Id::NULL.with(LOSS_PLOT))
         .legend(Legend::default())
         .height(height)
         .x_axis_label("epoch")
@@ -363,6 +369,7 @@ pub fn curves(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
             }
         });
     Plot::new("accuracy")
+        .id(egui::Id::NULL.with(ACCURACY_PLOT))
         .legend(Legend::default())
         .height(height)
         .x_axis_label("epoch")
