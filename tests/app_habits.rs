@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::TempDir;
-use common::app::{app_on, harness, step_until, wait_ready};
+use common::app::{app_on, harness, step_until, train_one_run, wait_ready};
 use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use graft::app::actions::Action;
@@ -36,10 +36,6 @@ fn coloured_classes(root: &Path, classes: usize, per_class: usize) {
     }
 }
 
-fn finished(app: &GraftApp) -> bool {
-    !app.state.finished_runs().is_empty()
-}
-
 #[test]
 fn every_confusion_cell_of_ten_classes_is_visible_from_720p_to_4k() {
     let data = TempDir::new("ui-layout");
@@ -50,13 +46,7 @@ fn every_confusion_cell_of_ten_classes_is_visible_from_720p_to_4k() {
     app.state.project.config.split.val_fraction = 0.4;
     let mut h = harness(app);
     wait_ready(&mut h);
-    h.get_by_label("▶ Start").click();
-    step_until(
-        &mut h,
-        Duration::from_secs(300),
-        "the run to finish",
-        finished,
-    );
+    train_one_run(&mut h);
     h.get_by_label("Results").click();
     step_until(&mut h, Duration::from_secs(120), "the evaluation", |app| {
         matches!(
@@ -183,13 +173,7 @@ fn a_saved_project_reopens_whole_and_a_moved_data_folder_is_asked_for() {
     c.freeze = graft::config::FreezePlan::parse("stem,block0,block1");
     let mut h = harness(app);
     wait_ready(&mut h);
-    h.get_by_label("▶ Start").click();
-    step_until(
-        &mut h,
-        Duration::from_secs(300),
-        "the run to finish",
-        finished,
-    );
+    train_one_run(&mut h);
     let file = runs.path().join("round-trip.graft.json");
     let app = h.state_mut();
     app.dispatcher

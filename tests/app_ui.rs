@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use common::app::{app_on, harness, step_until, wait_ready};
+use common::app::{app_on, harness, step_until, train_one_run, wait_ready};
 use eframe::egui;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use graft::app::GraftApp;
 use graft::app::actions::Action;
@@ -243,14 +242,6 @@ fn thumbnails_decode_only_what_is_on_screen_even_with_ten_thousand_images() {
         requested < 1000,
         "{requested} thumbnails requested: the grid is not virtualised"
     );
-}
-
-/// Trains one short run in the window and waits for it to finish with a checkpoint.
-fn train_one_run(h: &mut Harness<'static, GraftApp>) {
-    h.get_by_label("▶ Start").click();
-    step_until(h, Duration::from_secs(300), "the run to finish", |app| {
-        !app.state.finished_runs().is_empty()
-    });
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use graft::app::GraftApp;
 use graft::app::state::{AppState, FolderState};
 use graft::config::DevicePreference;
@@ -67,4 +68,12 @@ pub fn wait_ready(h: &mut Harness<'static, GraftApp>) {
         matches!(app.state.live.folder, FolderState::Ready(_)) && app.state.live.layers.is_some()
     });
     h.run_steps(3);
+}
+
+/// Trains one short run in the window and waits for it to finish with a checkpoint.
+pub fn train_one_run(h: &mut Harness<'static, GraftApp>) {
+    h.get_by_label("▶ Start").click();
+    step_until(h, Duration::from_secs(300), "the run to finish", |app| {
+        !app.state.finished_runs().is_empty()
+    });
 }
