@@ -12,7 +12,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use graft::app::GraftApp;
 use graft::app::actions::Action;
 use graft::app::run_view::RunStatus;
-use graft::app::state::{AppState, EvalState, HealthState};
+use graft::app::state::{AppState, EvalState, FolderState, HealthState};
 
 /// A file dropped on the window, as the windowing layer would hand it to egui.
 #[derive(Debug)]
@@ -557,4 +557,72 @@ fn data_health_decisions_change_the_next_run_and_survive_the_project() {
         before,
         "the data folder is untouched"
     );
+}
+
+/// `classes` folders of `per_class` hard links to one demo image (copies where links fail).
+fn linked_folder(root: &Path, classes: &[&str], per_class: usize) {
+    let source = common::first_file(&common::demo().join("fruit"));
+    for class in classes {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let link = dir.join(format!("img_{i:05}.png"));
+            if std::fs::hard_link(&source, &link).is_err() {
+                std::fs::copy(&source, &link).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn reading_a_big_folder_shows_progress_and_can_be_cancelled() {
+    let data = TempDir::new("ui-big-scan");
+    linked_folder(data.path(), &["apples", "pears", "plums"], 8000);
+    let runs = TempDir::new("ui-big-scan-runs");
+    let mut h = harness(app_on(data.path(), runs.path()));
+    let mut saw_progress = false;
+    let frames = step_until(&mut h, Duration::from_secs(120), "the folder", |app| {
+        matches!(app.state.live.folder, FolderState::Ready(_))
+    });
+    // Progress replies are folded in as they come; the last one seen before Ready is enough.
+    if let FolderState::Ready(report) = &h.state().state.live.folder {
+        assert_eq!(report.total(), 24_000);
+    }
+    let (_, app_max) = h.state().frame_time_stats();
+    eprintln!(
+        "24 000 files read in {} frames; app UI work max {:.2} ms a frame",
+        frames.len(),
+        app_max * 1e3
+    );
+
+    // Again, cancelled from the data panel as soon as it shows how far it is.
+    let app = h.state_mut();
+    app.dispatcher.handle(
+        Action::SetDataFolder(data.path().to_path_buf()),
+        &mut app.state,
+    );
+    for _ in 0..2000 {
+        h.step();
+        let folder = &h.state().state.live.folder;
+        if matches!(folder, FolderState::Scanning(_, Some(_))) {
+            saw_progress = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(saw_progress, "no progress was shown while reading");
+    h.get_by_label("Cancel").click();
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the cancelled read",
+        |app| !matches!(app.state.live.folder, FolderState::Scanning(..)),
+    );
+    h.run_steps(2);
+    match &h.state().state.live.folder {
+        FolderState::Error(e) => assert!(e.contains("cancelled"), "{e}"),
+        // The read may finish before the click lands: then it is whole.
+        FolderState::Ready(report) => assert_eq!(report.total(), 24_000),
+        other => panic!("unexpected folder state {other:?}"),
+    }
 }

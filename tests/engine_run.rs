@@ -25,6 +25,7 @@ fn collect(handle: &mut train::TrainHandle) -> Vec<TrainEvent> {
 fn tag(e: &TrainEvent) -> &'static str {
     match e {
         TrainEvent::Device { .. } => "device",
+        TrainEvent::Scanning { .. } => "scanning",
         TrainEvent::Preparing { .. } => "preparing",
         TrainEvent::Downloading { .. } => "downloading",
         TrainEvent::DataReady(_) => "data",
@@ -58,12 +59,13 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
         panic!("run failed: {m}");
     }
 
-    // Order: device, preparing…, data, started, stage, then per epoch batches → epoch
-    // (→ checkpoint), then finished.
+    // Order: device, scanning (the count of files found), preparing…, data, started, stage,
+    // then per epoch batches → epoch (→ checkpoint), then finished.
     let mut compact: Vec<&str> = tags.clone();
     compact.dedup();
     let expected_prefix = [
         "device",
+        "scanning",
         "preparing",
         "data",
         "started",
@@ -71,7 +73,7 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
         "batch",
         "epoch",
     ];
-    assert_eq!(&compact[..7], &expected_prefix, "event order: {compact:?}");
+    assert_eq!(&compact[..8], &expected_prefix, "event order: {compact:?}");
     assert_eq!(compact.last(), Some(&"finished"));
 
     // 3 classes × 8 images, 20 % val → 2 val + 6 train per class → 18 train → 3 batches of 8.

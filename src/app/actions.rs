@@ -57,6 +57,8 @@ pub enum Action {
     ExamineData,
     /// Stop the data doctor.
     CancelExamine,
+    /// Stop reading the data folder.
+    CancelScan,
     /// Write the data folder with the project's decisions applied into this new folder.
     ExportCleanedTo(PathBuf),
     /// Take the next step a piece of run advice names (a settings change, or examining the

@@ -20,7 +20,8 @@ use super::tasks::{
 };
 use super::thumbnails::{Decoded, spawn_decoders};
 use crate::config::{DevicePreference, TrainConfig};
-use crate::data::inspect::inspect_folder;
+use crate::data::DataError;
+use crate::data::inspect::inspect_folder_watched;
 use crate::data::scan::is_image;
 use crate::models::download;
 use crate::models::{ModelKind, describe_layers, detect_kind, zoo};
@@ -48,6 +49,8 @@ pub struct Dispatcher {
     pub(super) download_cancels: std::collections::HashMap<ModelKind, Arc<AtomicBool>>,
     /// The cancel flag of the data doctor, while it runs.
     pub(super) examine_cancel: Option<Arc<AtomicBool>>,
+    /// The cancel flag of the folder inspection, while it runs.
+    pub(super) scan_cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Dispatcher {
@@ -63,6 +66,7 @@ impl Default for Dispatcher {
             queue: Default::default(),
             download_cancels: Default::default(),
             examine_cancel: None,
+            scan_cancel: None,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Dispatcher {
             }
             Action::ExamineData => self.examine(state),
             Action::CancelExamine => self.cancel_examine(),
+            Action::CancelScan => self.cancel_scan(),
             Action::ExportCleanedTo(out) => self.export_cleaned(out, state),
             Action::ApplyRemedy(remedy) => {
                 if !remedy.apply(&mut state.project.config) && remedy == Remedy::ExamineData {
@@ -178,13 +183,28 @@ impl Dispatcher {
         self.cancel_examine();
         state.live.health = Default::default();
         state.project.config.data = path.clone();
-        state.live.folder = FolderState::Scanning(path.clone());
+        state.live.folder = FolderState::Scanning(path.clone(), None);
         state.live.thumb_class = 0;
         state.live.messages.data = None;
+        self.cancel_scan();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.scan_cancel = Some(cancel.clone());
+        let send = std::sync::Mutex::new(self.jobs.sender());
         let failed = path.clone();
         self.jobs.spawn(
             move || {
-                let report = inspect_folder(&path).map_err(|e| e.to_string());
+                let progress = |at| {
+                    if let Ok(send) = send.lock() {
+                        send(Reply::FolderProgress(path.clone(), at));
+                    }
+                };
+                let report = match inspect_folder_watched(&path, &progress, &cancel) {
+                    Err(DataError::Cancelled) => Err(format!(
+                        "Reading {} was cancelled: open or drop a folder to go on.",
+                        path.display()
+                    )),
+                    other => other.map_err(|e| e.to_string()),
+                };
                 Some(Reply::Folder(path, Box::new(report)))
             },
             move |why| Reply::Folder(failed, Box::new(Err(why))),
@@ -400,6 +420,12 @@ impl Dispatcher {
                 },
                 move |why| Reply::ExplainFailed(failed, why),
             );
+        }
+    }
+
+    fn cancel_scan(&mut self) {
+        if let Some(cancel) = self.scan_cancel.take() {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -11,7 +11,7 @@ use eframe::egui;
 use super::class_maps::{MapKey, MapPicture};
 use super::dialogs::Dialog;
 use super::state::{Project, TopK};
-use crate::data::inspect::FolderReport;
+use crate::data::inspect::{FolderReport, InspectProgress};
 use crate::models::{LayerGroup, ModelKind};
 use crate::run::eval::Evaluation;
 
@@ -22,6 +22,8 @@ pub type Tries = Vec<(PathBuf, TopK)>;
 pub enum Reply {
     /// A folder was inspected.
     Folder(PathBuf, Box<Result<FolderReport, String>>),
+    /// How far the inspection of a folder is.
+    FolderProgress(PathBuf, InspectProgress),
     /// Layer groups for the request with this number (older answers are dropped).
     Layers(u64, Result<Vec<LayerGroup>, String>),
     /// The device training will use.

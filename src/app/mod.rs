@@ -84,7 +84,7 @@ impl GraftApp {
             || self.state.live.layers.is_none()
             || matches!(
                 self.state.live.folder,
-                state::FolderState::Scanning(_) | state::FolderState::None
+                state::FolderState::Scanning(..) | state::FolderState::None
             )
         {
             return;

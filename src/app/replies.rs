@@ -17,6 +17,13 @@ impl Dispatcher {
     pub(super) fn apply(&mut self, reply: Reply, state: &mut AppState) {
         match reply {
             Reply::Folder(path, result) => self.folder_read(path, *result, state),
+            Reply::FolderProgress(path, at) => {
+                if let FolderState::Scanning(scanning, progress) = &mut state.live.folder
+                    && *scanning == path
+                {
+                    *progress = Some(at);
+                }
+            }
             Reply::Layers(request, layers) => {
                 if request == self.layers_request {
                     match layers {
@@ -116,6 +123,7 @@ impl Dispatcher {
         if state.project.config.data != path {
             return;
         }
+        self.scan_cancel = None;
         state.live.folder = match result {
             Ok(report) => {
                 let classes = report.classes.len();

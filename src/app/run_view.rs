@@ -12,11 +12,11 @@ use crate::train::TrainEvent;
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RunStatus {
-    /// Decoding images.
+    /// Finding images (`total` 0: `done` counts the files found so far), then decoding them.
     Preparing {
-        /// Files decoded.
+        /// Files decoded (or found).
         done: usize,
-        /// Files in all.
+        /// Files in all (0 while the folder is being listed).
         total: usize,
     },
     /// Downloading pre-trained weights.
@@ -192,6 +192,12 @@ impl RunView {
     pub fn apply(&mut self, event: &TrainEvent) {
         match event {
             TrainEvent::Device { description, .. } => self.device = description.clone(),
+            TrainEvent::Scanning { found } => {
+                self.status = RunStatus::Preparing {
+                    done: *found,
+                    total: 0,
+                }
+            }
             TrainEvent::Preparing { done, total } => {
                 self.status = RunStatus::Preparing {
                     done: *done,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run_view::RunView;
 use crate::config::{FreezePlan, TrainConfig};
-use crate::data::inspect::FolderReport;
+use crate::data::inspect::{FolderReport, InspectProgress};
 use crate::models::{LayerGroup, ModelKind};
 use crate::run::eval::Evaluation;
 
@@ -27,8 +27,8 @@ pub enum FolderState {
     /// Nothing chosen yet.
     #[default]
     None,
-    /// Being inspected in the background.
-    Scanning(PathBuf),
+    /// Being inspected in the background, with how far it is.
+    Scanning(PathBuf, Option<InspectProgress>),
     /// Inspected.
     Ready(FolderReport),
     /// Could not be used.

@@ -125,6 +125,10 @@ pub struct TrainArgs {
     /// Use at most this many images per class.
     #[arg(long)]
     max_per_class: Option<usize>,
+    /// Keep decoded images in memory up to this many MiB (default 512); the others are
+    /// decoded again each time a batch needs them.
+    #[arg(long, value_name = "MIB")]
+    image_memory: Option<usize>,
     /// Test fraction for a folder without train/, val/ and test/: held out from training and
     /// model selection, scored once at the end.
     #[arg(long)]
@@ -297,6 +301,9 @@ impl TrainArgs {
         if self.max_per_class.is_some() {
             c.max_images_per_class = self.max_per_class;
         }
+        if let Some(v) = self.image_memory {
+            c.image_memory_mib = v;
+        }
         if self.out.is_some() {
             c.runs_dir = self.out.clone();
         }
@@ -400,6 +407,7 @@ fn train_one(config: TrainConfig) -> Result<(RunSummary, usize), CliError> {
         group_names: Vec::new(),
         val_images: 0,
         stderr: std::io::stderr(),
+        counting_files: false,
         config: config.clone(),
         epochs: Vec::new(),
         data: None,
@@ -432,6 +440,8 @@ struct Printer {
     /// Validation images, once the data is read.
     val_images: usize,
     stderr: std::io::Stderr,
+    /// Whether the last line on stderr is the unfinished "finding images" count.
+    counting_files: bool,
     /// The run's settings, its epochs and its data, for the advice at the end.
     config: TrainConfig,
     epochs: Vec<EpochMetrics>,
@@ -442,7 +452,14 @@ impl Printer {
     fn show(&mut self, event: TrainEvent) {
         match event {
             TrainEvent::Device { description, .. } => println!("device: {description}"),
+            TrainEvent::Scanning { found } => {
+                let _ = write!(self.stderr, "\rfinding images: {found} so far");
+                self.counting_files = true;
+            }
             TrainEvent::Preparing { done, total } => {
+                if std::mem::take(&mut self.counting_files) {
+                    let _ = writeln!(self.stderr);
+                }
                 let _ = write!(
                     self.stderr,
                     "\rdecoding [{}] {done}/{total}",

@@ -15,6 +15,10 @@ pub use crate::platform::device::DevicePreference;
 pub use curation::{Curation, Decision, Relabel};
 pub use rates::LayerRates;
 
+/// How many MiB of decoded images a data set keeps in memory unless told otherwise: the demo set
+/// fits several times over; 10 000 photos at Lite0's size (about 200 KB each) would not.
+pub const DEFAULT_IMAGE_MEMORY_MIB: usize = 512;
+
 /// Everything that decides what a training run does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -60,6 +64,9 @@ pub struct TrainConfig {
     pub max_images_per_class: Option<usize>,
     /// Keeping the frozen layers' output instead of recomputing it every epoch.
     pub feature_cache: FeatureCacheConfig,
+    /// Decoded images are kept in memory up to this many MiB; the others are decoded again
+    /// each time a batch needs them (0: always decode).
+    pub image_memory_mib: usize,
     /// How lopsided classes are evened out in the loss.
     pub balance: ClassBalance,
     /// Files left out or relabelled by the user, without touching the data folder.
@@ -137,6 +144,7 @@ impl Default for TrainConfig {
             weights: None,
             from_scratch: false,
             feature_cache: FeatureCacheConfig::default(),
+            image_memory_mib: DEFAULT_IMAGE_MEMORY_MIB,
             input_size: None,
             head: HeadConfig::default(),
             freeze: FreezePlan::AllButHead,

@@ -3,9 +3,14 @@
 
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use super::Sample;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image::RgbImage;
+
 use super::preprocess::{eval_view, push_chw, train_view};
 use super::rng::Rng;
+use super::{DecodeError, Sample, SkippedFile};
 use crate::config::AugmentConfig;
 use crate::models::Normalization;
 
@@ -48,7 +53,8 @@ pub enum View {
     Eval,
 }
 
-/// Builds one batch from `indices` of `samples`.
+/// Builds one batch from `indices` of `samples`; an image that can no longer be decoded comes
+/// back as the error, with its file.
 pub fn make_batch(
     samples: &[Sample],
     indices: &[usize],
@@ -56,27 +62,64 @@ pub fn make_batch(
     norm: &Normalization,
     view: &View,
     rng: &mut Rng,
-) -> Batch {
+) -> Result<Batch, SkippedFile> {
+    let pixels = load_images(samples, indices)?;
     let mut images = Vec::with_capacity(indices.len() * 3 * (side * side) as usize);
     let mut labels = Vec::with_capacity(indices.len());
-    for &i in indices {
-        let sample = &samples[i];
+    for (&i, base) in indices.iter().zip(&pixels) {
         let image = match view {
-            View::Train { augment, .. } => train_view(&sample.image, side, augment, rng),
-            View::Eval => eval_view(&sample.image, side),
+            View::Train { augment, .. } => train_view(base, side, augment, rng),
+            View::Eval => eval_view(base, side),
         };
         push_chw(&image, norm, &mut images);
-        labels.push(sample.label as i64);
+        labels.push(samples[i].label as i64);
     }
-    Batch {
+    Ok(Batch {
         images,
         labels,
         indices: indices.to_vec(),
         side,
-    }
+    })
 }
 
-/// Streams the batches of one pass over `order` from a background thread.
+/// The pixels of `indices`, in order; the images not kept in memory are decoded on worker
+/// threads.
+fn load_images(samples: &[Sample], indices: &[usize]) -> Result<Vec<Arc<RgbImage>>, SkippedFile> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(indices.len());
+    if threads <= 1 {
+        return indices.iter().map(|&i| samples[i].load()).collect();
+    }
+    let per_thread = indices.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = indices
+            .chunks(per_thread)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&i| samples[i].load())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(indices.len());
+        for worker in workers {
+            let loaded = worker.join().unwrap_or_else(|_| {
+                Err(SkippedFile {
+                    path: PathBuf::new(),
+                    reason: DecodeError::Io("decoder thread failed".into()),
+                })
+            })?;
+            out.extend(loaded);
+        }
+        Ok(out)
+    })
+}
+
+/// Streams the batches of one pass over `order` from a background thread; a batch that cannot
+/// be made ends the stream with its error.
 ///
 /// Dropping the receiver stops the thread after the batch in progress.
 pub fn stream(
@@ -86,7 +129,7 @@ pub fn stream(
     side: u32,
     norm: Normalization,
     view: View,
-) -> Receiver<Batch> {
+) -> Receiver<Result<Batch, SkippedFile>> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
         let seed = match &view {
@@ -96,7 +139,8 @@ pub fn stream(
         let mut rng = Rng::new(seed, 3);
         for chunk in order.chunks(batch_size.max(1)) {
             let batch = make_batch(&samples, chunk, side, &norm, &view, &mut rng);
-            if tx.send(batch).is_err() {
+            let failed = batch.is_err();
+            if tx.send(batch).is_err() || failed {
                 break;
             }
         }

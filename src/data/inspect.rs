@@ -2,12 +2,13 @@
 //! not usable, from their headers alone (a full decode happens when training starts).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use image::{ImageDecoder, ImageReader};
 
 use super::decode::{DecodeError, check_regular_file, checked_decoder};
-use super::scan::{Layout, scan_folder};
-use super::{DataError, SkippedFile};
+use super::scan::{Layout, ScanWatch, scan_folder_watched};
+use super::{DataError, SkippedFile, parallel_map};
 
 /// One class as the folder holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,9 +62,46 @@ pub fn check_header(path: &Path) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// How far an inspection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InspectProgress {
+    /// Listing folders: image files found so far.
+    Found(usize),
+    /// Reading headers: files checked so far, and in all.
+    Checked(usize, usize),
+}
+
+/// Headers checked between two progress reports.
+const CHECKS_PER_REPORT: usize = 500;
+
 /// Scans `root` and checks every file's header.
 pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
-    let scan = scan_folder(root)?;
+    inspect_folder_watched(root, &|_| {}, &AtomicBool::new(false))
+}
+
+/// [`inspect_folder`] with progress reports, stopped (with [`DataError::Cancelled`]) when
+/// `cancel` is set; headers are read on every core.
+pub fn inspect_folder_watched(
+    root: &Path,
+    progress: &(dyn Fn(InspectProgress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<FolderReport, DataError> {
+    let found = |n| progress(InspectProgress::Found(n));
+    let scan = scan_folder_watched(
+        root,
+        ScanWatch {
+            found: &found,
+            cancel,
+        },
+    )?;
+    let checked = |done: usize, total: usize| {
+        if done == total || done.is_multiple_of(CHECKS_PER_REPORT) {
+            progress(InspectProgress::Checked(done, total));
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let check = |i: usize| check_header(&scan.files[i].path);
+    let headers = parallel_map(scan.files.len(), threads, &checked, cancel, &check)?;
     let mut classes: Vec<ClassFiles> = scan
         .classes
         .iter()
@@ -75,8 +113,8 @@ pub fn inspect_folder(root: &Path) -> Result<FolderReport, DataError> {
         })
         .collect();
     let mut problems = scan.passed_over.clone();
-    for file in scan.files {
-        match check_header(&file.path) {
+    for (file, header) in scan.files.into_iter().zip(headers) {
+        match header {
             Ok(()) => {
                 let class = &mut classes[file.class];
                 class.files.push(file.path);

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod preprocess;
 pub mod rng;
 pub mod scan;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,9 +24,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Curation;
 use crate::platform::hash::Fnv1a;
 use manifest::Part;
+use store::{ImageRef, ImageStore};
 
 pub use decode::DecodeError;
-pub use scan::{Layout, Scan, scan_folder};
+pub use scan::{Layout, Scan, ScanWatch, scan_folder, scan_folder_watched};
 
 /// A data set that cannot be used at all.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +80,28 @@ pub struct Sample {
     pub path: PathBuf,
     /// Class index.
     pub label: usize,
-    /// The image resized so its shorter side is [`preprocess::resize_side`] of the input size.
-    pub image: Arc<RgbImage>,
+    /// The image resized so its shorter side is [`preprocess::resize_side`] of the input size:
+    /// kept in memory or decoded again when needed.
+    pub image: ImageRef,
+}
+
+impl Sample {
+    /// A sample whose pixels were made in memory.
+    pub fn in_memory(path: PathBuf, label: usize, image: RgbImage) -> Self {
+        Self {
+            image: ImageRef::in_memory(path.clone(), image),
+            path,
+            label,
+        }
+    }
+
+    /// The pixels; a file that can no longer be decoded comes back with its reason.
+    pub fn load(&self) -> Result<Arc<RgbImage>, SkippedFile> {
+        self.image.load().map_err(|reason| SkippedFile {
+            path: self.path.clone(),
+            reason,
+        })
+    }
 }
 
 /// A decoded, split data set, ready for training at one input size.
@@ -114,6 +136,8 @@ pub struct Dataset {
     pub no_val_images: Vec<String>,
     /// The input side the images were prepared for.
     pub input_size: u32,
+    /// The decoded images, within the memory budget.
+    pub images: Arc<ImageStore>,
     /// [`fingerprint`] of every file found (skipped ones included).
     pub fingerprint: String,
 }
@@ -135,6 +159,9 @@ pub struct PrepareOptions {
     pub max_images_per_class: Option<usize>,
     /// Decoding threads.
     pub threads: usize,
+    /// Decoded images kept in memory up to this many bytes; the rest are decoded again when
+    /// needed.
+    pub image_memory_bytes: usize,
 }
 
 impl PrepareOptions {
@@ -148,6 +175,7 @@ impl PrepareOptions {
             max_images_per_class: config.max_images_per_class,
             curation: config.curation.clone(),
             threads,
+            image_memory_bytes: config.image_memory_mib.saturating_mul(1 << 20),
         }
     }
 
@@ -161,6 +189,7 @@ impl PrepareOptions {
             max_images_per_class: None,
             curation: Curation::default(),
             threads,
+            image_memory_bytes: crate::config::DEFAULT_IMAGE_MEMORY_MIB << 20,
         }
     }
 }
@@ -175,23 +204,44 @@ pub fn decode_all(
     progress: &(dyn Fn(usize, usize) + Sync),
     cancel: &AtomicBool,
 ) -> Result<Vec<Result<RgbImage, DecodeError>>, DataError> {
+    let decode = |i: usize| decode::decode_file_at(&files[i], Some(resize_to));
+    parallel_map(files.len(), threads, progress, cancel, &decode)
+}
+
+/// Decodes every image of `store` once on `threads` worker threads, keeping what its budget
+/// allows; says for each image (in order) whether it could be decoded.
+pub fn decode_into(
+    store: &ImageStore,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Vec<Result<(), DecodeError>>, DataError> {
+    let decode = |i: usize| store.decode(i).map(|image| drop(store.offer(i, image)));
+    parallel_map(store.len(), threads, progress, cancel, &decode)
+}
+
+/// `f(i)` for every `i < n`, on `threads` worker threads, in order.
+pub(crate) fn parallel_map<T: Send>(
+    n: usize,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &AtomicBool,
+    f: &(dyn Fn(usize) -> Result<T, DecodeError> + Sync),
+) -> Result<Vec<Result<T, DecodeError>>, DataError> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<RgbImage, DecodeError>>> = vec![None; files.len()];
-    let chunks: Vec<Vec<(usize, Result<RgbImage, DecodeError>)>> = std::thread::scope(|s| {
+    let chunks: Vec<Vec<(usize, Result<T, DecodeError>)>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 s.spawn(|| {
                     let mut out = Vec::new();
-                    loop {
-                        if cancel.load(Ordering::Relaxed) {
+                    while !cancel.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
                             break;
                         }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else { break };
-                        let decoded = decode::decode_file_at(path, Some(resize_to));
-                        out.push((i, decoded));
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, files.len());
+                        out.push((i, f(i)));
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, n);
                     }
                     out
                 })
@@ -205,6 +255,7 @@ pub fn decode_all(
     if cancel.load(Ordering::Relaxed) {
         return Err(DataError::Cancelled);
     }
+    let mut results: Vec<Option<Result<T, DecodeError>>> = (0..n).map(|_| None).collect();
     for (i, r) in chunks.into_iter().flatten() {
         results[i] = Some(r);
     }
@@ -215,13 +266,23 @@ pub fn decode_all(
 }
 
 /// Scans, decodes and splits `root`.
+///
+/// `progress(done, total)` first counts the image files found (with `total` 0), then the files
+/// decoded; `cancel` stops either.
 pub fn prepare(
     root: &Path,
     options: &PrepareOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
     cancel: &AtomicBool,
 ) -> Result<Dataset, DataError> {
-    let mut scan = scan_folder(root)?;
+    let found = |n: usize| progress(n, 0);
+    let mut scan = scan_folder_watched(
+        root,
+        ScanWatch {
+            found: &found,
+            cancel,
+        },
+    )?;
     let applied = curate::apply(&mut scan, &options.curation);
     if let Some(cap) = options.max_images_per_class {
         cap_per_class(&mut scan, cap, options.seed);
@@ -229,8 +290,13 @@ pub fn prepare(
     let paths: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
     let fingerprint = fingerprint(root, paths.iter().map(PathBuf::as_path));
     let resize_to = preprocess::resize_side(options.input_size);
-    let decoded = decode_all(&paths, resize_to, options.threads, progress, cancel)?;
-    let sorted = sort_decoded(&scan, decoded);
+    let images = Arc::new(ImageStore::new(
+        paths,
+        Some(resize_to),
+        options.image_memory_bytes,
+    ));
+    let decoded = decode_into(&images, options.threads, progress, cancel)?;
+    let sorted = sort_decoded(&scan, &images, decoded);
     let per_class = sorted.per_class;
     let mut skipped = std::mem::take(&mut scan.passed_over);
     skipped.extend(sorted.skipped);
@@ -277,6 +343,7 @@ pub fn prepare(
         no_train_images,
         no_val_images,
         input_size: options.input_size,
+        images,
         fingerprint,
     })
 }
@@ -310,8 +377,9 @@ impl Dataset {
     }
 }
 
-/// Decodes `files` (each with its class index) for `input_size`, keeping their order; the
-/// files that cannot be used come back with their reasons.
+/// Decodes `files` (each with its class index) for `input_size`, keeping their order and at
+/// most the default memory budget of pixels; the files that cannot be used come back with
+/// their reasons.
 pub fn load_samples(
     files: &[(PathBuf, usize)],
     input_size: u32,
@@ -320,15 +388,17 @@ pub fn load_samples(
 ) -> Result<(Vec<Sample>, Vec<SkippedFile>), DataError> {
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let resize_to = preprocess::resize_side(input_size);
-    let decoded = decode_all(&paths, resize_to, threads, &|_, _| {}, cancel)?;
+    let budget = crate::config::DEFAULT_IMAGE_MEMORY_MIB << 20;
+    let store = Arc::new(ImageStore::new(paths, Some(resize_to), budget));
+    let decoded = decode_into(&store, threads, &|_, _| {}, cancel)?;
     let mut samples = Vec::new();
     let mut skipped = Vec::new();
-    for ((path, label), result) in files.iter().zip(decoded) {
+    for (slot, ((path, label), result)) in files.iter().zip(decoded).enumerate() {
         match result {
-            Ok(image) => samples.push(Sample {
+            Ok(()) => samples.push(Sample {
                 path: path.clone(),
                 label: *label,
-                image: Arc::new(image),
+                image: ImageRef::new(store.clone(), slot),
             }),
             Err(reason) => skipped.push(SkippedFile {
                 path: path.clone(),
@@ -367,21 +437,25 @@ struct Sorted {
     skipped: Vec<SkippedFile>,
 }
 
-fn sort_decoded(scan: &Scan, decoded: Vec<Result<RgbImage, DecodeError>>) -> Sorted {
+fn sort_decoded(
+    scan: &Scan,
+    store: &Arc<ImageStore>,
+    decoded: Vec<Result<(), DecodeError>>,
+) -> Sorted {
     let mut skipped = Vec::new();
     let mut per_class: Vec<Vec<(Sample, Part)>> = vec![Vec::new(); scan.classes.len()];
-    for (file, result) in scan.files.iter().zip(decoded) {
+    for (slot, (file, result)) in scan.files.iter().zip(decoded).enumerate() {
         let part = match (file.in_val_folder, file.in_test_folder) {
             (true, _) => Part::Val,
             (_, true) => Part::Test,
             _ => Part::Train,
         };
         match result {
-            Ok(image) => per_class[file.class].push((
+            Ok(()) => per_class[file.class].push((
                 Sample {
                     path: file.path.clone(),
                     label: file.class,
-                    image: Arc::new(image),
+                    image: ImageRef::new(store.clone(), slot),
                 },
                 part,
             )),

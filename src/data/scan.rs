@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::decode::{DecodeError, special_kind};
 use super::{DataError, SkippedFile};
@@ -121,14 +122,59 @@ struct Entry {
     meta: Metadata,
 }
 
-/// Lists folders, each once, and remembers what it passed over.
-#[derive(Default)]
-struct Walker {
-    visited: HashSet<FileKey>,
-    passed_over: Vec<SkippedFile>,
+/// Progress and cancellation for a scan of a big folder.
+#[derive(Clone, Copy)]
+pub struct ScanWatch<'a> {
+    /// Called with the number of image files found so far, every [`REPORT_EVERY`] files.
+    pub found: &'a (dyn Fn(usize) + Sync),
+    /// Set from elsewhere to stop the scan (it then ends with [`DataError::Cancelled`]).
+    pub cancel: &'a AtomicBool,
 }
 
-impl Walker {
+/// Files found between two progress reports of a scan.
+pub const REPORT_EVERY: usize = 1000;
+
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl ScanWatch<'static> {
+    /// No progress reports, no cancelling.
+    pub fn none() -> Self {
+        Self {
+            found: &|_| {},
+            cancel: &NEVER,
+        }
+    }
+}
+
+/// Lists folders, each once, and remembers what it passed over.
+struct Walker<'a> {
+    visited: HashSet<FileKey>,
+    passed_over: Vec<SkippedFile>,
+    found: usize,
+    watch: ScanWatch<'a>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(watch: ScanWatch<'a>) -> Self {
+        Self {
+            visited: HashSet::new(),
+            passed_over: Vec::new(),
+            found: 0,
+            watch,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.watch.cancel.load(Ordering::Relaxed)
+    }
+
+    fn count_found(&mut self) {
+        self.found += 1;
+        if self.found.is_multiple_of(REPORT_EVERY) {
+            (self.watch.found)(self.found);
+        }
+    }
+
     fn pass_over(&mut self, path: &Path, reason: DecodeError) {
         self.passed_over.push(SkippedFile {
             path: path.to_path_buf(),
@@ -148,6 +194,9 @@ impl Walker {
     /// The entries of `dir`, sorted by path, hidden ones left out. An unreadable folder or entry
     /// is noted and passed over.
     fn list(&mut self, dir: &Path) -> Vec<Entry> {
+        if self.cancelled() {
+            return Vec::new();
+        }
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
@@ -204,6 +253,7 @@ impl Walker {
                 }
             } else if self.take_file(&entry) {
                 out.push(entry.path);
+                self.count_found();
             }
         }
     }
@@ -233,7 +283,7 @@ impl Walker {
 /// passed over (unreadable folders, special files, links already followed) comes back as
 /// messages that name it.
 pub fn expand_image_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
-    let mut walker = Walker::default();
+    let mut walker = Walker::new(ScanWatch::none());
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -303,6 +353,11 @@ fn missing_from(of: &HashMap<OsString, PathBuf>, from: &HashMap<OsString, PathBu
 
 /// Lists classes and files under `root`.
 pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
+    scan_folder_watched(root, ScanWatch::none())
+}
+
+/// [`scan_folder`], reporting progress and stopping when `watch` says so.
+pub fn scan_folder_watched(root: &Path, watch: ScanWatch) -> Result<Scan, DataError> {
     if !root.is_dir() {
         return Err(DataError::NotAFolder {
             path: root.to_path_buf(),
@@ -313,7 +368,7 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
         reason: e.to_string(),
     })?;
     let (layout, sources) = layout_of(root);
-    let mut walker = Walker::default();
+    let mut walker = Walker::new(watch);
     walker.enter(root);
     let mut folders: ClassFolders = Vec::new();
     for (dir, _) in &sources {
@@ -343,6 +398,10 @@ pub fn scan_folder(root: &Path) -> Result<Scan, DataError> {
             }));
         }
     }
+    if walker.cancelled() {
+        return Err(DataError::Cancelled);
+    }
+    (walker.watch.found)(walker.found);
     let (only_in_train, only_in_val) = match layout {
         Layout::TrainVal | Layout::TrainValTest => (
             missing_from(&folders[0], &folders[1]),
@@ -374,6 +433,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_scan_reports_what_it_found_and_stops_when_cancelled() {
+        let root = temp("watch");
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..1200 {
+                std::fs::write(root.join(class).join(format!("{i}.png")), b"png").unwrap();
+            }
+        }
+        let reports = std::sync::Mutex::new(Vec::new());
+        let cancel = AtomicBool::new(false);
+        let found = |n: usize| reports.lock().unwrap().push(n);
+        let watch = ScanWatch {
+            found: &found,
+            cancel: &cancel,
+        };
+        assert_eq!(scan_folder_watched(&root, watch).unwrap().files.len(), 2400);
+        assert_eq!(*reports.lock().unwrap(), [1000, 2000, 2400]);
+
+        // Cancelled at the first report: the scan stops there and says so.
+        let stop = |_: usize| cancel.store(true, Ordering::Relaxed);
+        let watch = ScanWatch {
+            found: &stop,
+            cancel: &cancel,
+        };
+        assert!(matches!(
+            scan_folder_watched(&root, watch),
+            Err(DataError::Cancelled)
+        ));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

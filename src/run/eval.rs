@@ -161,11 +161,25 @@ pub fn evaluate_samples(
     let mut predictions = Vec::with_capacity(samples.len());
     let indices: Vec<usize> = (0..samples.len()).collect();
     let mut rng = Rng::new(0, 0);
+    let mut unreadable = Vec::new();
     for chunk in indices.chunks(16) {
-        let batch = make_batch(samples, chunk, side, &norm, &View::Eval, &mut rng);
+        let mut chunk = chunk.to_vec();
+        // A file that can no longer be read is reported and the rest of its batch scored.
+        let batch = loop {
+            match make_batch(samples, &chunk, side, &norm, &View::Eval, &mut rng) {
+                Ok(batch) => break batch,
+                Err(bad) => {
+                    chunk.retain(|&i| samples[i].path != bad.path);
+                    unreadable.push(bad);
+                }
+            }
+        };
+        if chunk.is_empty() {
+            continue;
+        }
         let n = batch.len();
         let logits = predictor.logits_from_pixels(batch.images, n)?;
-        for (row, &i) in logits.into_iter().zip(chunk) {
+        for (row, &i) in logits.into_iter().zip(&chunk) {
             let probs = softmax(&row);
             let (best, &confidence) = probs
                 .iter()
@@ -195,7 +209,10 @@ pub fn evaluate_samples(
         metrics: Metrics::from_predictions(predictor.classes(), &truths, &predicted),
         predictions,
         mistakes,
-        skipped: Vec::new(),
+        skipped: unreadable
+            .iter()
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect(),
         warnings: Vec::new(),
     })
 }
@@ -358,10 +375,12 @@ pub fn evaluate_run(
         predictor.input_size(),
     )?;
     let mut evaluation = evaluate_samples(predictor, &set.samples)?;
+    let unreadable_now = std::mem::take(&mut evaluation.skipped);
     evaluation.skipped = set
         .skipped
         .iter()
         .map(|s| format!("{}: {}", s.path.display(), s.reason))
+        .chain(unreadable_now)
         .collect();
     evaluation.warnings = set.warnings;
     Ok(evaluation)

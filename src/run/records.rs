@@ -152,6 +152,9 @@ pub struct RunSummary {
     pub early_stopped: bool,
     /// Wall time of the whole run.
     pub seconds: f64,
+    /// What the decoded-image store held and decoded over the run.
+    #[serde(default)]
+    pub decoded_images: Option<crate::data::store::StoreStats>,
 }
 
 /// The test set's verdict on a run's best checkpoint.

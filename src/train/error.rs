@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::feature_cache::CacheError;
 use crate::config::ConfigError;
-use crate::data::DataError;
+use crate::data::{DataError, SkippedFile};
 use crate::models::WeightsError;
 use crate::models::download::DownloadError;
 
@@ -71,6 +71,12 @@ pub enum TrainError {
     /// The feature cache could not keep or give back the frozen layers' output.
     #[error(transparent)]
     FeatureCache(#[from] CacheError),
+    /// An image that was read when the run started could not be read again.
+    #[error(
+        "cannot read {} again: {} (it could be read when the run started: was it changed, moved or deleted?)",
+        .0.path.display(), .0.reason
+    )]
+    ImageUnreadable(SkippedFile),
     /// The device failed to compute or read back a value.
     #[error("the compute device failed: {0}")]
     Device(String),

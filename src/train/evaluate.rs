@@ -59,7 +59,7 @@ pub(super) fn evaluate_with(
     let mut loss_sum = 0.0;
     let mut correct = 0usize;
     for input in batches.inputs(order, View::Eval, cached) {
-        let (logits, y) = forward(network, cache.as_deref_mut(), input, 0, samples, device)?;
+        let (logits, y) = forward(network, cache.as_deref_mut(), input?, 0, samples, device)?;
         let n = y.dims()[0];
         let loss = cross_entropy(logits.clone(), y.clone());
         let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();

@@ -61,6 +61,11 @@ pub enum TrainEvent {
         /// For people.
         description: String,
     },
+    /// The folder is being listed: image files found so far.
+    Scanning {
+        /// Files found.
+        found: usize,
+    },
     /// Decoding progress.
     Preparing {
         /// Files decoded.

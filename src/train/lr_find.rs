@@ -185,10 +185,10 @@ impl Sweep<'_> {
                 break;
             }
             let input = match steps.next() {
-                Some(input) => input,
+                Some(input) => input?,
                 None => {
                     steps = self.passes(cache.is_some(), &mut order_rng);
-                    steps.next().ok_or(TrainError::NoTrainingImages)?
+                    steps.next().ok_or(TrainError::NoTrainingImages)??
                 }
             };
             let lr = rate_at(self.settings, i);
@@ -245,7 +245,7 @@ impl Sweep<'_> {
         let mut cache = FeatureCache::new(self.boundary, self.samples.len(), 1, memory, spill);
         let order: Vec<usize> = (0..self.samples.len()).collect();
         for input in self.batches().inputs(order, View::Eval, false) {
-            if let Input::Images(batch) = input {
+            if let Input::Images(batch) = input? {
                 let indices = batch.indices.clone();
                 let (x, _) = tensors(batch, &self.device);
                 cache.fill(network, x, 0, &indices)?;
@@ -264,7 +264,11 @@ impl Sweep<'_> {
     }
 
     /// One shuffled pass: cached indices, or augmented images as training sees them.
-    fn passes(&self, cached: bool, rng: &mut Rng) -> Box<dyn Iterator<Item = Input>> {
+    fn passes(
+        &self,
+        cached: bool,
+        rng: &mut Rng,
+    ) -> Box<dyn Iterator<Item = Result<Input, TrainError>>> {
         let mut order: Vec<usize> = (0..self.samples.len()).collect();
         rng.shuffle(&mut order);
         let view = View::Train {
@@ -329,14 +333,12 @@ mod tests {
         };
         let network = Network::new(&config.network_spec(2), &device);
         let samples: Vec<Sample> = (0..8u8)
-            .map(|i| Sample {
-                path: format!("{i}.png").into(),
-                label: usize::from(i % 2),
-                image: std::sync::Arc::new(image::RgbImage::from_pixel(
-                    37,
-                    37,
-                    image::Rgb([i * 30, 90, 200 - i * 20]),
-                )),
+            .map(|i| {
+                Sample::in_memory(
+                    format!("{i}.png").into(),
+                    usize::from(i % 2),
+                    image::RgbImage::from_pixel(37, 37, image::Rgb([i * 30, 90, 200 - i * 20])),
+                )
             })
             .collect();
         let bytes = |n: &Network| -> Vec<Vec<u8>> {

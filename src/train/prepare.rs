@@ -19,6 +19,9 @@ pub(super) fn prepare_data(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let last_report = AtomicUsize::new(0);
     let progress = |done: usize, total: usize| {
+        if total == 0 {
+            return events.send(TrainEvent::Scanning { found: done });
+        }
         // About a hundred updates at most, and the last one always.
         let step = (total / 100).max(1);
         if done == total || done >= last_report.load(Ordering::Relaxed) + step {

@@ -134,6 +134,7 @@ fn run_on(
         cancelled: progress.cancelled,
         early_stopped: progress.early_stopped,
         seconds: started.elapsed().as_secs_f64(),
+        decoded_images: Some(dataset.images.stats()),
     };
     record.summary = Some(summary.clone());
     ctx.run

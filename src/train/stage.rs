@@ -250,6 +250,7 @@ impl RunContext<'_> {
         let inputs = batches.inputs(order, view.view.clone(), view.from_cache);
         let mut step_start = Instant::now();
         for (b, input) in inputs.enumerate() {
+            let input = input?;
             if self.wait_or_cancel() == Flow::Stop {
                 progress.cancelled = true;
                 progress.epoch -= 1;

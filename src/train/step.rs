@@ -26,19 +26,19 @@ pub(super) struct Batches<'a> {
 
 impl Batches<'_> {
     /// The steps of one pass in `order`: cached indices, or images preprocessed as `view` on a
-    /// background thread.
+    /// background thread (an image that can no longer be read ends the pass with its error).
     pub fn inputs(
         &self,
         order: Vec<usize>,
         view: View,
         cached: bool,
-    ) -> Box<dyn Iterator<Item = Input>> {
+    ) -> Box<dyn Iterator<Item = Result<Input, TrainError>>> {
         if cached {
             let chunks: Vec<Vec<usize>> = order
                 .chunks(self.batch_size)
                 .map(<[usize]>::to_vec)
                 .collect();
-            Box::new(chunks.into_iter().map(Input::Cached))
+            Box::new(chunks.into_iter().map(|c| Ok(Input::Cached(c))))
         } else {
             let rx = batches::stream(
                 self.samples.to_vec(),
@@ -48,7 +48,11 @@ impl Batches<'_> {
                 self.kind.normalization(),
                 view,
             );
-            Box::new(rx.into_iter().map(Input::Images))
+            Box::new(rx.into_iter().map(|batch| {
+                batch
+                    .map(Input::Images)
+                    .map_err(TrainError::ImageUnreadable)
+            }))
         }
     }
 }

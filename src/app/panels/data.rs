@@ -6,8 +6,8 @@ use crate::app::actions::Action;
 use crate::app::dialogs::Dialog;
 use crate::app::state::{AppState, FolderState, Live};
 use crate::app::thumbnails::SIDE;
-use crate::data::inspect::FolderReport;
-use crate::data::{Layout, held_out_counts};
+use crate::data::inspect::{FolderReport, InspectProgress};
+use crate::data::{Layout, SkippedFile, held_out_counts};
 
 /// Draws the data panel.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -28,8 +28,26 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         FolderState::None => {
             ui.label("No data set chosen.");
         }
-        FolderState::Scanning(path) => {
+        FolderState::Scanning(path, at) => {
             ui.label(format!("Reading {} …", path.display()));
+            ui.horizontal(|ui| {
+                let (fraction, text) = match at {
+                    None => (0.0, "listing folders".to_string()),
+                    Some(InspectProgress::Found(n)) => (0.0, format!("{n} images found so far")),
+                    Some(InspectProgress::Checked(done, total)) => (
+                        *done as f32 / (*total).max(1) as f32,
+                        format!("checking files {done}/{total}"),
+                    ),
+                };
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .desired_width(200.0)
+                        .text(text),
+                );
+                if ui.button("Cancel").clicked() {
+                    actions.push(Action::CancelScan);
+                }
+            });
         }
         FolderState::Error(e) => {
             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -128,15 +146,24 @@ fn problems(ui: &mut egui::Ui, report: &FolderReport) {
         egui::CollapsingHeader::new(format!("{} files will be skipped", report.problems.len()))
             .id_salt("problems")
             .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .max_height(150.0)
-                    .show(ui, |ui| {
-                        for p in &report.problems {
-                            ui.label(format!("{}: {}", p.path.display(), p.reason));
-                        }
-                    });
+                let problems: Vec<&SkippedFile> = report.problems.iter().collect();
+                skipped_list(ui, "problems_scroll", &problems);
             });
     }
+}
+
+/// Files with their reasons in a scroll area; only the rows on screen are laid out, so a folder
+/// with thousands of them stays smooth.
+fn skipped_list(ui: &mut egui::Ui, id: &str, files: &[&SkippedFile]) {
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+    egui::ScrollArea::vertical()
+        .id_salt(id)
+        .max_height(150.0)
+        .show_rows(ui, row_height, files.len(), |ui, visible| {
+            for file in &files[visible] {
+                ui.label(format!("{}: {}", file.path.display(), file.reason));
+            }
+        });
 }
 
 /// Files of this folder that the latest run on it could not use, whatever the header check says
@@ -148,10 +175,12 @@ fn found_in_training(ui: &mut egui::Ui, state: &AppState, report: &FolderReport)
     }) else {
         return;
     };
-    let new: Vec<_> = data
+    let known: std::collections::HashSet<&std::path::Path> =
+        report.problems.iter().map(|p| p.path.as_path()).collect();
+    let new: Vec<&SkippedFile> = data
         .skipped
         .iter()
-        .filter(|s| !report.problems.iter().any(|p| p.path == s.path))
+        .filter(|s| !known.contains(s.path.as_path()))
         .collect();
     if new.is_empty() {
         return;
@@ -162,14 +191,7 @@ fn found_in_training(ui: &mut egui::Ui, state: &AppState, report: &FolderReport)
     ))
     .id_salt("skipped_in_training")
     .show(ui, |ui| {
-        egui::ScrollArea::vertical()
-            .id_salt("skipped_in_training_scroll")
-            .max_height(150.0)
-            .show(ui, |ui| {
-                for s in new {
-                    ui.label(format!("{}: {}", s.path.display(), s.reason));
-                }
-            });
+        skipped_list(ui, "skipped_in_training_scroll", &new)
     });
 }
 

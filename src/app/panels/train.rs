@@ -222,6 +222,9 @@ fn balance_name(mode: ClassBalance) -> &'static str {
 
 fn progress(ui: &mut egui::Ui, run: &RunView) {
     match &run.status {
+        RunStatus::Preparing { done, total: 0 } => {
+            ui.add(egui::ProgressBar::new(0.0).text(format!("finding images: {done} so far")));
+        }
         RunStatus::Preparing { done, total } => {
             ui.add(
                 egui::ProgressBar::new(*done as f32 / (*total).max(1) as f32)
