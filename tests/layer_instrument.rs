@@ -17,24 +17,13 @@ use graft::train::{self, TrainEvent};
 fn epochs_and_metrics(
     config: graft::config::TrainConfig,
 ) -> (Vec<EpochMetrics>, Vec<EpochMetrics>) {
-    let mut handle = train::spawn(config, None);
-    let mut epochs = Vec::new();
-    while let Some(event) = handle.next_timeout(Duration::from_secs(600)) {
-        match event {
-            TrainEvent::Epoch(m) => epochs.push(m),
-            TrainEvent::Failed(m) => panic!("run failed: {m}"),
-            TrainEvent::Finished(summary) => {
-                let text = std::fs::read_to_string(summary.run_dir.join(files::METRICS)).unwrap();
-                let recorded = text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-                return (epochs, recorded);
-            }
-            _ => {}
-        }
-    }
-    panic!("the run did not finish");
+    let (epochs, summary) = common::run_with_summary(config);
+    let text = std::fs::read_to_string(summary.run_dir.join(files::METRICS)).unwrap();
+    let recorded = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (epochs, recorded)
 }
 
 #[test]

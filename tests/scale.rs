@@ -7,11 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TempDir, snapshot};
+use common::{TempDir, run_with_summary, snapshot};
 use graft::config::{DevicePreference, FreezePlan, TrainConfig};
 use graft::data::{self, DataError, PrepareOptions};
 use graft::models::ModelKind;
-use graft::run::RunSummary;
 use graft::train::{self, EpochMetrics, TrainEvent};
 
 /// `classes × per_class` small PNGs whose colour says their class, each with its own pattern.
@@ -48,20 +47,6 @@ fn tiny_run(data: &Path, runs: &Path, image_memory_mib: usize) -> TrainConfig {
     config
 }
 
-fn train(config: TrainConfig) -> (Vec<EpochMetrics>, RunSummary) {
-    let mut handle = train::spawn(config, None);
-    let mut epochs = Vec::new();
-    while let Some(event) = handle.next_timeout(Duration::from_secs(600)) {
-        match event {
-            TrainEvent::Epoch(m) => epochs.push(m),
-            TrainEvent::Failed(m) => panic!("run failed: {m}"),
-            TrainEvent::Finished(summary) => return (epochs, summary),
-            _ => {}
-        }
-    }
-    panic!("the run did not finish");
-}
-
 #[test]
 fn a_small_image_budget_is_kept_to_and_trains_to_the_same_losses_and_a_first_pass_cancels() {
     let data = TempDir::new("scale-data");
@@ -70,8 +55,8 @@ fn a_small_image_budget_is_kept_to_and_trains_to_the_same_losses_and_a_first_pas
     let runs = TempDir::new("scale-runs");
 
     // 37 × 37 (the resize side for 32) × 3 bytes ≈ 4 KB an image: 1 MiB holds about 255 of 3000.
-    let (bounded, bounded_summary) = train(tiny_run(data.path(), runs.path(), 1));
-    let (unbounded, unbounded_summary) = train(tiny_run(data.path(), runs.path(), 512));
+    let (bounded, bounded_summary) = run_with_summary(tiny_run(data.path(), runs.path(), 1));
+    let (unbounded, unbounded_summary) = run_with_summary(tiny_run(data.path(), runs.path(), 512));
 
     let store = bounded_summary
         .decoded_images

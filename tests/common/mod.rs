@@ -99,6 +99,14 @@ pub fn small_config(data: &std::path::Path, runs: &std::path::Path) -> TrainConf
 /// Trains `config` to the end and returns its epoch metrics; panics if the run fails.
 #[allow(dead_code)] // not every test binary uses every helper
 pub fn run_epochs(config: TrainConfig) -> Vec<graft::train::EpochMetrics> {
+    run_with_summary(config).0
+}
+
+/// Trains `config` to the end and returns its epoch metrics and how it ended; panics if the
+/// run fails.
+pub fn run_with_summary(
+    config: TrainConfig,
+) -> (Vec<graft::train::EpochMetrics>, graft::run::RunSummary) {
     use graft::train::TrainEvent;
     let mut handle = graft::train::spawn(config, None);
     let mut out = Vec::new();
@@ -106,7 +114,7 @@ pub fn run_epochs(config: TrainConfig) -> Vec<graft::train::EpochMetrics> {
         match e {
             TrainEvent::Epoch(m) => out.push(m),
             TrainEvent::Failed(m) => panic!("run failed: {m}"),
-            TrainEvent::Finished(_) => return out,
+            TrainEvent::Finished(summary) => return (out, summary),
             _ => {}
         }
     }
