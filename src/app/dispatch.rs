@@ -424,15 +424,11 @@ impl Dispatcher {
     }
 
     fn cancel_scan(&mut self) {
-        if let Some(cancel) = self.scan_cancel.take() {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        raise(&mut self.scan_cancel);
     }
 
     fn cancel_examine(&mut self) {
-        if let Some(cancel) = self.examine_cancel.take() {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        raise(&mut self.examine_cancel);
     }
 
     fn export_cleaned(&mut self, out: PathBuf, state: &mut AppState) {
@@ -618,5 +614,12 @@ impl Dispatcher {
         if let Some((name, config)) = self.queue.pop_front() {
             self.start_run(state, name, config);
         }
+    }
+}
+
+/// Sets the cancel flag of the job in `flag`, if one runs, and forgets it.
+fn raise(flag: &mut Option<Arc<AtomicBool>>) {
+    if let Some(cancel) = flag.take() {
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

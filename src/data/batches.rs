@@ -1,10 +1,9 @@
 //! Batches of network input, assembled on a background thread so the training loop only waits
 //! when augmentation is slower than a training step.
 
-use std::sync::mpsc::{Receiver, sync_channel};
-
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
 
@@ -82,33 +81,60 @@ pub fn make_batch(
     })
 }
 
-/// The pixels of `indices`, in order; the images not kept in memory are decoded on worker
-/// threads.
+/// The pixels of `indices`, in order: those in memory as they are, the others decoded (on
+/// worker threads when there are several).
 fn load_images(samples: &[Sample], indices: &[usize]) -> Result<Vec<Arc<RgbImage>>, SkippedFile> {
+    let kept: Vec<Option<Arc<RgbImage>>> =
+        indices.iter().map(|&i| samples[i].image.kept()).collect();
+    let missing: Vec<usize> = indices
+        .iter()
+        .zip(&kept)
+        .filter(|(_, image)| image.is_none())
+        .map(|(&i, _)| i)
+        .collect();
+    let mut decoded = decode_on_workers(samples, &missing)?;
+    // Whatever no worker decoded is decoded here.
+    indices
+        .iter()
+        .zip(kept)
+        .map(|(&i, kept)| match kept.or_else(|| decoded.remove(&i)) {
+            Some(image) => Ok(image),
+            None => samples[i].load(),
+        })
+        .collect()
+}
+
+/// The images `missing` (indices into `samples`) decoded on one worker thread per core, by
+/// index; nothing when one thread would do.
+fn decode_on_workers(
+    samples: &[Sample],
+    missing: &[usize],
+) -> Result<HashMap<usize, Arc<RgbImage>>, SkippedFile> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .min(indices.len());
+        .min(missing.len());
     if threads <= 1 {
-        return indices.iter().map(|&i| samples[i].load()).collect();
+        return Ok(HashMap::new());
     }
-    let per_thread = indices.len().div_ceil(threads);
+    let per_thread = missing.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let workers: Vec<_> = indices
+        let workers: Vec<_> = missing
             .chunks(per_thread)
             .map(|chunk| {
-                s.spawn(move || {
+                let worker = s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|&i| samples[i].load())
+                        .map(|&i| samples[i].load().map(|image| (i, image)))
                         .collect::<Result<Vec<_>, _>>()
-                })
+                });
+                (chunk, worker)
             })
             .collect();
-        let mut out = Vec::with_capacity(indices.len());
-        for worker in workers {
+        let mut out = HashMap::with_capacity(missing.len());
+        for (chunk, worker) in workers {
             let loaded = worker.join().unwrap_or_else(|_| {
                 Err(SkippedFile {
-                    path: PathBuf::new(),
+                    path: samples[chunk[0]].path.clone(),
                     reason: DecodeError::Io("decoder thread failed".into()),
                 })
             })?;

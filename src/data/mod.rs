@@ -73,6 +73,13 @@ pub struct SkippedFile {
     pub reason: DecodeError,
 }
 
+impl std::fmt::Display for SkippedFile {
+    /// "path: reason", as every list of skipped files shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
 /// One usable image, decoded and resized for training.
 #[derive(Clone, Debug)]
 pub struct Sample {

@@ -294,11 +294,7 @@ pub fn expand_image_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
             files.push(path.clone());
         }
     }
-    let messages = walker
-        .passed_over
-        .iter()
-        .map(|s| format!("{}: {}", s.path.display(), s.reason))
-        .collect();
+    let messages = walker.passed_over.iter().map(ToString::to_string).collect();
     (files, messages)
 }
 

@@ -4,7 +4,7 @@
 //! fixed set does, and a fixed set never churns.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -85,15 +85,15 @@ impl ImageStore {
         self.paths.is_empty()
     }
 
-    /// The file of image `slot`.
-    pub fn path(&self, slot: usize) -> &Path {
-        &self.paths[slot]
+    /// Image `slot` if it is in memory.
+    pub fn kept(&self, slot: usize) -> Option<Arc<RgbImage>> {
+        self.lock().images.get(&slot).cloned()
     }
 
     /// Image `slot`: from memory, or decoded from its file (and kept if the budget allows).
     pub fn get(&self, slot: usize) -> Result<Arc<RgbImage>, DecodeError> {
-        if let Some(image) = self.lock().images.get(&slot) {
-            return Ok(image.clone());
+        if let Some(image) = self.kept(slot) {
+            return Ok(image);
         }
         let image = self.decode(slot)?;
         Ok(self.offer(slot, image))
@@ -163,9 +163,9 @@ impl ImageRef {
         self.store.get(self.slot)
     }
 
-    /// The store it belongs to.
-    pub fn store(&self) -> &Arc<ImageStore> {
-        &self.store
+    /// The pixels if they are in memory (nothing is decoded).
+    pub fn kept(&self) -> Option<Arc<RgbImage>> {
+        self.store.kept(self.slot)
     }
 }
 

@@ -233,11 +233,7 @@ fn features_of(
         labels: Vec::new(),
         in_val: Vec::new(),
         layout: scan.layout,
-        skipped: scan
-            .passed_over
-            .iter()
-            .map(|s| format!("{}: {}", s.path.display(), s.reason))
-            .collect(),
+        skipped: scan.passed_over.iter().map(ToString::to_string).collect(),
     };
     for (file, result) in scan.files.iter().zip(results) {
         match result {

@@ -209,10 +209,7 @@ pub fn evaluate_samples(
         metrics: Metrics::from_predictions(predictor.classes(), &truths, &predicted),
         predictions,
         mistakes,
-        skipped: unreadable
-            .iter()
-            .map(|s| format!("{}: {}", s.path.display(), s.reason))
-            .collect(),
+        skipped: unreadable.iter().map(ToString::to_string).collect(),
         warnings: Vec::new(),
     })
 }
@@ -379,7 +376,7 @@ pub fn evaluate_run(
     evaluation.skipped = set
         .skipped
         .iter()
-        .map(|s| format!("{}: {}", s.path.display(), s.reason))
+        .map(ToString::to_string)
         .chain(unreadable_now)
         .collect();
     evaluation.warnings = set.warnings;

@@ -194,7 +194,7 @@ pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, BenchEr
     let started = Instant::now();
     for chunk in indices.chunks(16) {
         let batch = make_batch(&samples, chunk, side, &norm, &view, &mut rng)
-            .map_err(|bad| BenchError::Run(format!("{}: {}", bad.path.display(), bad.reason)))?;
+            .map_err(|bad| BenchError::Run(bad.to_string()))?;
         std::hint::black_box(batch);
     }
     let augment = started.elapsed().as_secs_f64();

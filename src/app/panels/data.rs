@@ -1,5 +1,7 @@
 //! The data panel: the folder, its classes and balance, the split, the problem files.
 
+use std::borrow::Borrow;
+
 use eframe::egui;
 
 use crate::app::actions::Action;
@@ -146,22 +148,21 @@ fn problems(ui: &mut egui::Ui, report: &FolderReport) {
         egui::CollapsingHeader::new(format!("{} files will be skipped", report.problems.len()))
             .id_salt("problems")
             .show(ui, |ui| {
-                let problems: Vec<&SkippedFile> = report.problems.iter().collect();
-                skipped_list(ui, "problems_scroll", &problems);
+                skipped_list(ui, "problems_scroll", &report.problems)
             });
     }
 }
 
 /// Files with their reasons in a scroll area; only the rows on screen are laid out, so a folder
 /// with thousands of them stays smooth.
-fn skipped_list(ui: &mut egui::Ui, id: &str, files: &[&SkippedFile]) {
+fn skipped_list(ui: &mut egui::Ui, id: &str, files: &[impl Borrow<SkippedFile>]) {
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
     egui::ScrollArea::vertical()
         .id_salt(id)
         .max_height(150.0)
         .show_rows(ui, row_height, files.len(), |ui, visible| {
             for file in &files[visible] {
-                ui.label(format!("{}: {}", file.path.display(), file.reason));
+                ui.label(file.borrow().to_string());
             }
         });
 }
