@@ -50,6 +50,12 @@ fn evaluate_export_and_the_commands_agree() {
             .windows(2)
             .all(|w| w[0].loss >= w[1].loss)
     );
+    // Those are the scores the run stored with its checkpoint (no image was classified), and
+    // classifying the images again with the checkpoint gives the same numbers.
+    assert!(evaluation.stored_epoch.is_some());
+    let rescored = graft::run::eval::rescore_run(&run_dir, None, &device).unwrap();
+    assert_eq!(rescored.stored_epoch, None);
+    assert_same_scores(&evaluation, &rescored);
 
     // Export: PyTorch (lukemelas) names, reloaded with identical predictions.
     let out = TempDir::new("eval-export");
@@ -99,6 +105,7 @@ fn evaluate_export_and_the_commands_agree() {
         "support",
         "confusion matrix",
         "mistakes",
+        "scores stored with the checkpoint",
     ] {
         assert!(
             text.contains(column),
@@ -143,6 +150,43 @@ fn evaluate_export_and_the_commands_agree() {
     assert_eq!(out_text.matches(" %  ").count(), images, "{out_text}");
 
     graft_explain_writes_overlays_and_names_bad_files(bin, &run_dir, data.path());
+
+    // A validation image rewritten since the run: its stored score no longer holds, so the
+    // images are classified again, and the change is named.
+    let rewritten = &evaluation.predictions[0].path;
+    let other = common::first_file(&data.path().join("fruit"));
+    let mut bytes = std::fs::read(&other).unwrap();
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(rewritten, bytes).unwrap();
+    let again = graft::run::eval::evaluate_run(&run_dir, None, &device).unwrap();
+    assert_eq!(again.stored_epoch, None);
+    assert!(
+        again
+            .warnings
+            .iter()
+            .any(|w| w.contains("changed since training")),
+        "{:?}",
+        again.warnings
+    );
+}
+
+/// Two evaluations of the same images agree on every prediction, within float noise on logits.
+fn assert_same_scores(a: &graft::run::eval::Evaluation, b: &graft::run::eval::Evaluation) {
+    assert_eq!(a.metrics, b.metrics);
+    assert_eq!(a.predictions.len(), b.predictions.len());
+    for (p, q) in a.predictions.iter().zip(&b.predictions) {
+        assert_eq!(
+            (&p.path, p.truth, p.predicted),
+            (&q.path, q.truth, q.predicted)
+        );
+        let diff = p
+            .logits
+            .iter()
+            .zip(&q.logits)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{}: logits differ by {diff}", p.path.display());
+    }
 }
 
 /// `graft explain`: one PNG per good image (at the crop's size), the raw maps as JSON, a bad

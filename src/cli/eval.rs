@@ -7,7 +7,7 @@ use clap::Args;
 use super::CliError;
 use super::parse_device;
 use crate::platform::device::{self, DevicePreference};
-use crate::run::eval::evaluate_run;
+use crate::run::eval::{evaluate_run, rescore_run};
 
 /// `graft eval` flags.
 #[derive(Args, Debug)]
@@ -24,12 +24,24 @@ pub struct EvalArgs {
     /// Where to compute: cpu (the default, which needs no graphics), gpu or auto.
     #[arg(long, value_parser = parse_device, default_value = "cpu")]
     pub device: DevicePreference,
+    /// Classify the validation images again instead of using the scores the run stored.
+    #[arg(long)]
+    pub rescore: bool,
 }
 
 /// Runs `graft eval`.
 pub(super) fn run(args: &EvalArgs) -> Result<(), CliError> {
     let device = device::select(args.device).device;
-    let evaluation = evaluate_run(&args.run, args.data.as_deref(), &device)?;
+    let evaluation = if args.rescore {
+        rescore_run(&args.run, args.data.as_deref(), &device)?
+    } else {
+        evaluate_run(&args.run, args.data.as_deref(), &device)?
+    };
+    if let Some(epoch) = evaluation.stored_epoch {
+        println!(
+            "scores stored with the checkpoint (epoch {epoch}); --rescore classifies the images again"
+        );
+    }
     for s in &evaluation.skipped {
         println!("skipped {s}");
     }

@@ -1,17 +1,19 @@
 //! How good a trained run is: accuracy, per-class precision/recall/F1, the confusion matrix and
 //! the mistakes, on the run's own validation split or on another folder with the same classes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;
 use serde::Serialize;
 
-use super::folder::{read_manifest, read_record};
+use super::folder::{read_manifest, read_record, read_run};
 use super::predict::{PredictError, Predictor, TrainedRun, softmax};
+use super::scores::read_scores;
 use crate::config::TrainConfig;
 use crate::data::batches::{View, make_batch};
-use crate::data::manifest::Manifest;
+use crate::data::manifest::{Manifest, Part};
 use crate::data::rng::Rng;
 use crate::data::{self, PrepareOptions, Sample};
 
@@ -125,6 +127,9 @@ pub struct Evaluation {
     pub skipped: Vec<String>,
     /// What changed in the data set since training, in words.
     pub warnings: Vec<String>,
+    /// The checkpoint's epoch when these are the scores the run stored with it; `None` when the
+    /// images were classified now.
+    pub stored_epoch: Option<usize>,
 }
 
 /// Why a run could not be evaluated.
@@ -156,9 +161,7 @@ pub fn evaluate_samples(
 ) -> Result<Evaluation, EvalError> {
     let side = predictor.input_size();
     let norm = predictor.normalization();
-    let mut truths = Vec::new();
-    let mut predicted = Vec::new();
-    let mut predictions = Vec::with_capacity(samples.len());
+    let mut scored = Vec::with_capacity(samples.len());
     let indices: Vec<usize> = (0..samples.len()).collect();
     let mut rng = Rng::new(0, 0);
     let mut unreadable = Vec::new();
@@ -180,24 +183,36 @@ pub fn evaluate_samples(
         let n = batch.len();
         let logits = predictor.logits_from_pixels(batch.images, n)?;
         for (row, &i) in logits.into_iter().zip(&chunk) {
-            let probs = softmax(&row);
-            let (best, &confidence) = probs
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap_or((0, &0.0));
-            let truth = samples[i].label;
-            truths.push(truth);
-            predicted.push(best);
-            predictions.push(Prediction {
-                path: samples[i].path.clone(),
-                truth,
-                predicted: best,
-                confidence,
-                loss: -probs[truth].max(1e-12).ln(),
-                logits: row,
-            });
+            scored.push((samples[i].path.clone(), samples[i].label, row));
         }
+    }
+    let mut evaluation = score_logits(predictor.classes(), scored);
+    evaluation.skipped = unreadable.iter().map(ToString::to_string).collect();
+    Ok(evaluation)
+}
+
+/// Scores images from their logits: `(file, true class, logits)` in the order given.
+pub fn score_logits(classes: &[String], scored: Vec<(PathBuf, usize, Vec<f32>)>) -> Evaluation {
+    let mut truths = Vec::with_capacity(scored.len());
+    let mut predicted = Vec::with_capacity(scored.len());
+    let mut predictions = Vec::with_capacity(scored.len());
+    for (path, truth, row) in scored {
+        let probs = softmax(&row);
+        let (best, &confidence) = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap_or((0, &0.0));
+        truths.push(truth);
+        predicted.push(best);
+        predictions.push(Prediction {
+            path,
+            truth,
+            predicted: best,
+            confidence,
+            loss: -probs.get(truth).copied().unwrap_or(0.0).max(1e-12).ln(),
+            logits: row,
+        });
     }
     let mut mistakes: Vec<Mistake> = predictions
         .iter()
@@ -205,13 +220,14 @@ pub fn evaluate_samples(
         .cloned()
         .collect();
     mistakes.sort_by(|a, b| b.loss.total_cmp(&a.loss));
-    Ok(Evaluation {
-        metrics: Metrics::from_predictions(predictor.classes(), &truths, &predicted),
+    Evaluation {
+        metrics: Metrics::from_predictions(classes, &truths, &predicted),
         predictions,
         mistakes,
-        skipped: unreadable.iter().map(ToString::to_string).collect(),
+        skipped: Vec::new(),
         warnings: Vec::new(),
-    })
+        stored_epoch: None,
+    }
 }
 
 /// The images an evaluation scores, and what a person should know about them.
@@ -355,8 +371,24 @@ fn prepare_for_eval(
 }
 
 /// Evaluates the run in `run_dir` on its own validation split, or on `folder` (whose class
-/// folders must be among the run's classes).
+/// folders must be among the run's classes). On its own split, the scores the run stored with
+/// its checkpoint are used when every validation file is as the run read it; otherwise, and
+/// for another folder, the network classifies the images again.
 pub fn evaluate_run(
+    run_dir: &Path,
+    folder: Option<&Path>,
+    device: &Device,
+) -> Result<Evaluation, EvalError> {
+    if folder.is_none()
+        && let Some(evaluation) = stored_evaluation(run_dir)?
+    {
+        return Ok(evaluation);
+    }
+    rescore_run(run_dir, folder, device)
+}
+
+/// [`evaluate_run`], always classifying the images with the checkpoint.
+pub fn rescore_run(
     run_dir: &Path,
     folder: Option<&Path>,
     device: &Device,
@@ -381,6 +413,51 @@ pub fn evaluate_run(
         .collect();
     evaluation.warnings = set.warnings;
     Ok(evaluation)
+}
+
+/// The run's own split scored from `validation.json`; `None` when the run stored no scores, or
+/// they no longer describe the validation files as they are (one removed or rewritten).
+fn stored_evaluation(run_dir: &Path) -> Result<Option<Evaluation>, EvalError> {
+    let from_run = PredictError::from_run(run_dir);
+    let Some(stored) = read_scores(run_dir).map_err(&from_run)? else {
+        return Ok(None);
+    };
+    let Some(manifest) = read_manifest(run_dir).map_err(&from_run)? else {
+        return Ok(None);
+    };
+    let settings = read_run(run_dir).map_err(&from_run)?;
+    let root = &settings.config.data;
+    let classes = &settings.classes;
+    let val: HashMap<&Path, usize> = manifest
+        .files
+        .iter()
+        .filter(|e| e.part == Part::Val)
+        .filter_map(|e| {
+            let class = e.class.as_ref()?;
+            Some((e.path.as_path(), classes.iter().position(|c| c == class)?))
+        })
+        .collect();
+    let scan = data::scan_folder(root)?;
+    let found: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
+    let changes = manifest.changes(root, &found);
+    let changed = changes.removed.iter().chain(&changes.modified);
+    let matches = stored.images.len() == val.len()
+        && stored.images.iter().all(|s| {
+            val.get(s.file.as_path()) == Some(&s.label) && s.logits.len() == classes.len()
+        });
+    if !matches || changed.into_iter().any(|p| val.contains_key(p.as_path())) {
+        return Ok(None);
+    }
+    let epoch = stored.epoch;
+    let scored = stored
+        .images
+        .into_iter()
+        .map(|s| (root.join(&s.file), s.label, s.logits))
+        .collect();
+    let mut evaluation = score_logits(classes, scored);
+    evaluation.warnings = changes.describe();
+    evaluation.stored_epoch = Some(epoch);
+    Ok(Some(evaluation))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! A run's folder: `config.json`, `labels.json`, `metrics.jsonl`, `model.safetensors` (the best
-//! checkpoint) and `run.json` (data summary and outcome). Every file is written atomically.
+//! checkpoint), `validation.json` (its scores) and `run.json` (data summary and outcome). Every file is written atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,8 @@ pub mod files {
     pub const RUN: &str = "run.json";
     /// Every file of the data set as the run read it, with its split.
     pub const FILES: &str = "files.json";
+    /// The checkpoint's logits for the validation images.
+    pub const VALIDATION: &str = "validation.json";
 }
 
 /// Why a run folder could not be made.
@@ -174,7 +176,7 @@ pub enum RunError {
     },
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: PathBuf) -> Result<T, RunError> {
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: PathBuf) -> Result<T, RunError> {
     let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
         path: path.clone(),
         source,

@@ -11,6 +11,7 @@ pub mod onnx;
 pub mod overlay;
 pub mod predict;
 pub mod records;
+pub mod scores;
 
 pub use folder::{RunDir, RunError, RunSettings, files, read_run};
 pub use records::{

@@ -36,39 +36,61 @@ pub fn evaluate(
         side,
         kind,
     };
-    evaluate_with(network, None, &batches, device)
+    evaluate_with(network, None, &batches, device).map(|pass| pass.score)
 }
 
-/// [`evaluate`], with the frozen groups' output taken from (and first put into) `cache`.
+/// A validation pass: its score and each image's logits, in sample order.
+pub(super) struct ValidationPass {
+    pub score: ValidationScore,
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// [`evaluate`], with the frozen groups' output taken from (and first put into) `cache`, and
+/// every image's logits.
 pub(super) fn evaluate_with(
     network: &Network,
     mut cache: Option<&mut FeatureCache>,
     batches: &Batches,
     device: &Device,
-) -> Result<ValidationScore, TrainError> {
+) -> Result<ValidationPass, TrainError> {
     let samples = batches.samples;
     if samples.is_empty() {
-        return Ok(ValidationScore {
+        let score = ValidationScore {
             loss: f64::NAN,
             accuracy: f64::NAN,
             correct: 0,
+        };
+        return Ok(ValidationPass {
+            score,
+            logits: Vec::new(),
         });
     }
     let order: Vec<usize> = (0..samples.len()).collect();
     let cached = cache.as_ref().is_some_and(|c| c.has_view(0));
     let mut loss_sum = 0.0;
     let mut correct = 0usize;
+    let mut rows = Vec::with_capacity(samples.len());
     for input in batches.inputs(order, View::Eval, cached) {
         let (logits, y) = forward(network, cache.as_deref_mut(), input?, 0, samples, device)?;
-        let n = y.dims()[0];
+        let [n, classes] = logits.dims();
+        let values = logits
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Device(e.to_string()))?;
+        rows.extend(values.chunks(classes.max(1)).map(<[f32]>::to_vec));
         let loss = cross_entropy(logits.clone(), y.clone());
         let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
         loss_sum += scalar(loss)? * n as f64;
         correct += scalar_int(hits)? as usize;
     }
-    Ok(ValidationScore {
+    let score = ValidationScore {
         loss: loss_sum / samples.len() as f64,
         accuracy: correct as f64 / samples.len() as f64,
         correct,
+    };
+    Ok(ValidationPass {
+        score,
+        logits: rows,
     })
 }

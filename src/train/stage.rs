@@ -23,6 +23,7 @@ use crate::data::rng::Rng;
 use crate::data::{Dataset, Sample};
 use crate::models::Network;
 use crate::platform::device::Backend;
+use crate::run::scores::{StoredScore, StoredScores, forget_scores, write_scores};
 use crate::run::{EpochMetrics, RunDir};
 
 /// The epoch whose weights the checkpoint holds.
@@ -370,12 +371,13 @@ impl RunContext<'_> {
         let train_secs = started.elapsed().as_secs_f64();
         let eval_device = self.device.clone().without_autodiff();
         let val = self.batches(&self.dataset.val);
-        let score = evaluate_with(
+        let pass = evaluate_with(
             &network.valid(),
             stage.val_cache.as_mut(),
             &val,
             &eval_device,
         )?;
+        let score = pass.score;
         let has_val = !self.dataset.val.is_empty();
         let epoch = progress.epoch;
         let metrics = EpochMetrics {
@@ -405,7 +407,13 @@ impl RunContext<'_> {
             progress.best = Some(score);
             progress.since_best = 0;
             let path = self.run.checkpoint_path();
+            let failed = folder_error(&self.run.path);
+            forget_scores(&self.run.path).map_err(failed)?;
             save_checkpoint(&network.valid(), &path)?;
+            if has_val {
+                let scores = self.stored_scores(epoch, pass.logits);
+                write_scores(&self.run.path, &scores).map_err(folder_error(&self.run.path))?;
+            }
             self.events.send(TrainEvent::Checkpoint { path, epoch });
             return Ok(Flow::Continue);
         }
@@ -416,6 +424,29 @@ impl RunContext<'_> {
             return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl RunContext<'_> {
+    /// The validation images' `logits` (in split order) as the run folder keeps them.
+    fn stored_scores(&self, epoch: usize, logits: Vec<Vec<f32>>) -> StoredScores {
+        let root = &self.dataset.root;
+        let images = self
+            .dataset
+            .val
+            .iter()
+            .zip(logits)
+            .map(|(sample, logits)| StoredScore {
+                file: sample
+                    .path
+                    .strip_prefix(root)
+                    .unwrap_or(&sample.path)
+                    .to_path_buf(),
+                label: sample.label,
+                logits,
+            })
+            .collect();
+        StoredScores { epoch, images }
     }
 }
 
