@@ -72,8 +72,8 @@ pub struct RunView {
     pub batches: usize,
     /// Recent throughput.
     pub images_per_sec: f64,
-    /// Mean seconds per batch so far (for the ETA).
-    pub seconds_per_batch: f64,
+    /// The engine's estimate of the time left, in words.
+    pub time_left: Option<String>,
     /// Batches seen so far.
     pub batches_seen: usize,
     /// The device, for people.
@@ -109,7 +109,7 @@ impl Default for RunView {
             batch: 0,
             batches: 0,
             images_per_sec: 0.0,
-            seconds_per_batch: 0.0,
+            time_left: None,
             batches_seen: 0,
             device: String::new(),
             run_dir: None,
@@ -178,16 +178,6 @@ impl RunView {
         (done / (self.total_epochs * self.batches) as f32).min(1.0)
     }
 
-    /// Estimated seconds left, from the mean batch time so far.
-    pub fn eta_seconds(&self) -> Option<f64> {
-        if self.batches_seen == 0 || self.batches == 0 {
-            return None;
-        }
-        let done = self.epoch.saturating_sub(1) * self.batches + self.batch;
-        let left = (self.total_epochs * self.batches).saturating_sub(done);
-        Some(left as f64 * self.seconds_per_batch)
-    }
-
     /// Folds one engine event into the view.
     pub fn apply(&mut self, event: &TrainEvent) {
         match event {
@@ -243,8 +233,7 @@ impl RunView {
                 };
                 self.smoothed_loss.push([x, smooth]);
                 self.batches_seen += 1;
-                self.seconds_per_batch +=
-                    (b.seconds - self.seconds_per_batch) / self.batches_seen as f64;
+                self.time_left = b.time_left();
             }
             TrainEvent::Epoch(m) => {
                 let x = m.epoch as f64;

@@ -558,9 +558,10 @@ impl Printer {
     }
 
     fn batch(&mut self, b: &BatchProgress) {
+        let eta = b.time_left().map_or(String::new(), |t| format!(", {t}"));
         let _ = write!(
             self.stderr,
-            "\repoch {}/{} [{}] {}/{} loss {:.4} {:.1} img/s   ",
+            "\repoch {}/{} [{}] {}/{} loss {:.4} {:.1} img/s{eta}   ",
             b.epoch,
             self.total_epochs,
             bar(b.batch, b.batches, 30),

@@ -49,6 +49,37 @@ pub struct BatchProgress {
     pub images_per_sec: f64,
     /// Wall time of this step, including waiting for data.
     pub seconds: f64,
+    /// Estimated seconds left in this stage (its steps and validation passes), each epoch
+    /// priced by whether it runs on images or on cached features; `None` before any step was
+    /// timed.
+    #[serde(default)]
+    pub seconds_left: Option<f64>,
+    /// Epochs of later stages, not in `seconds_left` (their steps are not timed yet).
+    #[serde(default)]
+    pub later_epochs: usize,
+}
+
+impl BatchProgress {
+    /// The time left, for people: "about 1 min 05 s left", naming the later stage's epochs
+    /// that the estimate leaves out.
+    pub fn time_left(&self) -> Option<String> {
+        let text = format!("about {} left", human_seconds(self.seconds_left?));
+        Some(match self.later_epochs {
+            0 => text,
+            1 => format!("{text} in this stage, then 1 fine-tuning epoch"),
+            n => format!("{text} in this stage, then {n} fine-tuning epochs"),
+        })
+    }
+}
+
+/// `seconds` as "42 s", "3 min 07 s" or "1 h 05 min".
+fn human_seconds(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s / 60 % 60),
+    }
 }
 
 /// A message from the training thread.
@@ -135,5 +166,42 @@ impl TrainEvent {
     /// Whether no event follows this one.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Finished(_) | Self::Failed(_) | Self::LrSwept(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(seconds_left: Option<f64>, later_epochs: usize) -> BatchProgress {
+        BatchProgress {
+            stage: 1,
+            epoch: 1,
+            batch: 1,
+            batches: 2,
+            loss: 1.0,
+            lr: 1e-3,
+            images_per_sec: 1.0,
+            seconds: 1.0,
+            seconds_left,
+            later_epochs,
+        }
+    }
+
+    #[test]
+    fn time_left_reads_as_words_and_names_what_it_leaves_out() {
+        assert_eq!(progress(None, 0).time_left(), None);
+        assert_eq!(
+            progress(Some(41.6), 0).time_left().unwrap(),
+            "about 42 s left"
+        );
+        assert_eq!(
+            progress(Some(187.0), 3).time_left().unwrap(),
+            "about 3 min 07 s left in this stage, then 3 fine-tuning epochs"
+        );
+        assert_eq!(
+            progress(Some(3900.0), 1).time_left().unwrap(),
+            "about 1 h 05 min left in this stage, then 1 fine-tuning epoch"
+        );
     }
 }

@@ -152,6 +152,8 @@ pub struct FeatureCache {
     store: Option<FeatureStore>,
     memory_bytes: usize,
     spill: PathBuf,
+    /// Seconds spent running the frozen groups since [`FeatureCache::take_fill_seconds`].
+    fill_seconds: f64,
 }
 
 impl FeatureCache {
@@ -172,7 +174,13 @@ impl FeatureCache {
             store: None,
             memory_bytes,
             spill,
+            fill_seconds: 0.0,
         }
+    }
+
+    /// Seconds spent running the frozen groups since the last call.
+    pub fn take_fill_seconds(&mut self) -> f64 {
+        std::mem::take(&mut self.fill_seconds)
     }
 
     /// Whether every image of `view` is cached.
@@ -195,6 +203,7 @@ impl FeatureCache {
         view: usize,
         indices: &[usize],
     ) -> Result<Activation, CacheError> {
+        let started = std::time::Instant::now();
         let activation = network.forward_until(images, self.boundary);
         let data = match &activation {
             Activation::Map(x) => x.to_data(),
@@ -221,6 +230,7 @@ impl FeatureCache {
         for (row, slot) in values.chunks_exact(row_len).zip(slots) {
             store.put(slot, row).map_err(CacheError::Write)?;
         }
+        self.fill_seconds += started.elapsed().as_secs_f64();
         Ok(activation)
     }
 

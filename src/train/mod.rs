@@ -10,6 +10,7 @@
 pub mod bench;
 mod control;
 mod error;
+mod eta;
 mod evaluate;
 pub mod events;
 pub mod feature_cache;

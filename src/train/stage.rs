@@ -10,6 +10,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 
 use super::error::{TrainError, folder_error};
+use super::eta::StageClock;
 use super::evaluate::evaluate_with;
 use super::events::{BatchProgress, TrainEvent};
 use super::feature_cache::FeatureCache;
@@ -119,6 +120,10 @@ struct Stage<'a> {
     /// Fixed views kept per training image in the cache.
     views: usize,
     batches_per_epoch: usize,
+    /// Times the steps and prices the rest of the stage.
+    clock: StageClock,
+    /// Epochs of later stages.
+    later_epochs: usize,
 }
 
 /// Whether the stage goes on after an epoch or a step.
@@ -190,11 +195,21 @@ impl RunContext<'_> {
                 .join(format!("feature-cache-stage{}-{name}.bin", plan.stage));
             cached.then(|| FeatureCache::new(boundary, images, views, memory, spill))
         };
+        let batches_per_epoch = train.len().div_ceil(config.batch_size);
+        let validates = !self.dataset.val.is_empty();
+        let clock = StageClock::new(plan.epochs, batches_per_epoch, cached, views, validates);
+        let later_epochs = if plan.stage == 1 {
+            config.total_epochs().saturating_sub(plan.epochs)
+        } else {
+            0
+        };
         Stage {
             cache: cache_for(train.len(), views, "train"),
             val_cache: cache_for(self.dataset.val.len(), 1, "val"),
             views,
-            batches_per_epoch: train.len().div_ceil(config.batch_size),
+            batches_per_epoch,
+            clock,
+            later_epochs,
             plan,
             optimizer,
         }
@@ -270,6 +285,16 @@ impl RunContext<'_> {
             let now = Instant::now();
             let secs = now.duration_since(step_start).as_secs_f64();
             step_start = now;
+            let prefix_secs = stage
+                .cache
+                .as_mut()
+                .map_or(0.0, FeatureCache::take_fill_seconds);
+            stage.clock.record_step(view.from_cache, secs, prefix_secs);
+            let validation_batches = self.dataset.val.len().div_ceil(self.config.batch_size);
+            let seconds_left =
+                stage
+                    .clock
+                    .seconds_left(stage_epoch, position.batch, validation_batches);
             self.events.send(TrainEvent::Batch(BatchProgress {
                 stage: stage.plan.stage,
                 epoch,
@@ -279,6 +304,8 @@ impl RunContext<'_> {
                 lr: outcome.lr,
                 images_per_sec: outcome.images as f64 / secs.max(1e-9),
                 seconds: secs,
+                seconds_left,
+                later_epochs: stage.later_epochs,
             }));
         }
         let flow = self.end_epoch(stage, &network, &view, totals, started, progress)?;
@@ -371,12 +398,18 @@ impl RunContext<'_> {
         let train_secs = started.elapsed().as_secs_f64();
         let eval_device = self.device.clone().without_autodiff();
         let val = self.batches(&self.dataset.val);
+        let validation_started = Instant::now();
+        let val_from_cache = stage.val_cache.as_ref().is_some_and(|c| c.has_view(0));
         let pass = evaluate_with(
             &network.valid(),
             stage.val_cache.as_mut(),
             &val,
             &eval_device,
         )?;
+        let validation_secs = validation_started.elapsed().as_secs_f64();
+        stage
+            .clock
+            .record_validation(val_from_cache, validation_secs);
         let score = pass.score;
         let has_val = !self.dataset.val.is_empty();
         let epoch = progress.epoch;

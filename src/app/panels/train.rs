@@ -249,8 +249,9 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
         }
         RunStatus::Training | RunStatus::Paused => {
             let eta = run
-                .eta_seconds()
-                .map_or(String::new(), |s| format!(", {:.0} s left", s));
+                .time_left
+                .as_ref()
+                .map_or(String::new(), |t| format!(", {t}"));
             let paused = if run.status == RunStatus::Paused {
                 " — paused"
             } else {
