@@ -34,6 +34,7 @@ fn tag(e: &TrainEvent) -> &'static str {
         TrainEvent::StageStarted { .. } => "stage",
         TrainEvent::CompilingKernels => "kernels",
         TrainEvent::Batch(_) => "batch",
+        TrainEvent::FittingHead { .. } => "fitting",
         TrainEvent::Epoch(_) => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",
         TrainEvent::Tested(_) => "tested",
@@ -63,6 +64,7 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
     // then per epoch batches → epoch (→ checkpoint), then finished.
     let mut compact: Vec<&str> = tags.clone();
     compact.dedup();
+    // The head is fitted on the cached features after the first pass, before its validation.
     let expected_prefix = [
         "device",
         "scanning",
@@ -71,9 +73,11 @@ fn two_epochs_stream_every_event_in_order_and_leave_a_whole_run_folder() {
         "started",
         "stage",
         "batch",
+        "fitting",
         "epoch",
     ];
-    assert_eq!(&compact[..8], &expected_prefix, "event order: {compact:?}");
+    assert_eq!(&compact[..9], &expected_prefix, "event order: {compact:?}");
+    assert_eq!(compact.iter().filter(|t| **t == "fitting").count(), 1);
     assert_eq!(compact.last(), Some(&"finished"));
 
     // 3 classes × 8 images, 20 % val → 2 val + 6 train per class → 18 train → 3 batches of 8.
@@ -184,6 +188,56 @@ fn cancel_mid_epoch_stops_within_one_batch_and_keeps_the_checkpoint() {
     assert_eq!(summary.epochs, 1, "only epoch 1 completed");
     // Epoch 1's checkpoint is whole and loads.
     Predictor::from_run(&summary.run_dir, &burn::tensor::Device::flex()).unwrap();
+}
+
+#[test]
+fn cancel_during_the_head_fit_stops_it_and_leaves_no_half_written_file() {
+    let data = TempDir::new("fit-cancel-data");
+    common::demo_subset(data.path(), &["bird", "bug"], 10);
+    let runs = TempDir::new("fit-cancel-runs");
+    let config = common::small_config(data.path(), runs.path());
+    // Lockstep: after each event the engine waits until this thread has handled it, so the
+    // cancel sent on the first pass's last batch is seen by the head fit's first step.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let notify: train::Notify = std::sync::Arc::new(move || {
+        let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(600));
+    });
+    let mut handle = train::spawn(config, Some(notify));
+    let mut fit_passes = 0;
+    let mut finished = None;
+    while let Some(e) = handle.next_timeout(Duration::from_secs(600)) {
+        match &e {
+            TrainEvent::Batch(b) if b.epoch == 1 && b.batch == b.batches => handle.cancel(),
+            TrainEvent::FittingHead { .. } => fit_passes += 1,
+            TrainEvent::Failed(m) => panic!("run failed: {m}"),
+            TrainEvent::Finished(s) => finished = Some(s.clone()),
+            _ => {}
+        }
+        let _ = go.send(());
+        if e.is_terminal() {
+            break;
+        }
+    }
+    let summary = finished.expect("no Finished event");
+    assert!(summary.cancelled);
+    assert_eq!(fit_passes, 0, "the fit went on after the cancel");
+    assert_eq!(summary.epochs, 0, "the first epoch did not complete");
+    assert_eq!(summary.best_epoch, None);
+    // No checkpoint, no stored scores and no scratch or temp file: nothing half-written.
+    let names: Vec<String> = std::fs::read_dir(&summary.run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for absent in [files::CHECKPOINT, files::VALIDATION] {
+        assert!(!names.iter().any(|n| n == absent), "{names:?}");
+    }
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("tmp") && !n.contains("cache")),
+        "{names:?}"
+    );
 }
 
 #[test]

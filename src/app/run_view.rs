@@ -72,8 +72,9 @@ pub struct RunView {
     pub batches: usize,
     /// Recent throughput.
     pub images_per_sec: f64,
-    /// The engine's estimate of the time left, in words.
-    pub time_left: Option<String>,
+    /// What the progress bar adds, in words: the engine's estimate of the time left, or what
+    /// it is doing between steps.
+    pub progress_note: Option<String>,
     /// Batches seen so far.
     pub batches_seen: usize,
     /// The device, for people.
@@ -109,7 +110,7 @@ impl Default for RunView {
             batch: 0,
             batches: 0,
             images_per_sec: 0.0,
-            time_left: None,
+            progress_note: None,
             batches_seen: 0,
             device: String::new(),
             run_dir: None,
@@ -217,6 +218,11 @@ impl RunView {
                 self.rates = rates.clone();
             }
             TrainEvent::CompilingKernels => self.status = RunStatus::CompilingKernels,
+            TrainEvent::FittingHead { pass, passes, .. } => {
+                self.progress_note = Some(format!(
+                    "fitting the head on the cached features (pass {pass}, at most {passes})"
+                ));
+            }
             TrainEvent::Batch(b) => {
                 if self.status == RunStatus::CompilingKernels {
                     self.status = RunStatus::Training;
@@ -233,7 +239,7 @@ impl RunView {
                 };
                 self.smoothed_loss.push([x, smooth]);
                 self.batches_seen += 1;
-                self.time_left = b.time_left();
+                self.progress_note = b.time_left();
             }
             TrainEvent::Epoch(m) => {
                 let x = m.epoch as f64;

@@ -110,6 +110,10 @@ pub struct TrainArgs {
     /// Augmented views of each image the feature cache keeps for frozen layers (default 2).
     #[arg(long)]
     augmented_views: Option<usize>,
+    /// After the first pass, fit the head on the cached features for up to this many passes
+    /// (default 30; 0: off).
+    #[arg(long)]
+    fit_passes: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long)]
     device: Option<String>,
@@ -330,6 +334,9 @@ impl TrainArgs {
         if let Some(v) = self.augmented_views {
             c.feature_cache.augmented_views = v;
         }
+        if let Some(v) = self.fit_passes {
+            c.feature_cache.fit_passes = v;
+        }
     }
 }
 
@@ -518,6 +525,14 @@ impl Printer {
                 println!("preparing GPU kernels (the first step compiles them)…")
             }
             TrainEvent::Batch(b) => self.batch(&b),
+            TrainEvent::FittingHead {
+                pass, passes, loss, ..
+            } => {
+                let _ = write!(
+                    self.stderr,
+                    "\rfitting the head on the cached features: pass {pass} (at most {passes}), loss {loss:.4}   "
+                );
+            }
             TrainEvent::Epoch(m) => {
                 self.epoch(&m);
                 self.epochs.push(m);

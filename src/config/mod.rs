@@ -111,6 +111,9 @@ impl ClassBalance {
     pub const AUTO_RATIO: f64 = 3.0;
 }
 
+/// Default [`FeatureCacheConfig::fit_passes`].
+pub const DEFAULT_FIT_PASSES: usize = 30;
+
 /// The frozen-prefix feature cache: when the first layer groups are frozen, their output for
 /// each image is computed once and kept, and later epochs train only the layers after them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,10 @@ pub struct FeatureCacheConfig {
     pub augmented_views: usize,
     /// Kept in memory up to this many MiB; beyond it the cache goes to a file in the run folder.
     pub memory_mib: usize,
+    /// Right after the first pass (which caches every training image's centre crop), the head
+    /// is fitted on those features for up to this many more passes, until its training loss
+    /// falls by less than 1 % a pass: a useful model after one pass over the images (0: off).
+    pub fit_passes: usize,
 }
 
 impl Default for FeatureCacheConfig {
@@ -131,6 +138,7 @@ impl Default for FeatureCacheConfig {
             enabled: true,
             augmented_views: 2,
             memory_mib: 2048,
+            fit_passes: DEFAULT_FIT_PASSES,
         }
     }
 }

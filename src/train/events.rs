@@ -137,6 +137,18 @@ pub enum TrainEvent {
     CompilingKernels,
     /// A step finished.
     Batch(BatchProgress),
+    /// After the first pass, the head was fitted once more over the cached centre-crop
+    /// features of every training image (up to `passes` times, until its loss stops falling).
+    FittingHead {
+        /// The epoch it belongs to.
+        epoch: usize,
+        /// This pass, from 1.
+        pass: usize,
+        /// The most passes it may take.
+        passes: usize,
+        /// Its mean training loss.
+        loss: f64,
+    },
     /// An epoch finished.
     Epoch(EpochMetrics),
     /// The best model so far was saved.

@@ -27,6 +27,9 @@ use crate::platform::device::Backend;
 use crate::run::scores::{StoredScore, StoredScores, forget_scores, write_scores};
 use crate::run::{EpochMetrics, RunDir};
 
+/// The head fit stops once a pass lowers the training loss by less than this share.
+const FIT_TOLERANCE: f64 = 0.01;
+
 /// The epoch whose weights the checkpoint holds.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct BestEpoch {
@@ -70,6 +73,8 @@ pub(super) struct RunContext<'a> {
     pub param_groups: Vec<ParamGroup>,
     /// What each group's weights do.
     pub telemetry: Telemetry,
+    /// The network's backbone groups (a cache at this boundary holds pooled features).
+    pub backbone_groups: usize,
 }
 
 /// What one stage trains.
@@ -308,8 +313,80 @@ impl RunContext<'_> {
                 later_epochs: stage.later_epochs,
             }));
         }
+        if self.fits_head(stage, stage_epoch, &view) {
+            let flow;
+            (network, flow) = self.fit_head(stage, network, epoch)?;
+            if flow == Flow::Stop {
+                progress.cancelled = true;
+                progress.epoch -= 1;
+                return Ok((network, Flow::Stop));
+            }
+        }
         let flow = self.end_epoch(stage, &network, &view, totals, started, progress)?;
         Ok((network, flow))
+    }
+
+    /// Whether the head is fitted on the cached features after this epoch: after stage 1's
+    /// first pass, when it cached every training image's centre crop through the whole
+    /// backbone (so that a pass trains only the head and costs next to nothing).
+    fn fits_head(&self, stage: &Stage, stage_epoch: usize, view: &EpochView) -> bool {
+        let whole_backbone = stage
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.boundary == self.backbone_groups && c.has_view(0));
+        stage.plan.stage == 1
+            && stage_epoch == 0
+            && view.index == 0
+            && self.config.feature_cache.fit_passes > 0
+            && whole_backbone
+    }
+
+    /// More passes of the head over the cached centre-crop features, each in a new order,
+    /// until the mean training loss falls by less than [`FIT_TOLERANCE`] or the passes run out.
+    fn fit_head(
+        &mut self,
+        stage: &mut Stage,
+        mut network: Network,
+        epoch: usize,
+    ) -> Result<(Network, Flow), TrainError> {
+        let passes = self.config.feature_cache.fit_passes;
+        let mut shuffle = Rng::new(self.config.seed, 17);
+        let mut previous = f64::INFINITY;
+        for pass in 1..=passes {
+            let mut order: Vec<usize> = (0..self.dataset.train.len()).collect();
+            shuffle.shuffle(&mut order);
+            let mut totals = EpochTotals::default();
+            for input in self
+                .batches(&self.dataset.train)
+                .inputs(order, View::Eval, true)
+            {
+                if self.wait_or_cancel() == Flow::Stop {
+                    return Ok((network, Flow::Stop));
+                }
+                // At the rate the schedule gives right after the first pass.
+                let position = StepPosition {
+                    epoch,
+                    batch: 0,
+                    step: stage.batches_per_epoch,
+                };
+                let outcome;
+                (network, outcome) = self.step(stage, network, input?, 0, &position)?;
+                totals.loss_sum += outcome.loss * outcome.images as f64;
+                totals.seen += outcome.images;
+            }
+            let loss = totals.loss_sum / totals.seen.max(1) as f64;
+            self.events.send(TrainEvent::FittingHead {
+                epoch,
+                pass,
+                passes,
+                loss,
+            });
+            if loss > previous * (1.0 - FIT_TOLERANCE) {
+                break;
+            }
+            previous = loss;
+        }
+        Ok((network, Flow::Continue))
     }
 
     /// Holds while paused; says whether the user cancelled.

@@ -142,6 +142,12 @@ fn augment_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
         "With frozen layers, the frozen part's output is computed once per view and reused: epoch e trains on view e mod this. More views, more variety, more first-pass time.",
         |ui| ui.add(egui::DragValue::new(&mut c.feature_cache.augmented_views).range(1..=64)),
     );
+    row(
+        ui,
+        "  head fit passes",
+        "After the first pass over the images, fit the head on their cached features up to this many times (until its loss stops falling): a useful model after one pass. 0 turns it off.",
+        |ui| ui.add(egui::DragValue::new(&mut c.feature_cache.fit_passes).range(0..=200)),
+    );
 }
 
 /// Seed, early stopping and device: how a run is repeated, ended and placed.
@@ -249,7 +255,7 @@ fn progress(ui: &mut egui::Ui, run: &RunView) {
         }
         RunStatus::Training | RunStatus::Paused => {
             let eta = run
-                .time_left
+                .progress_note
                 .as_ref()
                 .map_or(String::new(), |t| format!(", {t}"));
             let paused = if run.status == RunStatus::Paused {
