@@ -9,6 +9,7 @@ Needs torch and torchvision (CPU builds are enough). It measures:
   steps     training-step time of EfficientNet-Lite0 and ResNet-18 at 224 px, batch 16, AdamW,
             every layer trained ("Full") and head only with the backbone frozen ("HeadOnly"),
             on random images, like `graft bench`.
+  predict   single-image predict latency, warm (decode → top 5), like `graft bench`.
   accuracy  wall time until validation accuracy reaches the target on the same train/val split
             Graft used (read from the JSON), with the recipe of PyTorch's transfer-learning
             tutorial ("ConvNet as fixed feature extractor": the frozen backbone re-runs every
@@ -240,6 +241,30 @@ def accuracy_run(label, split, weights, target, recipe, max_epochs, workers):
             "total_seconds": time.perf_counter() - start}
 
 
+def predict_latency(name, model, image, runs):
+    """Single-image predict, warm: decode, resize, centre crop, normalise, forward, softmax,
+    top 5 — what `graft predict` does for one image."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize([127 / 255] * 3, [128 / 255] * 3)])
+    model.eval()
+
+    def once():
+        started = time.perf_counter()
+        with torch.inference_mode():
+            with Image.open(image) as im:
+                x = tf(im.convert("RGB")).unsqueeze(0)
+            model(x).softmax(1).topk(5)
+        return time.perf_counter() - started
+
+    first = once()
+    times = sorted(once() for _ in range(runs))
+    return {"model": name, "first_seconds": first, "median_seconds": times[len(times) // 2],
+            "min_seconds": times[0]}
+
+
 def check_parity(reference, weights):
     from safetensors.torch import load_file
 
@@ -268,6 +293,7 @@ def main():
     ap.add_argument("--max-epochs", type=int, default=25)
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--image", help="image for the single-image predict latency (default: the one in --graft-json)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     torch.manual_seed(1)
@@ -290,6 +316,20 @@ def main():
             if mine:
                 line += (f"   graft ({mine['backend']}) {mine['seconds_per_step']:.3f} s/step:"
                          f" graft/pytorch = {mine['seconds_per_step'] / r['seconds_per_step']:.2f}")
+            print(line, flush=True)
+
+    image = args.image or ((graft or {}).get("predict") or [{}])[0].get("image")
+    if image:
+        print(f"\nsingle-image predict (warm: decode → top 5), {image}:")
+        out["predict"] = []
+        for name, build in [("efficientnet-lite0", lambda: lite0(1000)), ("resnet18", lambda: resnet18(1000))]:
+            r = predict_latency(name, build(), image, 20)
+            out["predict"].append(r)
+            line = f"  {name:<20} median {r['median_seconds'] * 1e3:6.1f} ms  min {r['min_seconds'] * 1e3:6.1f} ms"
+            mine = next((g for g in (graft or {}).get("predict", []) if g["model"] == name), None)
+            if mine:
+                line += (f"   graft median {mine['median_seconds'] * 1e3:.1f} ms:"
+                         f" graft/pytorch = {mine['median_seconds'] / r['median_seconds']:.2f}")
             print(line, flush=True)
 
     if not args.skip_accuracy:

@@ -50,6 +50,7 @@ struct Report {
     graft_version: &'static str,
     cores: usize,
     steps: Vec<bench::StepBench>,
+    predict: Vec<bench::PredictBench>,
     decode: Option<bench::DecodeBench>,
     accuracy: Vec<bench::AccuracyBench>,
     split: Option<bench::Split>,
@@ -76,6 +77,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), CliError> {
         fsutil::ensure_outside(path, &args.data)?;
     }
     let steps = step_benchmarks(args)?;
+    let predict = predict_benchmarks(args);
     let decode = decode_benchmark(args);
     let runs = std::env::temp_dir().join(format!("graft-bench-{}", std::process::id()));
     let config = TrainConfig {
@@ -95,6 +97,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), CliError> {
         graft_version: env!("CARGO_PKG_VERSION"),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         steps,
+        predict,
         decode,
         accuracy,
         split,
@@ -154,6 +157,49 @@ fn step_benchmarks(args: &BenchArgs) -> Result<Vec<bench::StepBench>, CliError> 
         }
     }
     Ok(steps)
+}
+
+/// Single-image latency on the CPU, of the first image of the data folder.
+fn predict_benchmarks(args: &BenchArgs) -> Vec<bench::PredictBench> {
+    let Some(image) = first_image(&args.data) else {
+        report(&format!(
+            "no image in {} to time predictions on",
+            args.data.display()
+        ));
+        return Vec::new();
+    };
+    println!(
+        "\nsingle-image predict (CPU, warm: decode → top 5), {}:",
+        image.display()
+    );
+    let device = burn::tensor::Device::flex();
+    let mut results = Vec::new();
+    for &kind in &args.models {
+        match bench::predict_benchmark(kind, &image, &device, PREDICT_RUNS) {
+            Ok(p) => {
+                println!(
+                    "  {:<20} median {:>6.1} ms  min {:>6.1} ms  (first {:.1} ms, build {:.2} s)",
+                    p.model,
+                    p.median_seconds * 1e3,
+                    p.min_seconds * 1e3,
+                    p.first_seconds * 1e3,
+                    p.load_seconds
+                );
+                results.push(p);
+            }
+            Err(e) => report(&format!("predict {}: {e}", kind.name())),
+        }
+    }
+    results
+}
+
+/// Timed single-image predictions per model.
+const PREDICT_RUNS: usize = 20;
+
+/// The first image file under `folder`, in path order.
+fn first_image(folder: &std::path::Path) -> Option<PathBuf> {
+    let scan = crate::data::scan_folder(folder).ok()?;
+    scan.files.into_iter().map(|f| f.path).min()
 }
 
 fn decode_benchmark(args: &BenchArgs) -> Option<bench::DecodeBench> {

@@ -18,6 +18,7 @@ use crate::data::rng::Rng;
 use crate::data::{self, DataError, PrepareOptions};
 use crate::models::{ModelKind, Network, NetworkSpec};
 use crate::platform::memory::{peak_memory_mib, reset_peak_memory};
+use crate::run::predict::Predictor;
 
 /// Why a benchmark could not be measured.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +205,68 @@ pub fn decode_benchmark(folder: &Path, side: u32) -> Result<DecodeBench, BenchEr
         decode_images_per_sec: samples.len() as f64 / decode.max(1e-9),
         augment_images_per_sec: samples.len() as f64 / augment.max(1e-9),
         peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// How long `graft predict` takes for one image, once the model is loaded.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictBench {
+    /// Model name.
+    pub model: String,
+    /// The image.
+    #[serde(serialize_with = "crate::platform::paths::as_path::serialize")]
+    pub image: std::path::PathBuf,
+    /// Building the network (random weights: the time does not depend on their values).
+    pub load_seconds: f64,
+    /// The first prediction.
+    pub first_seconds: f64,
+    /// Median of the timed predictions after it: decode, resize, crop, normalise, forward,
+    /// softmax and top 5, one image at a time.
+    pub median_seconds: f64,
+    /// The fastest of them.
+    pub min_seconds: f64,
+}
+
+/// Times `runs` single-image predictions of `image` with `kind` at its own input size on
+/// `device` (a non-autodiff device), after one untimed prediction.
+pub fn predict_benchmark(
+    kind: ModelKind,
+    image: &Path,
+    device: &Device,
+    runs: usize,
+) -> Result<PredictBench, BenchError> {
+    let started = Instant::now();
+    let side = kind.input_size();
+    let spec = NetworkSpec {
+        kind,
+        classes: 1000,
+        head: Default::default(),
+        input_size: side,
+    };
+    let classes: Vec<String> = (0..spec.classes).map(|c| c.to_string()).collect();
+    let network = Network::new_seeded(&spec, device, 1);
+    let predictor = Predictor::from_network(network, classes, kind, side, device);
+    let load_seconds = started.elapsed().as_secs_f64();
+    let predict = || {
+        let started = Instant::now();
+        let top = predictor
+            .top_k_file(image, 5)
+            .map_err(|e| BenchError::Run(e.to_string()))?;
+        std::hint::black_box(top);
+        Ok::<f64, BenchError>(started.elapsed().as_secs_f64())
+    };
+    let first_seconds = predict()?;
+    let mut times = (0..runs.max(1))
+        .map(|_| predict())
+        .collect::<Result<Vec<f64>, _>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(PredictBench {
+        model: kind.name().into(),
+        image: image.to_path_buf(),
+        load_seconds,
+        first_seconds,
+        median_seconds: times[times.len() / 2],
+        min_seconds: times[0],
     })
 }
 
