@@ -256,6 +256,7 @@ fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
     c.optimizer.lr = 1e-7; // the new head stays near random, so there are mistakes to show
     let mut h = harness(app);
     wait_ready(&mut h);
+    h.state_mut().state.live.frame_times.restart();
     train_one_run(&mut h);
 
     h.get_by_label("Results").click();
@@ -265,6 +266,13 @@ fn results_page_shows_the_mistakes_and_a_confusion_cell_filters_them() {
             Some((_, EvalState::Ready(_)))
         )
     });
+    // Reported, not asserted (a timed test would fail on a busy machine): the UI thread's worst
+    // frame over a whole run, from Start to the scored Results page.
+    let (worst, frames) = h.state().state.live.frame_times.worst_since_restart();
+    eprintln!(
+        "a whole run and its Results page: {frames} frames, app UI work max {:.2} ms a frame",
+        worst * 1e3
+    );
     h.run_steps(3);
     let Some((_, EvalState::Ready(evaluation))) = h.state().state.live.results.evaluation.clone()
     else {

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod class_maps;
 pub mod dialogs;
 pub mod dispatch;
+pub mod frame_times;
 pub mod habits;
 pub mod jobs;
 pub mod lr_finder;
@@ -43,9 +44,6 @@ struct Startup {
     reported: bool,
 }
 
-/// Frames kept for the frame-time readout.
-const FRAME_HISTORY: usize = 120;
-
 impl GraftApp {
     /// An app over `state`; an empty data folder becomes the bundled demo set.
     pub fn new(mut state: AppState) -> Self {
@@ -70,11 +68,7 @@ impl GraftApp {
 
     /// Mean and worst UI time per frame over the recent frames, in seconds.
     pub fn frame_time_stats(&self) -> (f64, f64) {
-        let times = &self.state.live.frame_times;
-        let n = times.len().max(1) as f64;
-        let mean = times.iter().sum::<f64>() / n;
-        let max = times.iter().copied().fold(0.0, f64::max);
-        (mean, max)
+        self.state.live.frame_times.recent_stats()
     }
 
     /// Says once, when `GRAFT_STARTUP_LOG` is set, how long the window took to be ready to
@@ -170,11 +164,8 @@ impl GraftApp {
             self.dispatcher.handle(action, &mut self.state);
         }
         self.report_startup();
-        let times = &mut self.state.live.frame_times;
-        times.push_back(started.elapsed().as_secs_f64());
-        while times.len() > FRAME_HISTORY {
-            times.pop_front();
-        }
+        let dt = started.elapsed().as_secs_f64();
+        self.state.live.frame_times.record(dt);
     }
 }
 

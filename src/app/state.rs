@@ -167,8 +167,8 @@ pub struct Live {
     pub health: Health,
     /// Class activation maps computed so far, and how they are shown.
     pub maps: super::class_maps::ClassMaps,
-    /// Recent frame times in seconds (UI work only).
-    pub frame_times: std::collections::VecDeque<f64>,
+    /// Frame times in seconds (UI work only).
+    pub frame_times: super::frame_times::FrameTimes,
     /// The data folder an opened project names, when it is not there.
     pub missing_data: Option<PathBuf>,
     /// The learning-rate finder.
