@@ -32,6 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+DEVICE = torch.device("cpu")  # --device sets it
+
+
+def sync():
+    """Waits for queued GPU work, so that a timer reads the work's time."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
 # --- EfficientNet-Lite0 (lukemelas names, TensorFlow "SAME" padding, ReLU6, no SE) ----------
 
 LITE0_STAGES = [  # repeats, kernel, stride, expand, out
@@ -147,10 +155,11 @@ def step_bench(name, model, head, mode, batch, side, steps):
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
+    model.to(DEVICE)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    x = torch.randn(batch, 3, side, side)
-    y = torch.arange(batch) % 10
+    x = torch.randn(batch, 3, side, side, device=DEVICE)
+    y = torch.arange(batch, device=DEVICE) % 10
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -161,10 +170,12 @@ def step_bench(name, model, head, mode, batch, side, steps):
 
     t = time.perf_counter()
     step()
+    sync()
     first = time.perf_counter() - t
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     per = (time.perf_counter() - t) / steps
     return {"model": name, "mode": mode, "batch": batch, "side": side,
             "first_step_seconds": first, "seconds_per_step": per, "images_per_sec": batch / per}
@@ -192,7 +203,7 @@ def accuracy_run(label, split, weights, target, recipe, max_epochs, workers):
     train_tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), norm])
     val_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm])
     start = time.perf_counter()
-    model = lite0(len(split["classes"]), weights)
+    model = lite0(len(split["classes"]), weights).to(DEVICE)
     freeze_backbone(model, model._fc)
     if recipe == "tutorial":
         batch, epochs = 4, max_epochs
@@ -215,6 +226,7 @@ def accuracy_run(label, split, weights, target, recipe, max_epochs, workers):
                 if isinstance(m, nn.BatchNorm2d):
                     m.eval()
         for x, y in train_dl:
+            x, y = x.to(DEVICE), y.to(DEVICE)
             if recipe == "graft":
                 for g in opt.param_groups:
                     g["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * step_no / total_steps))
@@ -228,6 +240,7 @@ def accuracy_run(label, split, weights, target, recipe, max_epochs, workers):
         correct = n = 0
         with torch.no_grad():
             for x, y in val_dl:
+                x, y = x.to(DEVICE), y.to(DEVICE)
                 correct += (model(x).argmax(1) == y).sum().item()
                 n += len(y)
         acc = correct / max(n, 1)
@@ -249,14 +262,14 @@ def predict_latency(name, model, image, runs):
 
     tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
                     T.Normalize([127 / 255] * 3, [128 / 255] * 3)])
-    model.eval()
+    model.eval().to(DEVICE)
 
     def once():
         started = time.perf_counter()
         with torch.inference_mode():
             with Image.open(image) as im:
-                x = tf(im.convert("RGB")).unsqueeze(0)
-            model(x).softmax(1).topk(5)
+                x = tf(im.convert("RGB")).unsqueeze(0).to(DEVICE)
+            model(x).softmax(1).topk(5).values.cpu()
         return time.perf_counter() - started
 
     first = once()
@@ -295,14 +308,17 @@ def main():
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--image", help="image for the single-image predict latency (default: the one in --graft-json)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where PyTorch has a GPU")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.manual_seed(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {DEVICE}")
     if args.check_parity:
         check_parity(args.check_parity, args.weights)
 
     graft = json.load(open(args.graft_json)) if args.graft_json else None
-    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": [], "accuracy": []}
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(DEVICE), "steps": [], "accuracy": []}
     print(f"\ntraining steps: batch {args.batch}, 224 px, AdamW, synthetic images")
     for name, build in [("efficientnet-lite0", lambda: lite0(10)), ("resnet18", lambda: resnet18(10))]:
         for mode in ["Full", "HeadOnly"]:

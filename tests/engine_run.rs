@@ -191,6 +191,23 @@ fn cancel_mid_epoch_stops_within_one_batch_and_keeps_the_checkpoint() {
 }
 
 #[test]
+fn the_head_is_not_fitted_when_fine_tuning_follows() {
+    let data = TempDir::new("fit-stage2-data");
+    common::demo_subset(data.path(), &["bird", "bug"], 5);
+    let runs = TempDir::new("fit-stage2-runs");
+    let mut config = common::small_config(data.path(), runs.path());
+    config.epochs = 1;
+    config.fine_tune = Some(graft::config::FineTuneConfig {
+        epochs: 1,
+        ..Default::default()
+    });
+    let mut handle = train::spawn(config, None);
+    let tags: Vec<&str> = collect(&mut handle).iter().map(tag).collect();
+    assert_eq!(tags.last(), Some(&"finished"), "{tags:?}");
+    assert!(!tags.contains(&"fitting"), "{tags:?}");
+}
+
+#[test]
 fn cancel_during_the_head_fit_stops_it_and_leaves_no_half_written_file() {
     let data = TempDir::new("fit-cancel-data");
     common::demo_subset(data.path(), &["bird", "bug"], 10);

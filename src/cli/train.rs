@@ -111,7 +111,7 @@ pub struct TrainArgs {
     #[arg(long)]
     augmented_views: Option<usize>,
     /// After the first pass, fit the head on the cached features for up to this many passes
-    /// (default 30; 0: off).
+    /// (default 30; 0: off; never when fine-tuning follows).
     #[arg(long)]
     fit_passes: Option<usize>,
     /// auto, cpu or gpu.

@@ -129,6 +129,7 @@ pub struct FeatureCacheConfig {
     /// Right after the first pass (which caches every training image's centre crop), the head
     /// is fitted on those features for up to this many more passes, until its training loss
     /// falls by less than 1 % a pass: a useful model after one pass over the images (0: off).
+    /// Not when a fine-tuning stage follows.
     pub fit_passes: usize,
 }
 

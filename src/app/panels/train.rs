@@ -145,7 +145,7 @@ fn augment_rows(ui: &mut egui::Ui, c: &mut TrainConfig) {
     row(
         ui,
         "  head fit passes",
-        "After the first pass over the images, fit the head on their cached features up to this many times (until its loss stops falling): a useful model after one pass. 0 turns it off.",
+        "After the first pass over the images, fit the head on their cached features up to this many times (until its loss stops falling): a useful model after one pass. Skipped when a fine-tuning stage follows; 0 turns it off.",
         |ui| ui.add(egui::DragValue::new(&mut c.feature_cache.fit_passes).range(0..=200)),
     );
 }
