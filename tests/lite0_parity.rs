@@ -24,50 +24,83 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn lite0_matches_pytorch_logits_and_preprocessing() {
-    let Some(fixtures) = common::fixtures() else {
-        eprintln!("skipped: ../shared/fixtures is not here");
-        return;
-    };
+/// The reference: the 20 samples' pixels (RGB, 224×224), PyTorch's logits and the labels.
+struct Reference {
+    pixels: Vec<u8>,
+    logits: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+fn reference(fixtures: &std::path::Path) -> Reference {
     let bytes =
         std::fs::read(fixtures.join("reference/efficientnet_lite0_imagenet.safetensors")).unwrap();
     let reference = SafeTensors::deserialize(&bytes).unwrap();
     let pixels = reference.tensor("pixels").unwrap();
     assert_eq!(pixels.shape(), [20, 224, 224, 3]);
-    let ref_logits = f32s(reference.tensor("logits").unwrap().data());
-    let labels: Vec<i64> = reference
+    let labels = reference
         .tensor("labels")
         .unwrap()
         .data()
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
         .collect();
+    Reference {
+        pixels: pixels.data().to_vec(),
+        logits: f32s(reference.tensor("logits").unwrap().data()),
+        labels,
+    }
+}
 
+/// The first `n` reference images through `predictor`: its logits, five images a batch.
+fn logits_of_reference(predictor: &Predictor, reference: &Reference, n: usize) -> Vec<Vec<f32>> {
+    let norm = ModelKind::EfficientNetLite0.normalization();
+    let mut input = Vec::new();
+    for img in reference.pixels.chunks_exact(224 * 224 * 3).take(n) {
+        let rgb = image::RgbImage::from_raw(224, 224, img.to_vec()).unwrap();
+        push_chw(&rgb, &norm, &mut input);
+    }
+    let mut ours = Vec::new();
+    for chunk in input.chunks(5 * 3 * 224 * 224) {
+        let images = chunk.len() / (3 * 224 * 224);
+        ours.extend(
+            predictor
+                .logits_from_pixels(chunk.to_vec(), images)
+                .unwrap(),
+        );
+    }
+    ours
+}
+
+/// The largest difference between `ours` and the reference's logits.
+fn max_logit_diff(ours: &[Vec<f32>], reference: &Reference) -> f32 {
+    let mut max_diff = 0f32;
+    for (i, row) in ours.iter().enumerate() {
+        for (a, b) in row.iter().zip(&reference.logits[i * 1000..(i + 1) * 1000]) {
+            max_diff = max_diff.max((a - b).abs());
+        }
+    }
+    max_diff
+}
+
+#[test]
+fn lite0_matches_pytorch_logits_and_preprocessing() {
+    let Some(fixtures) = common::fixtures() else {
+        eprintln!("skipped: ../shared/fixtures is not here");
+        return;
+    };
+    let reference = reference(&fixtures);
     let device = Device::flex();
     let kind = ModelKind::EfficientNetLite0;
     let predictor = Predictor::imagenet(kind, None, &device).unwrap();
 
     // 1. Same pixels in: logits within 1e-3 of PyTorch's.
-    let mut input = Vec::new();
-    for img in pixels.data().chunks_exact(224 * 224 * 3) {
-        let rgb = image::RgbImage::from_raw(224, 224, img.to_vec()).unwrap();
-        push_chw(&rgb, &kind.normalization(), &mut input);
-    }
-    let mut ours = Vec::new();
-    for chunk in input.chunks(5 * 3 * 224 * 224) {
-        ours.extend(predictor.logits_from_pixels(chunk.to_vec(), 5).unwrap());
-    }
-    let mut max_diff = 0f32;
+    let ours = logits_of_reference(&predictor, &reference, 20);
+    let max_diff = max_logit_diff(&ours, &reference);
     let mut correct = 0;
     let mut ref_top1 = Vec::new();
     for (i, row) in ours.iter().enumerate() {
-        let r = &ref_logits[i * 1000..(i + 1) * 1000];
-        for (a, b) in row.iter().zip(r) {
-            max_diff = max_diff.max((a - b).abs());
-        }
-        ref_top1.push(argmax(r));
-        if argmax(row) as i64 == labels[i] {
+        ref_top1.push(argmax(&reference.logits[i * 1000..(i + 1) * 1000]));
+        if argmax(row) as i64 == reference.labels[i] {
             correct += 1;
         }
     }
@@ -91,4 +124,26 @@ fn lite0_matches_pytorch_logits_and_preprocessing() {
         .count();
     eprintln!("raw JPEG top-1 agreement with the reference: {agree}/20");
     assert!(agree >= 19, "top-1 agreement {agree}/20");
+}
+
+/// The same network on the wgpu backend (lavapipe in CI: most of its 2–3 minutes compile
+/// shaders, so 5 images rather than 20).
+#[test]
+fn lite0_on_wgpu_matches_pytorch_logits() {
+    let Some(fixtures) = common::fixtures() else {
+        eprintln!("skipped: ../shared/fixtures is not here");
+        return;
+    };
+    if graft::platform::device::list_adapters().is_empty() {
+        panic!("no wgpu adapter: install a Vulkan driver (mesa-vulkan-drivers) to run this test");
+    }
+    let reference = reference(&fixtures);
+    let compute = graft::platform::device::select(graft::platform::device::DevicePreference::Gpu);
+    assert_eq!(compute.backend, graft::platform::device::Backend::Wgpu);
+    let predictor =
+        Predictor::imagenet(ModelKind::EfficientNetLite0, None, &compute.device).unwrap();
+    let ours = logits_of_reference(&predictor, &reference, 5);
+    let max_diff = max_logit_diff(&ours, &reference);
+    eprintln!("{}: max |logit diff| = {max_diff:e}", compute.description);
+    assert!(max_diff < 1e-3, "max logit difference {max_diff} on wgpu");
 }

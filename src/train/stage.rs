@@ -330,7 +330,7 @@ impl RunContext<'_> {
     /// first pass, when it cached every training image's centre crop through the whole
     /// backbone (so that a pass trains only the head and costs next to nothing), and no
     /// fine-tuning stage follows: a head fitted that hard made stage 2 worse (on the demo set
-    /// its best validation loss went from 0.38 to 0.60).
+    /// its epochs' best validation loss was 0.60, against 0.47 without the fit).
     fn fits_head(&self, stage: &Stage, stage_epoch: usize, view: &EpochView) -> bool {
         let whole_backbone = stage
             .cache
