@@ -64,3 +64,37 @@ fn tiny_network_trains_on_wgpu() {
     assert_eq!(backend, Some(Backend::Wgpu));
     assert!(kernels_announced, "the GPU's first step is announced");
 }
+
+/// A seeded network has the same weights on every backend (each has its own random generator,
+/// so they are drawn on the CPU): the same seed gives the same logits on wgpu as on the CPU.
+#[test]
+fn a_seeded_network_is_the_same_on_wgpu_and_on_the_cpu() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use graft::models::{Network, NetworkSpec};
+    if graft::platform::device::list_adapters().is_empty() {
+        panic!("no wgpu adapter: install a Vulkan driver (mesa-vulkan-drivers) to run this test");
+    }
+    let spec = NetworkSpec {
+        kind: ModelKind::TinyTest,
+        classes: 3,
+        head: Default::default(),
+        input_size: 32,
+    };
+    let gpu = graft::platform::device::select(DevicePreference::Gpu).device;
+    let input: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let logits = |device: &Device| -> Vec<f32> {
+        use burn::module::Module;
+        let network = Network::new_seeded(&spec, device, 7).valid();
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [2, 3, 32, 32]), device);
+        network.forward(x).into_data().to_vec::<f32>().unwrap()
+    };
+    let (cpu, wgpu) = (logits(&Device::flex()), logits(&gpu));
+    let diff = cpu
+        .iter()
+        .zip(&wgpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "logits differ by {diff}: {cpu:?} vs {wgpu:?}");
+}

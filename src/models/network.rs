@@ -109,6 +109,14 @@ impl Network {
     }
 
     pub(super) fn build(spec: &NetworkSpec, device: &Device, seed: Option<u64>) -> Self {
+        // Each backend has its own random generator: a seeded network is drawn on the CPU and
+        // moved, so that the same seed gives the same weights on every device.
+        let cpu = Device::flex();
+        if seed.is_some() && device.clone().without_autodiff() != cpu {
+            let drawn = Self::build(spec, &cpu, seed);
+            let network = Self::from_family(&spec.kind.family(), spec.classes, &spec.head, device);
+            return network.load_record(drawn.into_record());
+        }
         // The device's random generator is shared by the whole process and burn draws a
         // parameter on first use: seeding and drawing every parameter under one lock keeps a
         // seeded network the same whatever else builds networks meanwhile.
