@@ -88,7 +88,7 @@ fn a_seeded_network_is_the_same_on_wgpu_and_on_the_cpu() {
         use burn::module::Module;
         let network = Network::new_seeded(&spec, device, 7).valid();
         let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [2, 3, 32, 32]), device);
-        network.forward(x).into_data().to_vec::<f32>().unwrap()
+        network.forward(x).into_data().try_to_vec::<f32>().unwrap()
     };
     let (cpu, wgpu) = (logits(&Device::flex()), logits(&gpu));
     let diff = cpu
