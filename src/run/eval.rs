@@ -13,7 +13,7 @@ use super::predict::{PredictError, Predictor, TrainedRun, softmax};
 use super::scores::read_scores;
 use crate::config::TrainConfig;
 use crate::data::batches::{View, make_batch};
-use crate::data::manifest::{Manifest, Part};
+use crate::data::manifest::{FolderChanges, Manifest, Part};
 use crate::data::rng::Rng;
 use crate::data::{self, PrepareOptions, Sample};
 
@@ -276,9 +276,7 @@ fn recorded_split(
     input_size: u32,
 ) -> Result<EvalSet, EvalError> {
     let root = &config.data;
-    let scan = data::scan_folder(root)?;
-    let found: Vec<PathBuf> = scan.files.iter().map(|f| f.path.clone()).collect();
-    let changes = manifest.changes(root, &found);
+    let changes = changes_since(manifest, root)?;
     let files: Vec<(PathBuf, usize)> = manifest
         .validation(root)
         .into_iter()
@@ -292,6 +290,13 @@ fn recorded_split(
         skipped,
         warnings: changes.describe(),
     })
+}
+
+/// What differs between the files the run read and `root` as it is now.
+fn changes_since(manifest: &Manifest, root: &Path) -> Result<FolderChanges, EvalError> {
+    let scan = data::scan_folder(root)?;
+    let found: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
+    Ok(manifest.changes(root, &found))
 }
 
 /// For a run from before `files.json`: the split rebuilt from the folder as it is now, with a
@@ -437,9 +442,7 @@ fn stored_evaluation(run_dir: &Path) -> Result<Option<Evaluation>, EvalError> {
             Some((e.path.as_path(), classes.iter().position(|c| c == class)?))
         })
         .collect();
-    let scan = data::scan_folder(root)?;
-    let found: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
-    let changes = manifest.changes(root, &found);
+    let changes = changes_since(&manifest, root)?;
     let changed = changes.removed.iter().chain(&changes.modified);
     let matches = stored.images.len() == val.len()
         && stored.images.iter().all(|s| {

@@ -31,8 +31,8 @@ pub(super) struct StageClock {
     cached: bool,
     /// Views kept per training image: epochs before this one run on images.
     views: usize,
-    /// Whether there is a validation pass after each epoch.
-    validates: bool,
+    /// Batches of the validation pass after each epoch (0: none).
+    validation_batches: usize,
     /// Steps on images, the first of the stage left out (it warms up or compiles kernels).
     image_step: Mean,
     first_step: Option<f64>,
@@ -45,21 +45,21 @@ pub(super) struct StageClock {
 }
 
 impl StageClock {
-    /// A clock for a stage of `epochs` × `batches_per_epoch` steps; `views` matters only
-    /// when `cached`.
+    /// A clock for a stage of `epochs` × `batches_per_epoch` steps, each epoch followed by a
+    /// validation pass of `validation_batches`; `views` matters only when `cached`.
     pub fn new(
         epochs: usize,
         batches_per_epoch: usize,
         cached: bool,
         views: usize,
-        validates: bool,
+        validation_batches: usize,
     ) -> Self {
         Self {
             epochs,
             batches_per_epoch,
             cached,
             views: views.max(1),
-            validates,
+            validation_batches,
             image_step: Mean::default(),
             first_step: None,
             cached_step: Mean::default(),
@@ -112,15 +112,15 @@ impl StageClock {
     }
 
     /// A validation pass before one was timed is priced as that many image steps.
-    fn validation_price(&self, stage_epoch: usize, validation_batches: usize) -> Option<f64> {
-        if !self.validates {
+    fn validation_price(&self, stage_epoch: usize) -> Option<f64> {
+        if self.validation_batches == 0 {
             return Some(0.0);
         }
         let from_cache = self.cached && stage_epoch >= 1;
         let image = self
             .image_validation
             .get()
-            .or_else(|| Some(self.image_step_price()? * validation_batches as f64));
+            .or_else(|| Some(self.image_step_price()? * self.validation_batches as f64));
         if !from_cache {
             return image;
         }
@@ -133,19 +133,14 @@ impl StageClock {
 
     /// Seconds left in the stage after `batches_done` steps of stage epoch `stage_epoch`
     /// (from 0); `None` before anything was timed.
-    pub fn seconds_left(
-        &self,
-        stage_epoch: usize,
-        batches_done: usize,
-        validation_batches: usize,
-    ) -> Option<f64> {
+    pub fn seconds_left(&self, stage_epoch: usize, batches_done: usize) -> Option<f64> {
         let this_epoch = self.step_price(self.epoch_from_cache(stage_epoch))?
             * self.batches_per_epoch.saturating_sub(batches_done) as f64
-            + self.validation_price(stage_epoch, validation_batches)?;
+            + self.validation_price(stage_epoch)?;
         let mut left = this_epoch;
         for later in stage_epoch + 1..self.epochs {
             left += self.step_price(self.epoch_from_cache(later))? * self.batches_per_epoch as f64
-                + self.validation_price(later, validation_batches)?;
+                + self.validation_price(later)?;
         }
         Some(left)
     }
@@ -157,33 +152,30 @@ mod tests {
 
     #[test]
     fn nothing_timed_means_no_estimate() {
-        let clock = StageClock::new(5, 10, true, 1, true);
-        assert_eq!(clock.seconds_left(0, 0, 2), None);
+        let clock = StageClock::new(5, 10, true, 1, 2);
+        assert_eq!(clock.seconds_left(0, 0), None);
     }
 
     #[test]
     fn without_a_cache_every_epoch_costs_what_its_steps_did() {
-        let mut clock = StageClock::new(3, 4, false, 1, false);
+        let mut clock = StageClock::new(3, 4, false, 1, 0);
         clock.record_step(false, 9.0, 0.0); // warm-up, left out once others are timed
         clock.record_step(false, 2.0, 0.0);
         // Two steps left in epoch 0, then two epochs of 4.
-        assert_eq!(
-            clock.seconds_left(0, 2, 0),
-            Some(2.0 * 2.0 + 2.0 * 4.0 * 2.0)
-        );
+        assert_eq!(clock.seconds_left(0, 2), Some(2.0 * 2.0 + 2.0 * 4.0 * 2.0));
     }
 
     #[test]
     fn cached_epochs_are_priced_at_the_head_part_until_timed_then_at_their_own_time() {
         // 4 epochs of 10 steps, one view: epoch 0 on images, epochs 1-3 from the cache.
-        let mut clock = StageClock::new(4, 10, true, 1, true);
+        let mut clock = StageClock::new(4, 10, true, 1, 2);
         for _ in 0..10 {
             clock.record_step(false, 1.0, 0.9);
         }
         clock.record_validation(false, 2.0);
         // After epoch 0's last step: its validation on images (2 s), then three cached epochs
         // at 0.1 s a step with validation at a tenth of 2 s.
-        let left = clock.seconds_left(0, 10, 2).unwrap();
+        let left = clock.seconds_left(0, 10).unwrap();
         let expected = 2.0 + 3.0 * (10.0 * 0.1 + 2.0 * 0.1);
         assert!((left - expected).abs() < 1e-9, "{left} vs {expected}");
         // The mean step time over the 30 steps left said 30 s.
@@ -191,7 +183,7 @@ mod tests {
 
         clock.record_step(true, 0.05, 0.0);
         clock.record_validation(true, 0.04);
-        let left = clock.seconds_left(1, 1, 2).unwrap();
+        let left = clock.seconds_left(1, 1).unwrap();
         let expected = 9.0 * 0.05 + 0.04 + 2.0 * (10.0 * 0.05 + 0.04);
         assert!((left - expected).abs() < 1e-9, "{left} vs {expected}");
     }
@@ -199,10 +191,10 @@ mod tests {
     #[test]
     fn each_new_view_is_an_epoch_on_images() {
         // Two views: epochs 0 and 1 on images, 2 and 3 from the cache.
-        let mut clock = StageClock::new(4, 1, true, 2, false);
+        let mut clock = StageClock::new(4, 1, true, 2, 0);
         clock.record_step(false, 1.0, 0.5);
         clock.record_step(false, 1.0, 0.5);
-        let left = clock.seconds_left(0, 1, 0).unwrap();
+        let left = clock.seconds_left(0, 1).unwrap();
         assert!((left - (1.0 + 0.5 + 0.5)).abs() < 1e-9, "{left}");
     }
 }

@@ -104,9 +104,7 @@ fn run_on(
 
     let group_ids = model.network.group_param_ids();
     let telemetry = Telemetry::start(&model.network, &model.groups, &group_ids);
-    let backbone_groups = model.network.backbone_groups();
     let mut ctx = RunContext {
-        backbone_groups,
         param_groups: group_ids.into_iter().map(ParamGroup::from_ids).collect(),
         telemetry,
         config,

@@ -56,6 +56,14 @@ pub(super) struct Progress {
     pub early_stopped: bool,
 }
 
+impl Progress {
+    /// The user cancelled before the current epoch completed: it does not count.
+    fn abandon_epoch(&mut self) {
+        self.cancelled = true;
+        self.epoch -= 1;
+    }
+}
+
 /// What stays the same across the stages of a run.
 pub(super) struct RunContext<'a> {
     pub config: &'a TrainConfig,
@@ -73,8 +81,6 @@ pub(super) struct RunContext<'a> {
     pub param_groups: Vec<ParamGroup>,
     /// What each group's weights do.
     pub telemetry: Telemetry,
-    /// The network's backbone groups (a cache at this boundary holds pooled features).
-    pub backbone_groups: usize,
 }
 
 /// What one stage trains.
@@ -201,8 +207,14 @@ impl RunContext<'_> {
             cached.then(|| FeatureCache::new(boundary, images, views, memory, spill))
         };
         let batches_per_epoch = train.len().div_ceil(config.batch_size);
-        let validates = !self.dataset.val.is_empty();
-        let clock = StageClock::new(plan.epochs, batches_per_epoch, cached, views, validates);
+        let validation_batches = self.dataset.val.len().div_ceil(config.batch_size);
+        let clock = StageClock::new(
+            plan.epochs,
+            batches_per_epoch,
+            cached,
+            views,
+            validation_batches,
+        );
         let later_epochs = if plan.stage == 1 {
             config.total_epochs().saturating_sub(plan.epochs)
         } else {
@@ -273,8 +285,7 @@ impl RunContext<'_> {
         for (b, input) in inputs.enumerate() {
             let input = input?;
             if self.wait_or_cancel() == Flow::Stop {
-                progress.cancelled = true;
-                progress.epoch -= 1;
+                progress.abandon_epoch();
                 return Ok((network, Flow::Stop));
             }
             let position = StepPosition {
@@ -295,11 +306,7 @@ impl RunContext<'_> {
                 .as_mut()
                 .map_or(0.0, FeatureCache::take_fill_seconds);
             stage.clock.record_step(view.from_cache, secs, prefix_secs);
-            let validation_batches = self.dataset.val.len().div_ceil(self.config.batch_size);
-            let seconds_left =
-                stage
-                    .clock
-                    .seconds_left(stage_epoch, position.batch, validation_batches);
+            let seconds_left = stage.clock.seconds_left(stage_epoch, position.batch);
             self.events.send(TrainEvent::Batch(BatchProgress {
                 stage: stage.plan.stage,
                 epoch,
@@ -313,12 +320,11 @@ impl RunContext<'_> {
                 later_epochs: stage.later_epochs,
             }));
         }
-        if self.fits_head(stage, stage_epoch, &view) {
+        if self.fits_head(stage, &network, stage_epoch, &view) {
             let flow;
             (network, flow) = self.fit_head(stage, network, epoch)?;
             if flow == Flow::Stop {
-                progress.cancelled = true;
-                progress.epoch -= 1;
+                progress.abandon_epoch();
                 return Ok((network, Flow::Stop));
             }
         }
@@ -331,11 +337,17 @@ impl RunContext<'_> {
     /// backbone (so that a pass trains only the head and costs next to nothing), and no
     /// fine-tuning stage follows: a head fitted that hard made stage 2 worse (on the demo set
     /// its epochs' best validation loss was 0.60, against 0.47 without the fit).
-    fn fits_head(&self, stage: &Stage, stage_epoch: usize, view: &EpochView) -> bool {
+    fn fits_head(
+        &self,
+        stage: &Stage,
+        network: &Network,
+        stage_epoch: usize,
+        view: &EpochView,
+    ) -> bool {
         let whole_backbone = stage
             .cache
             .as_ref()
-            .is_some_and(|c| c.boundary == self.backbone_groups && c.has_view(0));
+            .is_some_and(|c| c.boundary == network.backbone_groups() && c.has_view(0));
         stage.plan.stage == 1
             && stage.later_epochs == 0
             && stage_epoch == 0
@@ -520,8 +532,7 @@ impl RunContext<'_> {
             progress.best = Some(score);
             progress.since_best = 0;
             let path = self.run.checkpoint_path();
-            let failed = folder_error(&self.run.path);
-            forget_scores(&self.run.path).map_err(failed)?;
+            forget_scores(&self.run.path).map_err(folder_error(&self.run.path))?;
             save_checkpoint(&network.valid(), &path)?;
             if has_val {
                 let scores = self.stored_scores(epoch, pass.logits);
@@ -538,9 +549,7 @@ impl RunContext<'_> {
         }
         Ok(Flow::Continue)
     }
-}
 
-impl RunContext<'_> {
     /// The validation images' `logits` (in split order) as the run folder keeps them.
     fn stored_scores(&self, epoch: usize, logits: Vec<Vec<f32>>) -> StoredScores {
         let root = &self.dataset.root;
