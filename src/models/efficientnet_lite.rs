@@ -6,8 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{conv_forward, relu6};
-use crate::ops::batch_norm::batch_norm_forward;
+use super::layers::{Act, conv_bn_act};
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +179,7 @@ impl ConvBnAct {
 
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(batch_norm_forward(&self.bn, conv_forward(&self.conv, x)))
+        conv_bn_act(&self.conv, &self.bn, Act::Relu6, x)
     }
 }
 
@@ -229,13 +228,10 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(batch_norm_forward(bn, conv_forward(expand, x)));
+            x = conv_bn_act(expand, bn, Act::Relu6, x);
         }
-        x = relu6(batch_norm_forward(
-            &self.bn1,
-            conv_forward(&self.depthwise_conv, x),
-        ));
-        x = batch_norm_forward(&self.bn2, conv_forward(&self.project_conv, x));
+        x = conv_bn_act(&self.depthwise_conv, &self.bn1, Act::Relu6, x);
+        x = conv_bn_act(&self.project_conv, &self.bn2, Act::Identity, x);
         if self.residual { x + input } else { x }
     }
 }

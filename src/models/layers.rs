@@ -6,10 +6,10 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::ops::batch_norm::batch_norm_forward;
-use crate::ops::conv::{ConvKind, ConvSpec, conv2d, dense_kernels_take};
+use crate::ops::conv::{Clamp, ConvKind, ConvSpec, conv2d, conv2d_bias_clamp, dense_kernels_take};
 
 pub use crate::ops::relu6::relu6;
 
@@ -69,6 +69,28 @@ pub fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
     }
 }
 
+/// The kind, stride and padding of `conv` on an input of shape `x_dims` where Graft's
+/// convolutions run it (a square kernel, one stride, no dilation, depthwise or one group).
+fn graft_spec(conv: &Conv2d, x_dims: [usize; 4]) -> Option<ConvSpec> {
+    let [out, per_group, kh, kw] = conv.weight.dims();
+    let [_, channels, h, w] = x_dims;
+    if kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
+        return None;
+    }
+    let kind = if per_group == 1 && conv.groups == channels && out == channels {
+        ConvKind::Depthwise
+    } else if conv.groups == 1 {
+        ConvKind::Dense
+    } else {
+        return None;
+    };
+    Some(ConvSpec {
+        kind,
+        stride: conv.stride[0],
+        padding: conv_padding(conv, h, w),
+    })
+}
+
 /// Runs `conv` by the fastest path on burn's CPU backend, which computes convolutions and their
 /// gradients slowly (through im2col, and its general transposed and grouped convolutions):
 /// - depthwise convolutions, and convolutions with one group that Graft's kernels take (see
@@ -79,27 +101,18 @@ pub fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
 /// Most of a network's training time is in these. Each path falls back to burn's convolution on
 /// other devices.
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [out, per_group, kh, kw] = conv.weight.dims();
-    let [n, channels, h, w] = x.dims();
-    if kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
+    let Some(spec) = graft_spec(conv, x.dims()) else {
         return conv.forward(x);
-    }
-    let trains = conv.weight.val().is_require_grad();
-    let pad = conv_padding(conv, h, w);
-    let stride = conv.stride[0];
-    let pointwise = kh == 1 && stride == 1 && pad == [0; 4];
-    let spec = |kind| ConvSpec {
-        kind,
-        stride,
-        padding: pad,
     };
-    let y = if per_group == 1 && conv.groups == channels && out == channels {
-        conv2d(x, conv.weight.val(), spec(ConvKind::Depthwise))
-    } else if conv.groups != 1 {
-        return conv.forward(x);
-    } else if !pointwise || dense_kernels_take(&x.device(), channels, out) {
-        conv2d(x, conv.weight.val(), spec(ConvKind::Dense))
-    } else if trains {
+    let [out, _, kernel, _] = conv.weight.dims();
+    let [n, channels, h, w] = x.dims();
+    let pointwise = kernel == 1 && spec.stride == 1 && spec.padding == [0; 4];
+    let y = if spec.kind == ConvKind::Depthwise
+        || !pointwise
+        || dense_kernels_take(&x.device(), channels, out)
+    {
+        conv2d(x, conv.weight.val(), spec)
+    } else if conv.weight.val().is_require_grad() {
         let weight = conv.weight.val().reshape([1, out, channels]);
         weight
             .matmul(x.reshape([n, channels, h * w]))
@@ -111,6 +124,62 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
         None => y,
     }
+}
+
+/// `act(bn(conv(x)))`. Where nothing in it needs a gradient on the CPU backend (a frozen layer,
+/// validation, prediction, feature extraction) it runs as one inference operation: the
+/// BatchNorm's running statistics folded into the convolution's weights and a bias, and a ReLU
+/// or ReLU6 applied to each output value as the convolution writes it.
+pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, act: Act, x: Tensor<4>) -> Tensor<4> {
+    let Some(spec) = inference_spec(conv, bn, &x) else {
+        return act.forward(batch_norm_forward(bn, conv_forward(conv, x)));
+    };
+    let (weight, bias) = folded(conv, bn);
+    let clamp = match act {
+        Act::Relu => Clamp::RELU,
+        Act::Relu6 => Clamp::RELU6,
+        Act::Identity | Act::HardSwish => Clamp::NONE,
+    };
+    let y = conv2d_bias_clamp(x, weight, bias, spec, clamp);
+    match act {
+        Act::HardSwish => hard_swish(y),
+        _ => y,
+    }
+}
+
+/// The convolution's spec where `conv` then `bn` can run as inference on `x`: the CPU backend,
+/// `f32`, nothing requiring a gradient, BatchNorm on running statistics, no convolution bias.
+fn inference_spec(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<ConvSpec> {
+    let device = x.device();
+    // `is_require_grad` is only true of leaves: an activation computed from trained weights is
+    // tracked without requiring a gradient itself.
+    let needs_grad = x.is_tracked()
+        || conv.weight.val().is_require_grad()
+        || bn.gamma.val().is_require_grad()
+        || bn.beta.val().is_require_grad();
+    let batch_statistics = device.is_autodiff() && bn.training.is_enabled();
+    if device.without_autodiff() != Device::flex()
+        || x.dtype() != DType::F32
+        || needs_grad
+        || batch_statistics
+        || conv.bias.is_some()
+    {
+        return None;
+    }
+    graft_spec(conv, x.dims())
+}
+
+/// `conv`'s weight and a bias with `bn` folded in, on the CPU backend without autodiff:
+/// `w·s` and `β − μ·s`, where `s = γ / sqrt(σ² + ε)` for each output channel.
+fn folded(conv: &Conv2d, bn: &BatchNorm) -> (Tensor<4>, Tensor<1>) {
+    let plain = |t: Tensor<1>| t.without_autodiff();
+    let mean = plain(bn.running_mean.value_sync());
+    let var = plain(bn.running_var.value_sync());
+    let scale = plain(bn.gamma.val()) / (var + bn.epsilon).sqrt();
+    let bias = plain(bn.beta.val()) - mean * scale.clone();
+    let [out, ..] = conv.weight.dims();
+    let weight = conv.weight.val().without_autodiff() * scale.reshape([out, 1, 1, 1]);
+    (weight, bias)
 }
 
 /// Runs the groups `range` of a backbone laid out as a stem (group 0), `blocks` blocks, and a
@@ -194,7 +263,6 @@ impl ConvBn {
 
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.act
-            .forward(batch_norm_forward(&self.bn, conv_forward(&self.conv, x)))
+        conv_bn_act(&self.conv, &self.bn, self.act, x)
     }
 }

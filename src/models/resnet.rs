@@ -8,8 +8,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, batch_norm, conv_forward, torch_conv};
-use crate::ops::batch_norm::batch_norm_forward;
+use super::layers::{Act, ConvBn, batch_norm, conv_bn_act, torch_conv};
 
 /// Which residual block and how many per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,16 +108,19 @@ impl ResBlock {
 
     /// Runs the block.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(batch_norm_forward(
-            &self.bn1,
-            conv_forward(&self.conv1, input.clone()),
-        ));
-        x = batch_norm_forward(&self.bn2, conv_forward(&self.conv2, x));
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            x = batch_norm_forward(bn3, conv_forward(conv3, relu(x)));
+        let mut x = conv_bn_act(&self.conv1, &self.bn1, Act::Relu, input.clone());
+        let third = self.conv3.as_ref().zip(self.bn3.as_ref());
+        let second_act = if third.is_some() {
+            Act::Relu
+        } else {
+            Act::Identity
+        };
+        x = conv_bn_act(&self.conv2, &self.bn2, second_act, x);
+        if let Some((conv3, bn3)) = third {
+            x = conv_bn_act(conv3, bn3, Act::Identity, x);
         }
         let shortcut = match &self.downsample {
-            Some(d) => batch_norm_forward(&d.bn, conv_forward(&d.conv, input)),
+            Some(d) => conv_bn_act(&d.conv, &d.bn, Act::Identity, input),
             None => input,
         };
         relu(x + shortcut)

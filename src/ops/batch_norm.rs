@@ -273,11 +273,10 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         return bn.forward(x);
     }
     // On running statistics only where nothing needs a gradient: the kernel's gradient is that
-    // of batch statistics.
+    // of batch statistics. (An activation computed from trained layers is tracked but does not
+    // itself require a gradient.)
     if !trains
-        && (x.is_require_grad()
-            || bn.gamma.val().is_require_grad()
-            || bn.beta.val().is_require_grad())
+        && (x.is_tracked() || bn.gamma.val().is_require_grad() || bn.beta.val().is_require_grad())
     {
         return bn.forward(x);
     }
@@ -315,7 +314,7 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::Param;
+    use burn::module::{Module, Param};
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
@@ -373,5 +372,29 @@ mod tests {
         let ours = batch_norm_forward(&bn, x.clone()).into_data();
         let theirs = bn.forward(x).into_data();
         ours.assert_approx_eq::<f32>(&theirs, Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn a_frozen_layer_after_a_trained_one_passes_the_running_statistics_gradient() {
+        let device = Device::flex().autodiff();
+        let mut bn = BatchNormConfig::new(2).init(&device);
+        bn.running_mean =
+            burn::module::RunningState::new(Tensor::from_floats([1.0, -2.0], &device));
+        bn.running_var = burn::module::RunningState::new(Tensor::from_floats([4.0, 0.25], &device));
+        let bn = bn.freeze();
+        let leaf = Tensor::<4>::random([2, 2, 3, 3], Distribution::Normal(0.0, 2.0), &device)
+            .require_grad();
+        // Computed from a trained tensor: tracked, though not itself requiring a gradient.
+        let x = leaf.clone() * 3.0;
+        let y = batch_norm_forward(&bn, x);
+        let grads = y.sum().backward();
+        let grad = leaf.grad(&grads).expect("the input has a gradient");
+        // On running statistics the layer is affine: d/dx = 3 · γ / sqrt(σ² + ε) per channel.
+        let per_channel = [3.0 / (4.0f32 + 1e-5).sqrt(), 3.0 / (0.25f32 + 1e-5).sqrt()];
+        let expected = Tensor::<1>::from_floats(per_channel, &grad.device())
+            .reshape([1, 2, 1, 1])
+            .expand([2, 2, 3, 3]);
+        grad.into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-4));
     }
 }

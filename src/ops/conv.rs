@@ -52,6 +52,40 @@ impl ConvSpec {
     }
 }
 
+/// The range a fused convolution clamps its output to after the bias: its activation when that
+/// is ReLU (`[0, ∞)`) or ReLU6 (`[0, 6]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clamp {
+    /// Lower bound.
+    pub min: f32,
+    /// Upper bound.
+    pub max: f32,
+}
+
+impl Clamp {
+    /// No clamp.
+    pub const NONE: Self = Self {
+        min: f32::NEG_INFINITY,
+        max: f32::INFINITY,
+    };
+    /// ReLU.
+    pub const RELU: Self = Self {
+        min: 0.0,
+        max: f32::INFINITY,
+    };
+    /// ReLU6.
+    pub const RELU6: Self = Self { min: 0.0, max: 6.0 };
+}
+
+/// `y` clamped to `clamp` by burn's operation.
+fn clamp_by_burn<B: Backend>(y: FloatTensor<B>, clamp: Clamp) -> FloatTensor<B> {
+    match clamp {
+        Clamp::NONE => y,
+        Clamp::RELU => B::relu(y),
+        Clamp { min, max } => B::float_clamp(y, min.into(), max.into()),
+    }
+}
+
 /// The operation as a backend extension. Its default bodies are burn's convolution and its
 /// gradients, correct on any backend; flex overrides what it computes faster, autodiff the
 /// forward pass.
@@ -65,6 +99,19 @@ pub trait ConvBackend: Backend {
     ) -> FloatTensor<Self> {
         let options = spec.burn_options(weight.shape()[0]);
         Self::conv2d(x, weight, None, options)
+    }
+
+    /// `x` convolved with `weight`, plus `bias` `[O]`, clamped: an inference operation (no
+    /// gradients), for frozen layers with their BatchNorm folded in.
+    fn graft_conv2d_bias_clamp(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+        clamp: Clamp,
+    ) -> FloatTensor<Self> {
+        let options = spec.burn_options(weight.shape()[0]);
+        clamp_by_burn::<Self>(Self::conv2d(x, weight, Some(bias), options), clamp)
     }
 
     /// The gradient of the loss with respect to `x`, given the output's gradient.
@@ -105,12 +152,32 @@ pub trait ConvBackend: Backend {
 impl ConvBackend for Flex {
     fn graft_conv2d(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
         if spec.kind == ConvKind::Dense
-            && let Some(y) = dense::forward(&x, &weight, spec)
+            && let Some(y) = dense::forward(&x, &weight, spec, None)
         {
             return y;
         }
         let options = spec.burn_options(weight.shape()[0]);
         Self::conv2d(x, weight, None, options)
+    }
+
+    fn graft_conv2d_bias_clamp(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        spec: ConvSpec,
+        clamp: Clamp,
+    ) -> FlexTensor {
+        if spec.kind == ConvKind::Dense
+            && let Some(y) = dense::forward(&x, &weight, spec, Some((&bias, clamp)))
+        {
+            return y;
+        }
+        let options = spec.burn_options(weight.shape()[0]);
+        let y = Self::conv2d(x, weight, Some(bias), options);
+        match clamp {
+            Clamp::RELU6 => <Self as crate::ops::relu6::Relu6Backend>::relu6(y),
+            _ => clamp_by_burn::<Self>(y, clamp),
+        }
     }
 
     fn graft_conv2d_x_grad(
@@ -205,13 +272,18 @@ mod dense;
 mod dense {
     use burn::backend::flex::FlexTensor;
 
-    use super::ConvSpec;
+    use super::{Clamp, ConvSpec};
 
     pub fn available(_: usize, _: usize) -> bool {
         false
     }
 
-    pub fn forward(_: &FlexTensor, _: &FlexTensor, _: ConvSpec) -> Option<FlexTensor> {
+    pub fn forward(
+        _: &FlexTensor,
+        _: &FlexTensor,
+        _: ConvSpec,
+        _: Option<(&FlexTensor, Clamp)>,
+    ) -> Option<FlexTensor> {
         None
     }
 
@@ -311,6 +383,40 @@ impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
 /// AVX-512 or AVX2 with FMA, and channel counts that fill whole registers.
 pub fn dense_kernels_take(device: &Device, in_channels: usize, out_channels: usize) -> bool {
     *device == Device::flex() && dense::available(in_channels, out_channels)
+}
+
+/// `clamp(conv(x, weight) + bias)` as one inference operation on the CPU backend (the output
+/// has no gradient: for frozen layers), burn's operations elsewhere.
+pub fn conv2d_bias_clamp(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    spec: ConvSpec,
+    clamp: Clamp,
+) -> Tensor<4> {
+    if x.device().without_autodiff() != Device::flex() {
+        let [out, ..] = weight.dims();
+        let options = spec.burn_options(out);
+        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
+        return match clamp {
+            Clamp::NONE => y,
+            Clamp { min, max } => y.clamp(min, max),
+        };
+    }
+    let autodiff = x.is_autodiff();
+    let (x, weight, bias) = (
+        x.without_autodiff(),
+        weight.without_autodiff(),
+        bias.without_autodiff(),
+    );
+    let y = Tensor::from_dispatch(<Dispatch as ConvBackend>::graft_conv2d_bias_clamp(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+        clamp,
+    ));
+    if autodiff { y.autodiff() } else { y }
 }
 
 /// A convolution without bias through the extension on the CPU backend, and burn's convolution

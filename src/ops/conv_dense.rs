@@ -5,9 +5,9 @@ use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Shape;
 
-use super::super::dense_kernels::{self as kernels, Dense};
+use super::super::dense_kernels::{self as kernels, Dense, Epilogue};
 use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
-use super::ConvSpec;
+use super::{Clamp, ConvSpec};
 
 pub fn available(in_channels: usize, out_channels: usize) -> bool {
     let whole = kernels::whole_registers;
@@ -52,14 +52,32 @@ fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
     ))
 }
 
-pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
+/// The output, each value plus its channel's `bias` and clamped to `clamp` where `bias` is given.
+pub fn forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    spec: ConvSpec,
+    bias: Option<(&FlexTensor, Clamp)>,
+) -> Option<FlexTensor> {
     let d = geometry(x, weight, spec, false)?;
     let w = contiguous_f32(weight)?;
     let xv = contiguous_f32(x)?;
+    let bias_values = match bias {
+        Some((b, _)) => Some(contiguous_f32(b)?),
+        None => None,
+    };
+    let epilogue = bias
+        .zip(bias_values.as_ref())
+        .map(|((_, clamp), b)| Epilogue {
+            bias: slice(b),
+            min: clamp.min,
+            max: clamp.max,
+        });
     let y = kernels::forward(
         slice(&xv),
         &kernels::weight_taps_by_output(slice(&w), &d),
         &d,
+        epilogue,
     );
     let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
     Some(flex_tensor(y, Shape::from(shape)))

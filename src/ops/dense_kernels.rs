@@ -539,11 +539,36 @@ pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
     relayout(w, [co, ci, taps], [1, co, ci * co], [ci * taps, taps, 1])
 }
 
-/// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`.
+/// What the forward pass does to each output value before it leaves the core's cache: adds its
+/// channel's bias, then clamps (ReLU is `[0, ∞)`, ReLU6 `[0, 6]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// One value per output channel.
+    pub bias: &'a [f32],
+    /// Lower bound (`-∞` for none).
+    pub min: f32,
+    /// Upper bound (`∞` for none).
+    pub max: f32,
+}
+
+impl Epilogue<'_> {
+    /// Applies it to one image's NCHW output.
+    fn apply(&self, image: &mut [f32]) {
+        let plane = image.len() / self.bias.len();
+        for (values, &bias) in image.chunks_exact_mut(plane).zip(self.bias) {
+            for v in values {
+                *v = (*v + bias).max(self.min).min(self.max);
+            }
+        }
+    }
+}
+
+/// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`, each
+/// value through `epilogue` where there is one.
 ///
 /// Each image goes channels-last, through the kernel and back to channels-first in one task, so
 /// its copies stay in the core's cache.
-pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
+pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> Vec<f32> {
     assert!(d.supported(false), "dense kernel on {d:?}");
     let pixels = d.pixels();
     let [h, width] = d.in_hw;
@@ -581,6 +606,9 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense) -> Vec<f32> {
                             avx2::image_to_channels_first(out, y, output, [0, 0], out_w);
                         }
                     }
+                }
+                if let Some(epilogue) = &epilogue {
+                    epilogue.apply(y);
                 }
             },
         );
@@ -1037,8 +1065,26 @@ mod tests {
             let y_shape = [d.batch, d.c_out, oh, ow];
             let probe = values(y_shape.iter().product(), 3);
             let xp = to_channels_last(isa, &x, xs, d.pad, d.padded_hw);
-            let y = forward(&x, &weight_taps_by_output(&w, &d), &d);
+            let y = forward(&x, &weight_taps_by_output(&w, &d), &d, None);
             close(&y, &reference_forward(&x, &w, &d), &format!("output {d:?}"));
+            let bias: Vec<f32> = (0..d.c_out).map(|o| o as f32 * 0.1 - 1.0).collect();
+            let epilogue = Epilogue {
+                bias: &bias,
+                min: 0.0,
+                max: 6.0,
+            };
+            let fused = forward(&x, &weight_taps_by_output(&w, &d), &d, Some(epilogue));
+            let plane = oh * ow;
+            let expected: Vec<f32> = y
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v + bias[(i / plane) % d.c_out]).clamp(0.0, 6.0))
+                .collect();
+            close(
+                &fused,
+                &expected,
+                &format!("output with bias and clamp {d:?}"),
+            );
 
             // Gradients of sum(y · probe) against numerical ones of the reference: the loss is
             // linear in x and w, so a unit step gives the exact derivative.
