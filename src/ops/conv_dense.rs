@@ -62,17 +62,14 @@ pub fn forward(
     let d = geometry(x, weight, spec, false)?;
     let w = contiguous_f32(weight)?;
     let xv = contiguous_f32(x)?;
-    let bias_values = match bias {
-        Some((b, _)) => Some(contiguous_f32(b)?),
+    let bias = match bias {
+        Some((b, clamp)) => Some((contiguous_f32(b)?, clamp)),
         None => None,
     };
-    let epilogue = bias
-        .zip(bias_values.as_ref())
-        .map(|((_, clamp), b)| Epilogue {
-            bias: slice(b),
-            min: clamp.min,
-            max: clamp.max,
-        });
+    let epilogue = bias.as_ref().map(|(b, clamp)| Epilogue {
+        bias: slice(b),
+        clamp: *clamp,
+    });
     let y = kernels::forward(
         slice(&xv),
         &kernels::weight_taps_by_output(slice(&w), &d),

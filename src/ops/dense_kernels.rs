@@ -25,6 +25,8 @@ use std::arch::x86_64::{
 
 use rayon::prelude::*;
 
+use super::conv::Clamp;
+
 /// Channels the kernels vectorise must be a multiple of this: one AVX-512 register, two AVX2 ones.
 const CHANNEL_MULTIPLE: usize = 16;
 
@@ -540,15 +542,13 @@ pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
 }
 
 /// What the forward pass does to each output value before it leaves the core's cache: adds its
-/// channel's bias, then clamps (ReLU is `[0, ∞)`, ReLU6 `[0, 6]`).
+/// channel's bias, then clamps.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// One value per output channel.
     pub bias: &'a [f32],
-    /// Lower bound (`-∞` for none).
-    pub min: f32,
-    /// Upper bound (`∞` for none).
-    pub max: f32,
+    /// The range of the output (the activation's, for ReLU or ReLU6).
+    pub clamp: Clamp,
 }
 
 impl Epilogue<'_> {
@@ -557,7 +557,7 @@ impl Epilogue<'_> {
         let plane = image.len() / self.bias.len();
         for (values, &bias) in image.chunks_exact_mut(plane).zip(self.bias) {
             for v in values {
-                *v = (*v + bias).max(self.min).min(self.max);
+                *v = (*v + bias).max(self.clamp.min).min(self.clamp.max);
             }
         }
     }
@@ -1070,8 +1070,7 @@ mod tests {
             let bias: Vec<f32> = (0..d.c_out).map(|o| o as f32 * 0.1 - 1.0).collect();
             let epilogue = Epilogue {
                 bias: &bias,
-                min: 0.0,
-                max: 6.0,
+                clamp: Clamp::RELU6,
             };
             let fused = forward(&x, &weight_taps_by_output(&w, &d), &d, Some(epilogue));
             let plane = oh * ow;
