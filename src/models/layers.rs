@@ -9,7 +9,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::ops::batch_norm::batch_norm_forward;
-use crate::ops::conv::{Clamp, ConvKind, ConvSpec, conv2d, conv2d_bias_clamp, dense_kernels_take};
+use crate::ops::conv::{Clamp, ConvKind, ConvSpec, conv2d, dense_kernels_take};
+use crate::ops::folded::{BatchNormStats, FoldSpec, conv2d_bn_clamp};
 
 pub use crate::ops::relu6::relu6;
 
@@ -134,13 +135,23 @@ pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, act: Act, x: Tensor<4>) -> Ten
     let Some(spec) = inference_spec(conv, bn, &x) else {
         return act.forward(batch_norm_forward(bn, conv_forward(conv, x)));
     };
-    let (weight, bias) = folded(conv, bn);
     let clamp = match act {
         Act::Relu => Clamp::RELU,
         Act::Relu6 => Clamp::RELU6,
         Act::Identity | Act::HardSwish => Clamp::NONE,
     };
-    let y = conv2d_bias_clamp(x, weight, bias, spec, clamp);
+    let stats = BatchNormStats {
+        gamma: bn.gamma.val(),
+        beta: bn.beta.val(),
+        mean: bn.running_mean.value_sync(),
+        var: bn.running_var.value_sync(),
+    };
+    let fold = FoldSpec {
+        conv: spec,
+        epsilon: bn.epsilon,
+        clamp,
+    };
+    let y = conv2d_bn_clamp(x, conv.weight.val(), stats, fold);
     match act {
         Act::HardSwish => hard_swish(y),
         _ => y,
@@ -167,19 +178,6 @@ fn inference_spec(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<ConvSp
         return None;
     }
     graft_spec(conv, x.dims())
-}
-
-/// `conv`'s weight and a bias with `bn` folded in, on the CPU backend without autodiff:
-/// `w·s` and `β − μ·s`, where `s = γ / sqrt(σ² + ε)` for each output channel.
-fn folded(conv: &Conv2d, bn: &BatchNorm) -> (Tensor<4>, Tensor<1>) {
-    let plain = |t: Tensor<1>| t.without_autodiff();
-    let mean = plain(bn.running_mean.value_sync());
-    let var = plain(bn.running_var.value_sync());
-    let scale = plain(bn.gamma.val()) / (var + bn.epsilon).sqrt();
-    let bias = plain(bn.beta.val()) - mean * scale.clone();
-    let [out, ..] = conv.weight.dims();
-    let weight = conv.weight.val().without_autodiff() * scale.reshape([out, 1, 1, 1]);
-    (weight, bias)
 }
 
 /// Runs the groups `range` of a backbone laid out as a stem (group 0), `blocks` blocks, and a

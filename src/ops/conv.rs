@@ -43,7 +43,7 @@ pub struct ConvSpec {
 
 impl ConvSpec {
     /// burn's options for this convolution, whose weight has `out_channels` rows.
-    fn burn_options(&self, out_channels: usize) -> ConvOptions<2> {
+    pub(super) fn burn_options(&self, out_channels: usize) -> ConvOptions<2> {
         let groups = match self.kind {
             ConvKind::Depthwise => out_channels,
             ConvKind::Dense => 1,
@@ -78,7 +78,7 @@ impl Clamp {
 }
 
 /// `y` clamped to `clamp` by burn's operation.
-fn clamp_by_burn<B: Backend>(y: FloatTensor<B>, clamp: Clamp) -> FloatTensor<B> {
+pub(super) fn clamp_by_burn<B: Backend>(y: FloatTensor<B>, clamp: Clamp) -> FloatTensor<B> {
     match clamp {
         Clamp::NONE => y,
         Clamp::RELU => B::relu(y),
@@ -99,19 +99,6 @@ pub trait ConvBackend: Backend {
     ) -> FloatTensor<Self> {
         let options = spec.burn_options(weight.shape()[0]);
         Self::conv2d(x, weight, None, options)
-    }
-
-    /// `x` convolved with `weight`, plus `bias` `[O]`, clamped: an inference operation (no
-    /// gradients), for frozen layers with their BatchNorm folded in.
-    fn graft_conv2d_bias_clamp(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        spec: ConvSpec,
-        clamp: Clamp,
-    ) -> FloatTensor<Self> {
-        let options = spec.burn_options(weight.shape()[0]);
-        clamp_by_burn::<Self>(Self::conv2d(x, weight, Some(bias), options), clamp)
     }
 
     /// The gradient of the loss with respect to `x`, given the output's gradient.
@@ -152,32 +139,12 @@ pub trait ConvBackend: Backend {
 impl ConvBackend for Flex {
     fn graft_conv2d(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
         if spec.kind == ConvKind::Dense
-            && let Some(y) = dense::forward(&x, &weight, spec, None)
+            && let Some(y) = dense::forward(&x, &weight, spec)
         {
             return y;
         }
         let options = spec.burn_options(weight.shape()[0]);
         Self::conv2d(x, weight, None, options)
-    }
-
-    fn graft_conv2d_bias_clamp(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        spec: ConvSpec,
-        clamp: Clamp,
-    ) -> FlexTensor {
-        if spec.kind == ConvKind::Dense
-            && let Some(y) = dense::forward(&x, &weight, spec, Some((&bias, clamp)))
-        {
-            return y;
-        }
-        let options = spec.burn_options(weight.shape()[0]);
-        let y = Self::conv2d(x, weight, Some(bias), options);
-        match clamp {
-            Clamp::RELU6 => <Self as crate::ops::relu6::Relu6Backend>::relu6(y),
-            _ => clamp_by_burn::<Self>(y, clamp),
-        }
     }
 
     fn graft_conv2d_x_grad(
@@ -265,11 +232,11 @@ fn depthwise_weight_grad(
 
 #[cfg(target_arch = "x86_64")]
 #[path = "conv_dense.rs"]
-mod dense;
+pub(super) mod dense;
 
 /// Stand-ins where the kernels do not exist: burn's convolution runs instead.
 #[cfg(not(target_arch = "x86_64"))]
-mod dense {
+pub(super) mod dense {
     use burn::backend::flex::FlexTensor;
 
     use super::{Clamp, ConvSpec};
@@ -278,9 +245,18 @@ mod dense {
         false
     }
 
-    pub fn forward(
+    pub fn forward(_: &FlexTensor, _: &FlexTensor, _: ConvSpec) -> Option<FlexTensor> {
+        None
+    }
+
+    pub fn taps(_: &FlexTensor, _: &FlexTensor, _: ConvSpec) -> Option<Vec<f32>> {
+        None
+    }
+
+    pub fn forward_taps(
         _: &FlexTensor,
-        _: &FlexTensor,
+        _: &[f32],
+        _: [usize; 4],
         _: ConvSpec,
         _: Option<(&FlexTensor, Clamp)>,
     ) -> Option<FlexTensor> {
@@ -383,40 +359,6 @@ impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
 /// AVX-512 or AVX2 with FMA, and channel counts that fill whole registers.
 pub fn dense_kernels_take(device: &Device, in_channels: usize, out_channels: usize) -> bool {
     *device == Device::flex() && dense::available(in_channels, out_channels)
-}
-
-/// `clamp(conv(x, weight) + bias)` as one inference operation on the CPU backend (the output
-/// has no gradient: for frozen layers), burn's operations elsewhere.
-pub fn conv2d_bias_clamp(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    spec: ConvSpec,
-    clamp: Clamp,
-) -> Tensor<4> {
-    if x.device().without_autodiff() != Device::flex() {
-        let [out, ..] = weight.dims();
-        let options = spec.burn_options(out);
-        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-        return match clamp {
-            Clamp::NONE => y,
-            Clamp { min, max } => y.clamp(min, max),
-        };
-    }
-    let autodiff = x.is_autodiff();
-    let (x, weight, bias) = (
-        x.without_autodiff(),
-        weight.without_autodiff(),
-        bias.without_autodiff(),
-    );
-    let y = Tensor::from_dispatch(<Dispatch as ConvBackend>::graft_conv2d_bias_clamp(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        spec,
-        clamp,
-    ));
-    if autodiff { y.autodiff() } else { y }
 }
 
 /// A convolution without bias through the extension on the CPU backend, and burn's convolution

@@ -52,15 +52,32 @@ fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
     ))
 }
 
-/// The output, each value plus its channel's `bias` and clamped to `clamp` where `bias` is given.
-pub fn forward(
+/// The output of `x` convolved with `weight`.
+pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
+    let w = contiguous_f32(weight)?;
+    forward_taps(x, &taps(x, weight, spec)?, dims(&w)?, spec, None)
+}
+
+/// `weight` laid out for the kernels' forward pass, where they run it on inputs like `x`.
+pub fn taps(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<Vec<f32>> {
+    let d = geometry(x, weight, spec, false)?;
+    let w = contiguous_f32(weight)?;
+    Some(kernels::weight_taps_by_output(slice(&w), &d))
+}
+
+/// The output of `x` convolved with the weights of shape `weight_shape` laid out as [`taps`]
+/// gives them, each value plus its channel's `bias` and clamped to `clamp` where `bias` is given.
+pub fn forward_taps(
     x: &FlexTensor,
-    weight: &FlexTensor,
+    taps: &[f32],
+    weight_shape: [usize; 4],
     spec: ConvSpec,
     bias: Option<(&FlexTensor, Clamp)>,
 ) -> Option<FlexTensor> {
-    let d = geometry(x, weight, spec, false)?;
-    let w = contiguous_f32(weight)?;
+    let d = Dense::new(dims(x)?, weight_shape, spec.stride, spec.padding)?;
+    if !d.supported(false) || taps.len() != weight_shape.iter().product::<usize>() {
+        return None;
+    }
     let xv = contiguous_f32(x)?;
     let bias = match bias {
         Some((b, clamp)) => Some((contiguous_f32(b)?, clamp)),
@@ -70,12 +87,7 @@ pub fn forward(
         bias: slice(b),
         clamp: *clamp,
     });
-    let y = kernels::forward(
-        slice(&xv),
-        &kernels::weight_taps_by_output(slice(&w), &d),
-        &d,
-        epilogue,
-    );
+    let y = kernels::forward(slice(&xv), taps, &d, epilogue);
     let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
     Some(flex_tensor(y, Shape::from(shape)))
 }

@@ -567,52 +567,94 @@ impl Epilogue<'_> {
 /// value through `epilogue` where there is one.
 ///
 /// Each image goes channels-last, through the kernel and back to channels-first in one task, so
-/// its copies stay in the core's cache.
+/// its copies stay in the core's cache. With fewer images than threads (a single image to
+/// predict), each image's output pixels are shared out among the threads instead.
 pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> Vec<f32> {
     assert!(d.supported(false), "dense kernel on {d:?}");
     let pixels = d.pixels();
     let [h, width] = d.in_hw;
     let mut y = vec![0.0f32; d.batch * d.c_out * pixels];
     let bases = d.bases();
-    let wide = two_avx512_registers(d.c_out);
-    y.par_chunks_mut(d.c_out * pixels)
-        .zip(x.par_chunks(d.c_in * h * width))
-        .for_each_init(
-            || {
-                (
-                    vec![0.0f32; d.padded_image()],
-                    vec![0.0f32; pixels * d.c_out],
-                )
-            },
-            |(padded, out), (y, x)| {
-                let [out_h, out_w] = d.out_hw;
-                let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
-                // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
-                // Only the window of `padded` is written: the zero padding around it stays.
-                unsafe {
-                    match d.isa {
-                        Isa::Avx512 => {
-                            avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]);
-                            if wide {
-                                avx512::forward_image::<14, 2>(padded, w, out, &bases, d);
-                            } else {
-                                avx512::forward_image::<12, 1>(padded, w, out, &bases, d);
-                            }
-                            avx512::image_to_channels_first(out, y, output, [0, 0], out_w);
-                        }
-                        Isa::Avx2 => {
-                            avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]);
-                            avx2::forward_image::<6, 2>(padded, w, out, &bases, d);
-                            avx2::image_to_channels_first(out, y, output, [0, 0], out_w);
-                        }
-                    }
+    let split = d.batch < rayon::current_num_threads();
+    let image = |padded: &mut Vec<f32>, out: &mut Vec<f32>, y: &mut [f32], x: &[f32]| {
+        let [out_h, out_w] = d.out_hw;
+        let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
+        // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
+        // Only the window of `padded` is written: the zero padding around it stays.
+        unsafe {
+            match d.isa {
+                Isa::Avx512 => {
+                    avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
                 }
-                if let Some(epilogue) = &epilogue {
-                    epilogue.apply(y);
-                }
-            },
-        );
+                Isa::Avx2 => avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]),
+            }
+        }
+        if split {
+            let chunk = pixels_per_task(d);
+            out.par_chunks_mut(chunk * d.c_out)
+                .zip(bases.par_chunks(chunk))
+                .for_each(|(out, bases)| forward_pixels(padded, w, out, bases, d));
+        } else {
+            forward_pixels(padded, w, out, &bases, d);
+        }
+        // SAFETY: as above.
+        unsafe {
+            match d.isa {
+                Isa::Avx512 => avx512::image_to_channels_first(out, y, output, [0, 0], out_w),
+                Isa::Avx2 => avx2::image_to_channels_first(out, y, output, [0, 0], out_w),
+            }
+        }
+        if let Some(epilogue) = &epilogue {
+            epilogue.apply(y);
+        }
+    };
+    let buffers = || {
+        (
+            vec![0.0f32; d.padded_image()],
+            vec![0.0f32; pixels * d.c_out],
+        )
+    };
+    let images = y
+        .chunks_mut(d.c_out * pixels)
+        .zip(x.chunks(d.c_in * h * width));
+    if split {
+        let (mut padded, mut out) = buffers();
+        for (y, x) in images {
+            image(&mut padded, &mut out, y, x);
+        }
+    } else {
+        y.par_chunks_mut(d.c_out * pixels)
+            .zip(x.par_chunks(d.c_in * h * width))
+            .for_each_init(buffers, |(padded, out), (y, x)| image(padded, out, y, x));
+    }
     y
+}
+
+/// Output pixels each task of a split image computes: whole tiles, about two tasks per thread.
+fn pixels_per_task(d: &Dense) -> usize {
+    let tile = match d.isa {
+        Isa::Avx512 if two_avx512_registers(d.c_out) => 14,
+        Isa::Avx512 => 12,
+        Isa::Avx2 => 6,
+    };
+    let tiles = d.pixels().div_ceil(tile);
+    tiles.div_ceil(2 * rayon::current_num_threads()).max(1) * tile
+}
+
+/// The kernel over the output pixels whose top-left taps are at `bases` in the padded,
+/// channels-last image `padded`, into `out` (`[pixel][c_out]`, one row per base).
+fn forward_pixels(padded: &[f32], w: &[f32], out: &mut [f32], bases: &[usize], d: &Dense) {
+    // SAFETY: `Dense::new` checked the CPU; `out` holds a row for each of `bases`, whose taps lie
+    // inside `padded`. The tile sizes match `pixels_per_task`.
+    unsafe {
+        match d.isa {
+            Isa::Avx512 if two_avx512_registers(d.c_out) => {
+                avx512::forward_image::<14, 2>(padded, w, out, bases, d)
+            }
+            Isa::Avx512 => avx512::forward_image::<12, 1>(padded, w, out, bases, d),
+            Isa::Avx2 => avx2::forward_image::<6, 2>(padded, w, out, bases, d),
+        }
+    }
 }
 
 /// Kernel rows per pass over the output: the partial sums stay in registers for about this many

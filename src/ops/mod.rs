@@ -8,4 +8,5 @@ mod conv_kernels;
 #[cfg(target_arch = "x86_64")]
 mod dense_kernels;
 mod flex_values;
+pub mod folded;
 pub mod relu6;
