@@ -1,8 +1,7 @@
 //! Convolutions with fast training passes on the CPU: depthwise ones and dense ones (one group).
 //!
 //! A burn backend extension: on the flex (CPU) backend, with or without autodiff, a depthwise
-//! convolution runs forward through burn (it already has a depthwise fast path) and backward
-//! through the loops in [`super::conv_kernels`]; a dense one runs all three passes through the
+//! convolution runs all three passes through the loops in [`super::conv_kernels`]; a dense one runs all three passes through the
 //! AVX-512 (or AVX2) kernels in [`super::dense_kernels`] where the CPU has them and the channel
 //! counts fit, and through burn otherwise. On any other device [`conv2d`] uses burn's convolution.
 
@@ -16,7 +15,7 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Shape, Tensor};
 
 use super::conv_kernels::{self, Geometry, conv_options};
 use super::flex_values::{contiguous_f32, flex_tensor, slice};
@@ -138,9 +137,11 @@ pub trait ConvBackend: Backend {
 
 impl ConvBackend for Flex {
     fn graft_conv2d(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
-        if spec.kind == ConvKind::Dense
-            && let Some(y) = dense::forward(&x, &weight, spec)
-        {
+        let fast = match spec.kind {
+            ConvKind::Dense => dense::forward(&x, &weight, spec),
+            ConvKind::Depthwise => depthwise_forward(&x, &weight, None, spec, Clamp::NONE),
+        };
+        if let Some(y) = fast {
             return y;
         }
         let options = spec.burn_options(weight.shape()[0]);
@@ -194,6 +195,48 @@ impl ConvBackend for Flex {
         let dw = Self::graft_conv2d_weight_grad(x, weight, output_grad, spec);
         (dx, dw)
     }
+}
+
+/// A depthwise convolution by direct loops, each value plus its channel's `bias` (where given)
+/// and clamped to `clamp`; `None` where a value is not `f32` or the shapes are not a depthwise
+/// convolution's.
+pub(super) fn depthwise_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    spec: ConvSpec,
+    clamp: Clamp,
+) -> Option<FlexTensor> {
+    let [batch, channels, in_h, in_w]: [usize; 4] = x.shape().as_slice().try_into().ok()?;
+    let [c_out, one, kernel, kw]: [usize; 4] = weight.shape().as_slice().try_into().ok()?;
+    let [top, left, bottom, right] = spec.padding;
+    let stride = spec.stride;
+    if c_out != channels || one != 1 || kw != kernel || stride == 0 {
+        return None;
+    }
+    let out = |size: usize, pad: usize| (size + pad).checked_sub(kernel).map(|v| v / stride + 1);
+    let g = Geometry {
+        batch,
+        channels,
+        kernel,
+        stride,
+        pad_top: top,
+        pad_left: left,
+        in_h,
+        in_w,
+        out_h: out(in_h, top + bottom)?,
+        out_w: out(in_w, left + right)?,
+    };
+    let (xv, w) = (contiguous_f32(x)?, contiguous_f32(weight)?);
+    let bias = match bias {
+        Some(b) => slice(&contiguous_f32(b)?).to_vec(),
+        None => vec![0.0; channels],
+    };
+    let y = conv_kernels::depthwise_forward(slice(&xv), slice(&w), &bias, clamp, &g);
+    Some(flex_tensor(
+        y,
+        Shape::from([batch, channels, g.out_h, g.out_w]),
+    ))
 }
 
 /// A depthwise convolution's input gradient by direct loops; `None` for a non-`f32` tensor.

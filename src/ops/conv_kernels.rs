@@ -1,5 +1,5 @@
-//! Convolution kernels as plain loops over NCHW `f32` slices: the two gradients of a depthwise
-//! convolution.
+//! Convolution kernels as plain loops over NCHW `f32` slices: a depthwise convolution's
+//! inference pass and its two gradients.
 //!
 //! burn's CPU backend computes a depthwise layer's gradients through its generic grouped
 //! convolutions: one small matrix product per channel for the input gradient, one convolution per
@@ -80,6 +80,155 @@ impl Geometry {
 
     fn out_plane(&self) -> usize {
         self.out_h * self.out_w
+    }
+}
+
+/// Output values a depthwise inference step computes at once (one AVX-512 register).
+const LANES: usize = 16;
+
+/// How [`depthwise_forward`] lays out one padded input plane: each row split into its `stride`
+/// phases (the values at columns `m·stride + phase`), so that every tap of a run of outputs
+/// reads consecutive values.
+struct PhasePlane {
+    rows: usize,
+    /// Values per phase of a row.
+    per_phase: usize,
+}
+
+impl PhasePlane {
+    fn new(g: &Geometry) -> Self {
+        let (s, k) = (g.stride, g.kernel);
+        let rows = (g.in_h + g.pad_top).max((g.out_h - 1) * s + k);
+        // Room for the last run of outputs (padded to whole runs) and its widest tap.
+        let runs = g.out_w.div_ceil(LANES) * LANES;
+        let per_phase = (runs + (k - 1) / s).max((g.in_w + g.pad_left).div_ceil(s));
+        Self { rows, per_phase }
+    }
+
+    fn row_len(&self, g: &Geometry) -> usize {
+        g.stride * self.per_phase
+    }
+
+    /// `x`'s plane placed in `out` (zeros around it).
+    fn fill(&self, x: &[f32], out: &mut [f32], g: &Geometry) {
+        out.fill(0.0);
+        let (s, row) = (g.stride, self.row_len(g));
+        for (h, x_row) in x.chunks_exact(g.in_w).enumerate() {
+            let dst = &mut out[(h + g.pad_top) * row..][..row];
+            if s == 1 {
+                dst[g.pad_left..g.pad_left + g.in_w].copy_from_slice(x_row);
+                continue;
+            }
+            for phase in 0..s {
+                // The input columns that land in this phase: every `s`-th from `first`.
+                let first = (phase + s - g.pad_left % s) % s;
+                if first >= g.in_w {
+                    continue;
+                }
+                let at = phase * self.per_phase + (first + g.pad_left) / s;
+                for (d, &v) in dst[at..].iter_mut().zip(x_row[first..].iter().step_by(s)) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
+
+/// The inference pass: `y[n,c,i,j] = clamp(bias[c] + Σ x[n,c,i·s+a−pad_top, j·s+b−pad_left] ·
+/// w[c,a,b])`. `x` is `[N, C, in_h, in_w]`, `weight` `[C, k, k]`, `bias` `[C]`; returns
+/// `[N, C, out_h, out_w]`. Each plane is padded into a small buffer first, so every run of
+/// outputs sums all its taps in registers without bounds to check.
+pub fn depthwise_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    clamp: super::conv::Clamp,
+    g: &Geometry,
+) -> Vec<f32> {
+    let k = g.kernel;
+    let layout = PhasePlane::new(g);
+    let plane_fn = widest_plane_fn();
+    let mut y = vec![0.0f32; g.batch * g.channels * g.out_plane()];
+    y.par_chunks_mut(g.out_plane())
+        .zip(x.par_chunks(g.in_plane()))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; layout.rows * layout.row_len(g)],
+            |padded, (plane, (y, x))| {
+                let c = plane % g.channels;
+                layout.fill(x, padded, g);
+                let plane = Plane {
+                    padded,
+                    weight: &weight[c * k * k..][..k * k],
+                    bias: bias[c],
+                    clamp,
+                };
+                plane_fn(&plane, &layout, y, g);
+            },
+        );
+    y
+}
+
+/// One channel of one image for [`depthwise_plane`].
+struct Plane<'a> {
+    padded: &'a [f32],
+    weight: &'a [f32],
+    bias: f32,
+    clamp: super::conv::Clamp,
+}
+
+type PlaneFn = fn(&Plane, &PhasePlane, &mut [f32], &Geometry);
+
+/// [`depthwise_plane`] compiled for the widest vectors this CPU has.
+fn widest_plane_fn() -> PlaneFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(p: &Plane, l: &PhasePlane, y: &mut [f32], g: &Geometry) {
+            depthwise_plane(p, l, y, g);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(p: &Plane, l: &PhasePlane, y: &mut [f32], g: &Geometry) {
+            depthwise_plane(p, l, y, g);
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the instructions it was compiled for.
+            return |p, l, y, g| unsafe { avx512(p, l, y, g) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return |p, l, y, g| unsafe { avx2(p, l, y, g) };
+        }
+    }
+    depthwise_plane
+}
+
+/// One output plane `y` from its padded input plane.
+#[inline(always)]
+fn depthwise_plane(p: &Plane, layout: &PhasePlane, y: &mut [f32], g: &Geometry) {
+    let (k, s) = (g.kernel, g.stride);
+    let row = layout.row_len(g);
+    for (i, y_row) in y.chunks_exact_mut(g.out_w).enumerate() {
+        for j0 in (0..g.out_w).step_by(LANES) {
+            let mut acc = [p.bias; LANES];
+            for a in 0..k {
+                let input = &p.padded[(i * s + a) * row..][..row];
+                for b in 0..k {
+                    let start = (b % s) * layout.per_phase + j0 + b / s;
+                    let values: &[f32; LANES] =
+                        input[start..start + LANES].try_into().expect("run");
+                    let wv = p.weight[a * k + b];
+                    for (acc, v) in acc.iter_mut().zip(values) {
+                        *acc += v * wv;
+                    }
+                }
+            }
+            let n = LANES.min(g.out_w - j0);
+            for (out, v) in y_row[j0..j0 + n].iter_mut().zip(acc) {
+                *out = v.max(p.clamp.min).min(p.clamp.max);
+            }
+        }
     }
 }
 
@@ -287,6 +436,30 @@ mod tests {
             in_w,
             out_h: (in_h + pad_top + pad_bottom - kernel) / stride + 1,
             out_w: (in_w + pad_left + pad_right - kernel) / stride + 1,
+        }
+    }
+
+    #[test]
+    fn the_inference_pass_matches_the_straightforward_one() {
+        for g in [
+            geometry(3, 1, [1, 1, 1, 1], 6, 5),
+            geometry(3, 2, [0, 0, 1, 1], 8, 8),
+            geometry(5, 2, [1, 1, 2, 2], 9, 8),
+            geometry(5, 1, [2, 2, 2, 2], 5, 9),
+        ] {
+            let x = values(g.batch * g.channels * g.in_plane(), 7);
+            let w = values(g.channels * g.kernel * g.kernel, 11);
+            let bias = values(g.channels, 3);
+            let clamp = super::super::conv::Clamp {
+                min: -0.5,
+                max: 1.5,
+            };
+            let y = depthwise_forward(&x, &w, &bias, clamp, &g);
+            let expected = forward(&x, &w, &g);
+            for (i, (a, e)) in y.iter().zip(&expected).enumerate() {
+                let e = (e + bias[(i / g.out_plane()) % g.channels]).clamp(-0.5, 1.5);
+                assert!((a - e).abs() < 1e-5, "{g:?} y[{i}]: {a} vs {e}");
+            }
         }
     }
 

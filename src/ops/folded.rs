@@ -20,7 +20,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Device, Shape, Tensor};
 
-use super::conv::{Clamp, ConvKind, ConvSpec, clamp_by_burn, dense};
+use super::conv::{Clamp, ConvKind, ConvSpec, clamp_by_burn, dense, depthwise_forward};
 use super::flex_values::{contiguous_f32, flex_tensor, slice};
 
 /// What [`conv2d_bn_clamp`] does besides its weights.
@@ -101,9 +101,14 @@ impl FoldedConvBackend for Flex {
             return fold_by_burn::<Self>(x, weight, [gamma, beta, mean, var], fold);
         };
         let bias = Some((&prepared.bias, fold.clamp));
-        if let Weights::Taps(taps) = &prepared.weights
-            && let Some(y) = dense::forward_taps(&x, taps, prepared.shape, fold.conv, bias)
-        {
+        let fast = match &prepared.weights {
+            Weights::Taps(taps) => dense::forward_taps(&x, taps, prepared.shape, fold.conv, bias),
+            Weights::Folded(w) if fold.conv.kind == ConvKind::Depthwise => {
+                depthwise_forward(&x, w, Some(&prepared.bias), fold.conv, fold.clamp)
+            }
+            Weights::Folded(_) => None,
+        };
+        if let Some(y) = fast {
             return y;
         }
         let weight = match &prepared.weights {
