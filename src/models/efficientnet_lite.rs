@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, conv_bn_act};
+use super::layers::{Act, conv_bn_act, conv_bn_add_act};
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,8 +231,8 @@ impl MbConv {
             x = conv_bn_act(expand, bn, Act::Relu6, x);
         }
         x = conv_bn_act(&self.depthwise_conv, &self.bn1, Act::Relu6, x);
-        x = conv_bn_act(&self.project_conv, &self.bn2, Act::Identity, x);
-        if self.residual { x + input } else { x }
+        let residual = self.residual.then_some(input);
+        conv_bn_add_act(&self.project_conv, &self.bn2, Act::Identity, x, residual)
     }
 }
 

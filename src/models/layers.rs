@@ -132,8 +132,26 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// BatchNorm's running statistics folded into the convolution's weights and a bias, and a ReLU
 /// or ReLU6 applied to each output value as the convolution writes it.
 pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, act: Act, x: Tensor<4>) -> Tensor<4> {
-    let Some(spec) = inference_spec(conv, bn, &x) else {
-        return act.forward(batch_norm_forward(bn, conv_forward(conv, x)));
+    conv_bn_add_act(conv, bn, act, x, None)
+}
+
+/// `act(bn(conv(x)) + residual)`: a residual block's last layer, the sum made as the
+/// convolution writes its output where [`conv_bn_act`] runs as inference.
+pub fn conv_bn_add_act(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    act: Act,
+    x: Tensor<4>,
+    residual: Option<Tensor<4>>,
+) -> Tensor<4> {
+    let tracked = residual.as_ref().is_some_and(Tensor::is_tracked);
+    let Some(spec) = inference_spec(conv, bn, &x).filter(|_| !tracked) else {
+        let y = batch_norm_forward(bn, conv_forward(conv, x));
+        let y = match residual {
+            Some(r) => y + r,
+            None => y,
+        };
+        return act.forward(y);
     };
     let clamp = match act {
         Act::Relu => Clamp::RELU,
@@ -151,7 +169,7 @@ pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, act: Act, x: Tensor<4>) -> Ten
         epsilon: bn.epsilon,
         clamp,
     };
-    let y = conv2d_bn_clamp(x, conv.weight.val(), stats, fold);
+    let y = conv2d_bn_clamp(x, conv.weight.val(), stats, residual, fold);
     match act {
         Act::HardSwish => hard_swish(y),
         _ => y,
@@ -262,5 +280,10 @@ impl ConvBn {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         conv_bn_act(&self.conv, &self.bn, self.act, x)
+    }
+
+    /// Runs the layer with `residual` added before its activation.
+    pub fn forward_add(&self, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+        conv_bn_add_act(&self.conv, &self.bn, self.act, x, residual)
     }
 }

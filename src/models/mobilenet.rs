@@ -317,8 +317,7 @@ impl InvertedResidual {
         if let Some(se) = &self.se {
             x = se.forward(x);
         }
-        x = self.project.forward(x);
-        if self.residual { x + input } else { x }
+        self.project.forward_add(x, self.residual.then_some(input))
     }
 
     /// Output channels.

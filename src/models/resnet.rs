@@ -5,10 +5,9 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, batch_norm, conv_bn_act, torch_conv};
+use super::layers::{Act, ConvBn, batch_norm, conv_bn_act, conv_bn_add_act, torch_conv};
 
 /// Which residual block and how many per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,22 +107,19 @@ impl ResBlock {
 
     /// Runs the block.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = conv_bn_act(&self.conv1, &self.bn1, Act::Relu, input.clone());
-        let third = self.conv3.as_ref().zip(self.bn3.as_ref());
-        let second_act = if third.is_some() {
-            Act::Relu
-        } else {
-            Act::Identity
-        };
-        x = conv_bn_act(&self.conv2, &self.bn2, second_act, x);
-        if let Some((conv3, bn3)) = third {
-            x = conv_bn_act(conv3, bn3, Act::Identity, x);
-        }
         let shortcut = match &self.downsample {
-            Some(d) => conv_bn_act(&d.conv, &d.bn, Act::Identity, input),
-            None => input,
+            Some(d) => conv_bn_act(&d.conv, &d.bn, Act::Identity, input.clone()),
+            None => input.clone(),
         };
-        relu(x + shortcut)
+        let x = conv_bn_act(&self.conv1, &self.bn1, Act::Relu, input);
+        // The last convolution adds the shortcut before its ReLU.
+        match self.conv3.as_ref().zip(self.bn3.as_ref()) {
+            Some((conv3, bn3)) => {
+                let x = conv_bn_act(&self.conv2, &self.bn2, Act::Relu, x);
+                conv_bn_add_act(conv3, bn3, Act::Relu, x, Some(shortcut))
+            }
+            None => conv_bn_add_act(&self.conv2, &self.bn2, Act::Relu, x, Some(shortcut)),
+        }
     }
 
     /// Output channels.

@@ -76,6 +76,18 @@ impl Clamp {
     pub const RELU6: Self = Self { min: 0.0, max: 6.0 };
 }
 
+/// What an inference convolution does to its output after the weights: adds each channel's
+/// bias and the matching value of `residual`, where given, then clamps.
+#[derive(Clone, Copy)]
+pub(super) struct Finish<'a> {
+    /// One value per output channel.
+    pub bias: &'a FlexTensor,
+    /// A tensor of the output's shape.
+    pub residual: Option<&'a FlexTensor>,
+    /// The output's range.
+    pub clamp: Clamp,
+}
+
 /// `y` clamped to `clamp` by burn's operation.
 pub(super) fn clamp_by_burn<B: Backend>(y: FloatTensor<B>, clamp: Clamp) -> FloatTensor<B> {
     match clamp {
@@ -282,7 +294,7 @@ pub(super) mod dense;
 pub(super) mod dense {
     use burn::backend::flex::FlexTensor;
 
-    use super::{Clamp, ConvSpec};
+    use super::{ConvSpec, Finish};
 
     pub fn available(_: usize, _: usize) -> bool {
         false
@@ -301,7 +313,7 @@ pub(super) mod dense {
         _: &[f32],
         _: [usize; 4],
         _: ConvSpec,
-        _: Option<(&FlexTensor, Clamp)>,
+        _: Option<Finish>,
     ) -> Option<FlexTensor> {
         None
     }

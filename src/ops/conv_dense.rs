@@ -7,7 +7,7 @@ use burn::tensor::Shape;
 
 use super::super::dense_kernels::{self as kernels, Dense, Epilogue};
 use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
-use super::{Clamp, ConvSpec};
+use super::{ConvSpec, Finish};
 
 pub fn available(in_channels: usize, out_channels: usize) -> bool {
     let whole = kernels::whole_registers;
@@ -66,29 +66,37 @@ pub fn taps(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<Vec<f
 }
 
 /// The output of `x` convolved with the weights of shape `weight_shape` laid out as [`taps`]
-/// gives them, each value plus its channel's `bias` and clamped to `clamp` where `bias` is given.
+/// gives them, through `finish` where given.
 pub fn forward_taps(
     x: &FlexTensor,
     taps: &[f32],
     weight_shape: [usize; 4],
     spec: ConvSpec,
-    bias: Option<(&FlexTensor, Clamp)>,
+    finish: Option<Finish>,
 ) -> Option<FlexTensor> {
     let d = Dense::new(dims(x)?, weight_shape, spec.stride, spec.padding)?;
     if !d.supported(false) || taps.len() != weight_shape.iter().product::<usize>() {
         return None;
     }
+    let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
     let xv = contiguous_f32(x)?;
-    let bias = match bias {
-        Some((b, clamp)) => Some((contiguous_f32(b)?, clamp)),
+    let finish = match finish {
+        Some(f) => {
+            let residual = match f.residual {
+                Some(r) if dims(r)? == shape => Some(contiguous_f32(r)?),
+                Some(_) => return None,
+                None => None,
+            };
+            Some((contiguous_f32(f.bias)?, residual, f.clamp))
+        }
         None => None,
     };
-    let epilogue = bias.as_ref().map(|(b, clamp)| Epilogue {
-        bias: slice(b),
+    let epilogue = finish.as_ref().map(|(bias, residual, clamp)| Epilogue {
+        bias: slice(bias),
+        residual: residual.as_ref().map(slice),
         clamp: *clamp,
     });
     let y = kernels::forward(slice(&xv), taps, &d, epilogue);
-    let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
     Some(flex_tensor(y, Shape::from(shape)))
 }
 

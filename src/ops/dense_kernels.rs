@@ -542,22 +542,45 @@ pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
 }
 
 /// What the forward pass does to each output value before it leaves the core's cache: adds its
-/// channel's bias, then clamps.
+/// channel's bias and the matching value of a residual input, then clamps.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// One value per output channel.
     pub bias: &'a [f32],
+    /// Values added to the output, shaped as it is (NCHW, the whole batch).
+    pub residual: Option<&'a [f32]>,
     /// The range of the output (the activation's, for ReLU or ReLU6).
     pub clamp: Clamp,
 }
 
 impl Epilogue<'_> {
-    /// Applies it to one image's NCHW output.
-    fn apply(&self, image: &mut [f32]) {
+    /// Applies it to the NCHW output of image `index`.
+    fn apply(&self, index: usize, image: &mut [f32]) {
         let plane = image.len() / self.bias.len();
-        for (values, &bias) in image.chunks_exact_mut(plane).zip(self.bias) {
-            for v in values {
-                *v = (*v + bias).max(self.clamp.min).min(self.clamp.max);
+        let (lo, hi) = (self.clamp.min, self.clamp.max);
+        // Comparisons rather than `f32::max`, whose NaN rule keeps the compiler from using
+        // vector instructions.
+        let clamp = |v: f32| {
+            let v = if v < lo { lo } else { v };
+            if v > hi { hi } else { v }
+        };
+        let len = image.len();
+        let planes = image.chunks_exact_mut(plane).zip(self.bias);
+        match self.residual {
+            None => {
+                for (values, &bias) in planes {
+                    for v in values {
+                        *v = clamp(*v + bias);
+                    }
+                }
+            }
+            Some(residual) => {
+                let residual = &residual[index * len..][..len];
+                for ((values, &bias), residual) in planes.zip(residual.chunks_exact(plane)) {
+                    for (v, r) in values.iter_mut().zip(residual) {
+                        *v = clamp(*v + bias + r);
+                    }
+                }
             }
         }
     }
@@ -576,38 +599,41 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> V
     let mut y = vec![0.0f32; d.batch * d.c_out * pixels];
     let bases = d.bases();
     let split = d.batch < rayon::current_num_threads();
-    let image = |padded: &mut Vec<f32>, out: &mut Vec<f32>, y: &mut [f32], x: &[f32]| {
-        let [out_h, out_w] = d.out_hw;
-        let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
-        // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
-        // Only the window of `padded` is written: the zero padding around it stays.
-        unsafe {
-            match d.isa {
-                Isa::Avx512 => {
-                    avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
+    let image =
+        |padded: &mut Vec<f32>, out: &mut Vec<f32>, index: usize, y: &mut [f32], x: &[f32]| {
+            let [out_h, out_w] = d.out_hw;
+            let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
+            // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
+            // Only the window of `padded` is written: the zero padding around it stays.
+            unsafe {
+                match d.isa {
+                    Isa::Avx512 => {
+                        avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
+                    }
+                    Isa::Avx2 => {
+                        avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
+                    }
                 }
-                Isa::Avx2 => avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1]),
             }
-        }
-        if split {
-            let chunk = pixels_per_task(d);
-            out.par_chunks_mut(chunk * d.c_out)
-                .zip(bases.par_chunks(chunk))
-                .for_each(|(out, bases)| forward_pixels(padded, w, out, bases, d));
-        } else {
-            forward_pixels(padded, w, out, &bases, d);
-        }
-        // SAFETY: as above.
-        unsafe {
-            match d.isa {
-                Isa::Avx512 => avx512::image_to_channels_first(out, y, output, [0, 0], out_w),
-                Isa::Avx2 => avx2::image_to_channels_first(out, y, output, [0, 0], out_w),
+            if split {
+                let chunk = pixels_per_task(d);
+                out.par_chunks_mut(chunk * d.c_out)
+                    .zip(bases.par_chunks(chunk))
+                    .for_each(|(out, bases)| forward_pixels(padded, w, out, bases, d));
+            } else {
+                forward_pixels(padded, w, out, &bases, d);
             }
-        }
-        if let Some(epilogue) = &epilogue {
-            epilogue.apply(y);
-        }
-    };
+            // SAFETY: as above.
+            unsafe {
+                match d.isa {
+                    Isa::Avx512 => avx512::image_to_channels_first(out, y, output, [0, 0], out_w),
+                    Isa::Avx2 => avx2::image_to_channels_first(out, y, output, [0, 0], out_w),
+                }
+            }
+            if let Some(epilogue) = &epilogue {
+                epilogue.apply(index, y);
+            }
+        };
     let buffers = || {
         (
             vec![0.0f32; d.padded_image()],
@@ -619,13 +645,16 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> V
         .zip(x.chunks(d.c_in * h * width));
     if split {
         let (mut padded, mut out) = buffers();
-        for (y, x) in images {
-            image(&mut padded, &mut out, y, x);
+        for (index, (y, x)) in images.enumerate() {
+            image(&mut padded, &mut out, index, y, x);
         }
     } else {
         y.par_chunks_mut(d.c_out * pixels)
             .zip(x.par_chunks(d.c_in * h * width))
-            .for_each_init(buffers, |(padded, out), (y, x)| image(padded, out, y, x));
+            .enumerate()
+            .for_each_init(buffers, |(padded, out), (index, (y, x))| {
+                image(padded, out, index, y, x)
+            });
     }
     y
 }
@@ -1110,21 +1139,24 @@ mod tests {
             let y = forward(&x, &weight_taps_by_output(&w, &d), &d, None);
             close(&y, &reference_forward(&x, &w, &d), &format!("output {d:?}"));
             let bias: Vec<f32> = (0..d.c_out).map(|o| o as f32 * 0.1 - 1.0).collect();
+            let residual = values(y.len(), 4);
             let epilogue = Epilogue {
                 bias: &bias,
+                residual: Some(&residual),
                 clamp: Clamp::RELU6,
             };
             let fused = forward(&x, &weight_taps_by_output(&w, &d), &d, Some(epilogue));
             let plane = oh * ow;
             let expected: Vec<f32> = y
                 .iter()
+                .zip(&residual)
                 .enumerate()
-                .map(|(i, v)| (v + bias[(i / plane) % d.c_out]).clamp(0.0, 6.0))
+                .map(|(i, (v, r))| (v + bias[(i / plane) % d.c_out] + r).clamp(0.0, 6.0))
                 .collect();
             close(
                 &fused,
                 &expected,
-                &format!("output with bias and clamp {d:?}"),
+                &format!("output with bias, residual and clamp {d:?}"),
             );
 
             // Gradients of sum(y · probe) against numerical ones of the reference: the loss is

@@ -20,7 +20,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Device, Shape, Tensor};
 
-use super::conv::{Clamp, ConvKind, ConvSpec, clamp_by_burn, dense, depthwise_forward};
+use super::conv::{Clamp, ConvKind, ConvSpec, Finish, clamp_by_burn, dense, depthwise_forward};
 use super::flex_values::{contiguous_f32, flex_tensor, slice};
 
 /// What [`conv2d_bn_clamp`] does besides its weights.
@@ -46,11 +46,13 @@ pub struct BatchNormStats {
     pub var: Tensor<1>,
 }
 
-/// `clamp(bn(conv(x, weight)))` by burn's operations, the BatchNorm folded into the weights.
+/// `clamp(bn(conv(x, weight)) + residual)` by burn's operations, the BatchNorm folded into the
+/// weights.
 fn fold_by_burn<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     [gamma, beta, mean, var]: [FloatTensor<B>; 4],
+    residual: Option<FloatTensor<B>>,
     fold: FoldSpec,
 ) -> FloatTensor<B> {
     let out = weight.shape()[0];
@@ -61,7 +63,20 @@ fn fold_by_burn<B: Backend>(
     let bias = B::float_sub(beta, B::float_mul(mean, scale.clone()));
     let weight = B::float_mul(weight, B::float_reshape(scale, Shape::from([out, 1, 1, 1])));
     let y = B::conv2d(x, weight, Some(bias), fold.conv.burn_options(out));
-    clamp_by_burn::<B>(y, fold.clamp)
+    finish_by_burn::<B>(y, residual, fold.clamp)
+}
+
+/// `clamp(y + residual)` by burn's operations.
+fn finish_by_burn<B: Backend>(
+    y: FloatTensor<B>,
+    residual: Option<FloatTensor<B>>,
+    clamp: Clamp,
+) -> FloatTensor<B> {
+    let y = match residual {
+        Some(r) => B::float_add(y, r),
+        None => y,
+    };
+    clamp_by_burn::<B>(y, clamp)
 }
 
 /// The operation as a backend extension: burn's operations by default, the prepared weights
@@ -79,7 +94,23 @@ pub trait FoldedConvBackend: Backend {
         var: FloatTensor<Self>,
         fold: FoldSpec,
     ) -> FloatTensor<Self> {
-        fold_by_burn::<Self>(x, weight, [gamma, beta, mean, var], fold)
+        fold_by_burn::<Self>(x, weight, [gamma, beta, mean, var], None, fold)
+    }
+
+    /// `clamp(bn(conv(x, weight)) + residual)`, likewise.
+    // The BatchNorm's four tensors cross the dispatch boundary one by one.
+    #[allow(clippy::too_many_arguments)]
+    fn graft_conv2d_bn_add_clamp(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        fold: FoldSpec,
+    ) -> FloatTensor<Self> {
+        fold_by_burn::<Self>(x, weight, [gamma, beta, mean, var], Some(residual), fold)
     }
 }
 
@@ -95,37 +126,64 @@ impl FoldedConvBackend for Flex {
         var: FlexTensor,
         fold: FoldSpec,
     ) -> FlexTensor {
-        let sources = [weight, gamma, beta, mean, var];
-        let Some(prepared) = prepared(&sources, &x, fold) else {
-            let [weight, gamma, beta, mean, var] = sources;
-            return fold_by_burn::<Self>(x, weight, [gamma, beta, mean, var], fold);
-        };
-        let bias = Some((&prepared.bias, fold.clamp));
-        let fast = match &prepared.weights {
-            Weights::Taps(taps) => dense::forward_taps(&x, taps, prepared.shape, fold.conv, bias),
-            Weights::Folded(w) if fold.conv.kind == ConvKind::Depthwise => {
-                depthwise_forward(&x, w, Some(&prepared.bias), fold.conv, fold.clamp)
-            }
-            Weights::Folded(_) => None,
-        };
-        if let Some(y) = fast {
-            return y;
+        flex_conv_bn(x, [weight, gamma, beta, mean, var], None, fold)
+    }
+
+    fn graft_conv2d_bn_add_clamp(
+        x: FlexTensor,
+        weight: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        residual: FlexTensor,
+        fold: FoldSpec,
+    ) -> FlexTensor {
+        flex_conv_bn(x, [weight, gamma, beta, mean, var], Some(residual), fold)
+    }
+}
+
+/// Both operations on the CPU backend: `sources` are `[weight, γ, β, μ, σ²]`.
+fn flex_conv_bn(
+    x: FlexTensor,
+    sources: [FlexTensor; 5],
+    residual: Option<FlexTensor>,
+    fold: FoldSpec,
+) -> FlexTensor {
+    let Some(prepared) = prepared(&sources, &x, fold) else {
+        let [weight, gamma, beta, mean, var] = sources;
+        return fold_by_burn::<Flex>(x, weight, [gamma, beta, mean, var], residual, fold);
+    };
+    let finish = Finish {
+        bias: &prepared.bias,
+        residual: residual.as_ref(),
+        clamp: fold.clamp,
+    };
+    let fast = match &prepared.weights {
+        Weights::Taps(taps) => {
+            dense::forward_taps(&x, taps, prepared.shape, fold.conv, Some(finish))
         }
-        let weight = match &prepared.weights {
-            Weights::Folded(w) => w.clone(),
-            // The kernels turned this input down: fold again for burn's convolution.
-            Weights::Taps(_) => flex_tensor(
-                folded_weight(&sources[0], &prepared.scale)
-                    .expect("the weights folded once already"),
-                Shape::from(prepared.shape),
-            ),
-        };
-        let options = fold.conv.burn_options(prepared.shape[0]);
-        let y = Self::conv2d(x, weight, Some(prepared.bias.clone()), options);
-        match fold.clamp {
-            Clamp::RELU6 => <Self as super::relu6::Relu6Backend>::relu6(y),
-            clamp => clamp_by_burn::<Self>(y, clamp),
+        Weights::Folded(w) if fold.conv.kind == ConvKind::Depthwise && residual.is_none() => {
+            depthwise_forward(&x, w, Some(&prepared.bias), fold.conv, fold.clamp)
         }
+        Weights::Folded(_) => None,
+    };
+    if let Some(y) = fast {
+        return y;
+    }
+    let weight = match &prepared.weights {
+        Weights::Folded(w) => w.clone(),
+        // The kernels turned this input down: fold again for burn's convolution.
+        Weights::Taps(_) => flex_tensor(
+            folded_weight(&sources[0], &prepared.scale).expect("the weights folded once already"),
+            Shape::from(prepared.shape),
+        ),
+    };
+    let options = fold.conv.burn_options(prepared.shape[0]);
+    let y = Flex::conv2d(x, weight, Some(prepared.bias.clone()), options);
+    match (fold.clamp, residual) {
+        (Clamp::RELU6, None) => <Flex as super::relu6::Relu6Backend>::relu6(y),
+        (clamp, residual) => finish_by_burn::<Flex>(y, residual, clamp),
     }
 }
 
@@ -261,13 +319,15 @@ fn cached() -> usize {
     entries.len()
 }
 
-/// `clamp(bn(conv(x, weight)))` as one inference operation (the output has no gradient): on the
-/// CPU backend with the folded weights prepared once per weight buffer, elsewhere by burn's
-/// operations.
+/// `clamp(bn(conv(x, weight)) + residual)` as one inference operation (the output has no
+/// gradient): on the CPU backend with the folded weights prepared once per weight buffer and the
+/// residual added as the output is written, elsewhere by burn's operations. `residual` has the
+/// output's shape.
 pub fn conv2d_bn_clamp(
     x: Tensor<4>,
     weight: Tensor<4>,
     bn: BatchNormStats,
+    residual: Option<Tensor<4>>,
     fold: FoldSpec,
 ) -> Tensor<4> {
     if x.device().without_autodiff() != Device::flex() {
@@ -277,6 +337,10 @@ pub fn conv2d_bn_clamp(
         let weight = weight * scale.reshape([out, 1, 1, 1]);
         let options = fold.conv.burn_options(out);
         let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
+        let y = match residual {
+            Some(r) => y + r,
+            None => y,
+        };
         return match fold.clamp {
             Clamp::NONE => y,
             Clamp { min, max } => y.clamp(min, max),
@@ -284,15 +348,26 @@ pub fn conv2d_bn_clamp(
     }
     let autodiff = x.is_autodiff();
     let plain = |t: Tensor<1>| t.without_autodiff().into_dispatch();
-    let y = Tensor::from_dispatch(<Dispatch as FoldedConvBackend>::graft_conv2d_bn_clamp(
+    let (x, weight) = (
         x.without_autodiff().into_dispatch(),
         weight.without_autodiff().into_dispatch(),
-        plain(bn.gamma),
-        plain(bn.beta),
-        plain(bn.mean),
-        plain(bn.var),
-        fold,
-    ));
+    );
+    let [gamma, beta, mean, var] = [bn.gamma, bn.beta, bn.mean, bn.var].map(plain);
+    let y = Tensor::from_dispatch(match residual {
+        None => <Dispatch as FoldedConvBackend>::graft_conv2d_bn_clamp(
+            x, weight, gamma, beta, mean, var, fold,
+        ),
+        Some(r) => <Dispatch as FoldedConvBackend>::graft_conv2d_bn_add_clamp(
+            x,
+            weight,
+            gamma,
+            beta,
+            mean,
+            var,
+            r.without_autodiff().into_dispatch(),
+            fold,
+        ),
+    });
     if autodiff { y.autodiff() } else { y }
 }
 
@@ -329,6 +404,7 @@ mod tests {
             x.into_dispatch(),
             weight.into_dispatch(),
             [p(bn.gamma), p(bn.beta), p(bn.mean), p(bn.var)],
+            None,
             fold,
         ))
     }
@@ -372,7 +448,7 @@ mod tests {
                 let expected = by_burn(x.clone(), weight.clone(), copy(&bn), fold);
                 // Twice: the second call reads the cache.
                 for _ in 0..2 {
-                    let y = conv2d_bn_clamp(x.clone(), weight.clone(), copy(&bn), fold);
+                    let y = conv2d_bn_clamp(x.clone(), weight.clone(), copy(&bn), None, fold);
                     let d = max_difference(y, expected.clone());
                     assert!(d < 1e-5, "{kind:?}, batch {batch}: {d}");
                 }
