@@ -191,14 +191,12 @@ fn widest_plane_fn() -> PlaneFn {
         fn avx2(p: &Plane, l: &PhasePlane, y: &mut [f32], g: &Geometry) {
             depthwise_plane(p, l, y, g);
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the instructions it was compiled for.
-            return |p, l, y, g| unsafe { avx512(p, l, y, g) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return |p, l, y, g| unsafe { avx2(p, l, y, g) };
+        use super::dense_kernels::{Isa, detect};
+        match detect() {
+            // SAFETY: the CPU has the instructions each was compiled for.
+            Some(Isa::Avx512) => return |p, l, y, g| unsafe { avx512(p, l, y, g) },
+            Some(Isa::Avx2) => return |p, l, y, g| unsafe { avx2(p, l, y, g) },
+            None => {}
         }
     }
     depthwise_plane

@@ -331,20 +331,14 @@ pub fn conv2d_bn_clamp(
     fold: FoldSpec,
 ) -> Tensor<4> {
     if x.device().without_autodiff() != Device::flex() {
-        let [out, ..] = weight.dims();
-        let scale = bn.gamma / (bn.var + fold.epsilon).sqrt();
-        let bias = bn.beta - bn.mean * scale.clone();
-        let weight = weight * scale.reshape([out, 1, 1, 1]);
-        let options = fold.conv.burn_options(out);
-        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-        let y = match residual {
-            Some(r) => y + r,
-            None => y,
-        };
-        return match fold.clamp {
-            Clamp::NONE => y,
-            Clamp { min, max } => y.clamp(min, max),
-        };
+        let stats = [bn.gamma, bn.beta, bn.mean, bn.var].map(Tensor::into_dispatch);
+        return Tensor::from_dispatch(fold_by_burn::<Dispatch>(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            stats,
+            residual.map(Tensor::into_dispatch),
+            fold,
+        ));
     }
     let autodiff = x.is_autodiff();
     let plain = |t: Tensor<1>| t.without_autodiff().into_dispatch();
