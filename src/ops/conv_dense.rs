@@ -54,8 +54,7 @@ fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
 
 /// The output of `x` convolved with `weight`.
 pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
-    let w = contiguous_f32(weight)?;
-    forward_taps(x, &taps(x, weight, spec)?, dims(&w)?, spec, None)
+    forward_taps(x, &taps(x, weight, spec)?, dims(weight)?, spec, None)
 }
 
 /// `weight` laid out for the kernels' forward pass, where they run it on inputs like `x`.
