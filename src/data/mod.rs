@@ -10,6 +10,7 @@ pub mod decode;
 pub mod inspect;
 pub mod manifest;
 pub mod preprocess;
+pub mod resample;
 pub mod rng;
 pub mod scan;
 pub mod store;

@@ -1,9 +1,10 @@
 //! From a decoded image to the network's input: resize, crop, augment, normalise.
 
 use image::RgbImage;
-use image::imageops::{self, FilterType};
+use image::imageops;
 
 use super::augment;
+use super::resample::{self, Filter};
 use super::rng::Rng;
 use crate::config::AugmentConfig;
 use crate::models::Normalization;
@@ -70,7 +71,7 @@ fn resize_exact_shorter(image: &RgbImage, side: u32) -> RgbImage {
     if (nw, nh) == (w, h) {
         return image.clone();
     }
-    imageops::resize(image, nw, nh, FilterType::CatmullRom)
+    resample::resize(image, nw, nh, Filter::CatmullRom)
 }
 
 /// The centred `size`×`size` square (the image must be at least that large on both sides).
@@ -84,7 +85,7 @@ pub fn center_crop(image: &RgbImage, size: u32) -> RgbImage {
     if (size_w, size_h) == (size, size) {
         crop
     } else {
-        imageops::resize(&crop, size, size, FilterType::Triangle)
+        resample::resize(&crop, size, size, Filter::Triangle)
     }
 }
 
@@ -111,7 +112,7 @@ pub fn train_view(base: &RgbImage, size: u32, augment: &AugmentConfig, rng: &mut
             let x = rng.below((w - cw + 1) as usize) as u32;
             let y = rng.below((h - ch + 1) as usize) as u32;
             let crop = imageops::crop_imm(base, x, y, cw, ch).to_image();
-            view = Some(imageops::resize(&crop, size, size, FilterType::Triangle));
+            view = Some(resample::resize(&crop, size, size, Filter::Triangle));
             break;
         }
     }
