@@ -93,6 +93,9 @@ struct PhasePlane {
     rows: usize,
     /// Values per phase of a row.
     per_phase: usize,
+    /// Where tap `a·k + b` of the run of outputs starting at column 0 of output row 0 reads
+    /// (computed once: the phase arithmetic divides by the stride).
+    taps: Vec<usize>,
 }
 
 impl PhasePlane {
@@ -102,16 +105,24 @@ impl PhasePlane {
         // Room for the last run of outputs (padded to whole runs) and its widest tap.
         let runs = g.out_w.div_ceil(LANES) * LANES;
         let per_phase = (runs + (k - 1) / s).max((g.in_w + g.pad_left).div_ceil(s));
-        Self { rows, per_phase }
+        let row = s * per_phase;
+        let taps = (0..k * k)
+            .map(|t| (t / k) * row + (t % k % s) * per_phase + t % k / s)
+            .collect();
+        Self {
+            rows,
+            per_phase,
+            taps,
+        }
     }
 
     fn row_len(&self, g: &Geometry) -> usize {
         g.stride * self.per_phase
     }
 
-    /// `x`'s plane placed in `out` (zeros around it).
+    /// `x`'s plane placed in `out`. Every plane of one geometry writes the same positions, so a
+    /// buffer that started as zeros keeps zeros around each plane it is given.
     fn fill(&self, x: &[f32], out: &mut [f32], g: &Geometry) {
-        out.fill(0.0);
         let (s, row) = (g.stride, self.row_len(g));
         for (h, x_row) in x.chunks_exact(g.in_w).enumerate() {
             let dst = &mut out[(h + g.pad_top) * row..][..row];
@@ -205,27 +216,26 @@ fn widest_plane_fn() -> PlaneFn {
 /// One output plane `y` from its padded input plane.
 #[inline(always)]
 fn depthwise_plane(p: &Plane, layout: &PhasePlane, y: &mut [f32], g: &Geometry) {
-    let (k, s) = (g.kernel, g.stride);
     let row = layout.row_len(g);
+    let (min, max) = (p.clamp.min, p.clamp.max);
     for (i, y_row) in y.chunks_exact_mut(g.out_w).enumerate() {
+        let row_start = i * g.stride * row;
         for j0 in (0..g.out_w).step_by(LANES) {
             let mut acc = [p.bias; LANES];
-            for a in 0..k {
-                let input = &p.padded[(i * s + a) * row..][..row];
-                for b in 0..k {
-                    let start = (b % s) * layout.per_phase + j0 + b / s;
-                    let values: &[f32; LANES] =
-                        input[start..start + LANES].try_into().expect("run");
-                    let wv = p.weight[a * k + b];
-                    for (acc, v) in acc.iter_mut().zip(values) {
-                        *acc += v * wv;
-                    }
+            let input = &p.padded[row_start + j0..];
+            for (&tap, &wv) in layout.taps.iter().zip(p.weight) {
+                let values: &[f32; LANES] = input[tap..tap + LANES].try_into().expect("run");
+                for l in 0..LANES {
+                    acc[l] += values[l] * wv;
                 }
             }
             let n = LANES.min(g.out_w - j0);
-            for (out, v) in y_row[j0..j0 + n].iter_mut().zip(acc) {
-                *out = v.max(p.clamp.min).min(p.clamp.max);
-            }
+            // Comparisons rather than f32::max/min, so that the clamp vectorises.
+            let clamped = acc.map(|v| {
+                let v = if v > max { max } else { v };
+                if v < min { min } else { v }
+            });
+            y_row[j0..j0 + n].copy_from_slice(&clamped[..n]);
         }
     }
 }
