@@ -8,6 +8,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{Act, ConvBn, batch_norm, conv_bn_act, conv_bn_add_act, torch_conv};
+use crate::ops::pool::{PoolSpec, max_pool2d};
 
 /// Which residual block and how many per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +137,13 @@ impl ResBlock {
     }
 }
 
+/// The stem's max pool (what `ResNetStem::pool` is configured with).
+const STEM_POOL: PoolSpec = PoolSpec {
+    kernel: 3,
+    stride: 2,
+    padding: 1,
+};
+
 /// The stem: 7×7 convolution, BatchNorm, ReLU, 3×3 max pool. PyTorch: `conv1`, `bn1`.
 #[derive(Module, Debug)]
 pub struct ResNetStem {
@@ -186,9 +194,14 @@ impl ResNet {
         Self {
             stem: ResNetStem {
                 conv: ConvBn::new(3, 64, 7, 2, 1, Act::Relu, 1e-5, device),
-                pool: MaxPool2dConfig::new([3, 3])
-                    .with_strides([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                pool: MaxPool2dConfig::new([STEM_POOL.kernel; 2])
+                    .with_strides([STEM_POOL.stride; 2])
+                    .with_padding(PaddingConfig2d::Explicit(
+                        STEM_POOL.padding,
+                        STEM_POOL.padding,
+                        STEM_POOL.padding,
+                        STEM_POOL.padding,
+                    ))
                     .init(),
             },
             layer1,
@@ -222,7 +235,7 @@ impl ResNet {
         let blocks = self.blocks();
         for g in range {
             x = if g == 0 {
-                self.stem.pool.forward(self.stem.conv.forward(x))
+                max_pool2d(self.stem.conv.forward(x), STEM_POOL)
             } else {
                 blocks[g - 1].1.forward(x)
             };

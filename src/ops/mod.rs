@@ -9,4 +9,5 @@ mod conv_kernels;
 mod dense_kernels;
 mod flex_values;
 pub mod folded;
+pub mod pool;
 pub mod relu6;

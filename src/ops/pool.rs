@@ -1,0 +1,172 @@
+//! Max pooling on the CPU backend without autodiff (frozen layers, validation, predict).
+//!
+//! burn's CPU max pool works out each output value on its own, with index arithmetic and NaN
+//! checks per tap: ResNet's stem pool took about as long as the 7×7 convolution before it. Here
+//! each output row is the column-wise maximum of its input rows, then the maximum of each
+//! window along that row, so the long loops vectorise. Autodiff keeps burn's pool and its
+//! gradient.
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::flex_values::{flex_tensor, slice};
+
+/// A square max pool (floor mode, dilation 1); padding counts as `-∞`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    /// Window side.
+    pub kernel: usize,
+    /// Step in both directions.
+    pub stride: usize,
+    /// Padding on every side.
+    pub padding: usize,
+}
+
+impl PoolSpec {
+    /// Output side for an input side of `size`.
+    fn out(&self, size: usize) -> usize {
+        (size + 2 * self.padding).saturating_sub(self.kernel) / self.stride + 1
+    }
+
+    /// The input indices window `o` covers along an axis of `size`.
+    fn window(&self, o: usize, size: usize) -> std::ops::Range<usize> {
+        let start = (o * self.stride).saturating_sub(self.padding);
+        let end = (o * self.stride + self.kernel).saturating_sub(self.padding);
+        start.min(size)..end.min(size)
+    }
+}
+
+/// The operation as a backend extension: burn's pool by default, Graft's loop on the CPU.
+#[backend_extension(Flex, Autodiff)]
+pub trait MaxPoolBackend: Backend {
+    /// Max pooling of NCHW `x`.
+    fn graft_max_pool2d(x: FloatTensor<Self>, spec: PoolSpec) -> FloatTensor<Self> {
+        let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
+        Self::max_pool2d(x, [k, k], [s, s], [p, p], [1, 1], false)
+    }
+}
+
+impl<B: MaxPoolBackend, C: CheckpointStrategy> MaxPoolBackend for Autodiff<B, C> {}
+
+impl MaxPoolBackend for Flex {
+    fn graft_max_pool2d(x: FlexTensor, spec: PoolSpec) -> FlexTensor {
+        let dims: Option<[usize; 4]> = x.shape().as_slice().try_into().ok();
+        match dims {
+            Some([n, c, h, w]) if x.dtype() == DType::F32 && spec.kernel > spec.padding => {
+                let x = x.to_contiguous();
+                let y = max_pool_planes(slice(&x), [n * c, h, w], spec);
+                flex_tensor(y, Shape::from([n, c, spec.out(h), spec.out(w)]))
+            }
+            _ => {
+                let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
+                Flex::max_pool2d(x, [k, k], [s, s], [p, p], [1, 1], false)
+            }
+        }
+    }
+}
+
+/// Max pooling of `x` (`[N, C, H, W]`); burn's pool where the tensor is tracked for gradients
+/// or lives on another device.
+pub fn max_pool2d(x: Tensor<4>, spec: PoolSpec) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as MaxPoolBackend>::graft_max_pool2d(
+        x.into_dispatch(),
+        spec,
+    ))
+}
+
+/// Pools `planes` planes of `h × w` values each.
+fn max_pool_planes(x: &[f32], [planes, h, w]: [usize; 3], spec: PoolSpec) -> Vec<f32> {
+    let (out_h, out_w) = (spec.out(h), spec.out(w));
+    let mut y = vec![0.0f32; planes * out_h * out_w];
+    if planes == 0 || out_h * out_w == 0 {
+        return y;
+    }
+    y.par_chunks_mut(out_h * out_w)
+        .zip(x.par_chunks(h * w))
+        .for_each_init(
+            || vec![0.0f32; w],
+            |rows_max, (y, x)| {
+                for (i, y_row) in y.chunks_exact_mut(out_w).enumerate() {
+                    rows_max.fill(f32::NEG_INFINITY);
+                    let rows = spec.window(i, h);
+                    for row in x[rows.start * w..rows.end * w].chunks_exact(w) {
+                        for (m, &v) in rows_max.iter_mut().zip(row) {
+                            *m = if v > *m { v } else { *m };
+                        }
+                    }
+                    for (j, out) in y_row.iter_mut().enumerate() {
+                        *out = rows_max[spec.window(j, w)]
+                            .iter()
+                            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+                    }
+                }
+            },
+        );
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn the_pool_matches_burns() {
+        let device = Device::flex();
+        for (shape, spec) in [
+            (
+                [2, 3, 112, 112],
+                PoolSpec {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                },
+            ),
+            (
+                [1, 2, 9, 7],
+                PoolSpec {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                },
+            ),
+            (
+                [1, 4, 8, 8],
+                PoolSpec {
+                    kernel: 2,
+                    stride: 2,
+                    padding: 0,
+                },
+            ),
+            (
+                [1, 1, 5, 6],
+                PoolSpec {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            ),
+        ] {
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
+            let expected = burn::nn::pool::MaxPool2dConfig::new([k, k])
+                .with_strides([s, s])
+                .with_padding(burn::nn::PaddingConfig2d::Explicit(p, p, p, p))
+                .init()
+                .forward(x.clone());
+            let got = max_pool2d(x, spec);
+            assert_eq!(got.dims(), expected.dims(), "{shape:?} {spec:?}");
+            let (got, expected) = (got.into_data(), expected.into_data());
+            assert_eq!(
+                got.as_slice::<f32>().unwrap(),
+                expected.as_slice::<f32>().unwrap(),
+                "{shape:?} {spec:?}"
+            );
+        }
+    }
+}
