@@ -3,8 +3,8 @@
 //! burn's CPU max pool works out each output value on its own, with index arithmetic and NaN
 //! checks per tap: ResNet's stem pool took about as long as the 7×7 convolution before it. Here
 //! each output row is the column-wise maximum of its input rows, then the maximum of each
-//! window along that row, so the long loops vectorise. Autodiff keeps burn's pool and its
-//! gradient.
+//! window along that row, so the long loops vectorise. A tensor tracked for gradients keeps
+//! burn's pool and its gradient.
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::FlexTensor;
@@ -73,10 +73,15 @@ impl MaxPoolBackend for Flex {
 /// Max pooling of `x` (`[N, C, H, W]`); burn's pool where the tensor is tracked for gradients
 /// or lives on another device.
 pub fn max_pool2d(x: Tensor<4>, spec: PoolSpec) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as MaxPoolBackend>::graft_max_pool2d(
+    // An untracked tensor on the autodiff device (the output of frozen layers in training)
+    // needs no gradient, so it is pooled as a plain tensor.
+    let untracked = x.is_autodiff() && !x.is_tracked();
+    let x = if untracked { x.without_autodiff() } else { x };
+    let y = Tensor::from_dispatch(<Dispatch as MaxPoolBackend>::graft_max_pool2d(
         x.into_dispatch(),
         spec,
-    ))
+    ));
+    if untracked { y.autodiff() } else { y }
 }
 
 /// Pools `planes` planes of `h × w` values each.
@@ -168,5 +173,29 @@ mod tests {
                 "{shape:?} {spec:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_tracked_input_still_gets_its_gradient() {
+        let device = Device::flex().autodiff();
+        let spec = PoolSpec {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        };
+        let x = Tensor::<4>::random([1, 2, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+        let untracked = max_pool2d(x.clone(), spec);
+        assert!(untracked.is_autodiff());
+        let tracked = x.require_grad();
+        let y = max_pool2d(tracked.clone(), spec);
+        assert_eq!(
+            y.to_data().as_slice::<f32>().unwrap(),
+            untracked.into_data().as_slice::<f32>().unwrap()
+        );
+        let grads = y.sum().backward();
+        let gradient = tracked.grad(&grads).expect("a gradient reaches the input");
+        // Each of the 2 × 3 × 3 outputs sends its gradient of 1 to its window's maximum.
+        let total: f32 = gradient.into_data().iter::<f32>().sum();
+        assert_eq!(total, 18.0);
     }
 }
