@@ -8,7 +8,6 @@
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape, Tensor};
@@ -41,13 +40,18 @@ impl PoolSpec {
     }
 }
 
+/// Max pooling of NCHW `x` by burn's operation.
+fn pool_by_burn<B: Backend>(x: FloatTensor<B>, spec: PoolSpec) -> FloatTensor<B> {
+    let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
+    B::max_pool2d(x, [k, k], [s, s], [p, p], [1, 1], false)
+}
+
 /// The operation as a backend extension: burn's pool by default, Graft's loop on the CPU.
 #[backend_extension(Flex, Autodiff)]
 pub trait MaxPoolBackend: Backend {
     /// Max pooling of NCHW `x`.
     fn graft_max_pool2d(x: FloatTensor<Self>, spec: PoolSpec) -> FloatTensor<Self> {
-        let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
-        Self::max_pool2d(x, [k, k], [s, s], [p, p], [1, 1], false)
+        pool_by_burn::<Self>(x, spec)
     }
 }
 
@@ -62,10 +66,7 @@ impl MaxPoolBackend for Flex {
                 let y = max_pool_planes(slice(&x), [n * c, h, w], spec);
                 flex_tensor(y, Shape::from([n, c, spec.out(h), spec.out(w)]))
             }
-            _ => {
-                let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
-                Flex::max_pool2d(x, [k, k], [s, s], [p, p], [1, 1], false)
-            }
+            _ => pool_by_burn::<Flex>(x, spec),
         }
     }
 }
@@ -120,42 +121,22 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
 
+    fn spec(kernel: usize, stride: usize, padding: usize) -> PoolSpec {
+        PoolSpec {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
     #[test]
     fn the_pool_matches_burns() {
         let device = Device::flex();
         for (shape, spec) in [
-            (
-                [2, 3, 112, 112],
-                PoolSpec {
-                    kernel: 3,
-                    stride: 2,
-                    padding: 1,
-                },
-            ),
-            (
-                [1, 2, 9, 7],
-                PoolSpec {
-                    kernel: 3,
-                    stride: 2,
-                    padding: 1,
-                },
-            ),
-            (
-                [1, 4, 8, 8],
-                PoolSpec {
-                    kernel: 2,
-                    stride: 2,
-                    padding: 0,
-                },
-            ),
-            (
-                [1, 1, 5, 6],
-                PoolSpec {
-                    kernel: 3,
-                    stride: 1,
-                    padding: 1,
-                },
-            ),
+            ([2, 3, 112, 112], spec(3, 2, 1)),
+            ([1, 2, 9, 7], spec(3, 2, 1)),
+            ([1, 4, 8, 8], spec(2, 2, 0)),
+            ([1, 1, 5, 6], spec(3, 1, 1)),
         ] {
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let (k, s, p) = (spec.kernel, spec.stride, spec.padding);
@@ -178,11 +159,7 @@ mod tests {
     #[test]
     fn a_tracked_input_still_gets_its_gradient() {
         let device = Device::flex().autodiff();
-        let spec = PoolSpec {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        };
+        let spec = spec(3, 2, 1);
         let x = Tensor::<4>::random([1, 2, 6, 6], Distribution::Normal(0.0, 1.0), &device);
         let untracked = max_pool2d(x.clone(), spec);
         assert!(untracked.is_autodiff());
