@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, conv_bn_act, conv_bn_add_act};
+use super::layers::{Act, ImageLayout, conv_bn_act, conv_bn_add_act};
 
 /// One stage of inverted-residual blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +232,9 @@ impl MbConv {
         }
         x = conv_bn_act(&self.depthwise_conv, &self.bn1, Act::Relu6, x);
         let residual = self.residual.then_some(input);
-        conv_bn_add_act(&self.project_conv, &self.bn2, Act::Identity, x, residual)
+        // The next block's expansion, a dense convolution, reads the output.
+        let (conv, bn, last) = (&self.project_conv, &self.bn2, ImageLayout::ChannelsLast);
+        conv_bn_add_act(conv, bn, Act::Identity, x, residual, last)
     }
 }
 

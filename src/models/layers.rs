@@ -12,6 +12,8 @@ use crate::ops::batch_norm::batch_norm_forward;
 use crate::ops::conv::{Clamp, ConvKind, ConvSpec, conv2d, dense_kernels_take};
 use crate::ops::folded::{BatchNormStats, FoldSpec, conv2d_bn_clamp};
 
+pub use crate::ops::folded::ImageLayout;
+
 pub use crate::ops::relu6::relu6;
 
 /// `relu6(x + 3) / 6`, PyTorch's `Hardsigmoid`.
@@ -130,19 +132,23 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// `act(bn(conv(x)))`. Where nothing in it needs a gradient on the CPU backend (a frozen layer,
 /// validation, prediction, feature extraction) it runs as one inference operation: the
 /// BatchNorm's running statistics folded into the convolution's weights and a bias, and a ReLU
-/// or ReLU6 applied to each output value as the convolution writes it.
+/// or ReLU6 applied to each output value as the convolution writes it. The output is laid out
+/// channels-first, for a depthwise convolution or a pool to read.
 pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, act: Act, x: Tensor<4>) -> Tensor<4> {
-    conv_bn_add_act(conv, bn, act, x, None)
+    conv_bn_add_act(conv, bn, act, x, None, ImageLayout::ChannelsFirst)
 }
 
 /// `act(bn(conv(x)) + residual)`: a residual block's last layer, the sum made as the
-/// convolution writes its output where [`conv_bn_act`] runs as inference.
+/// convolution writes its output where [`conv_bn_act`] runs as inference. `output` is how Graft's
+/// dense kernels lay the output out, where they run it: channels-last where a dense convolution
+/// reads it next (see [`FoldSpec::output`]).
 pub fn conv_bn_add_act(
     conv: &Conv2d,
     bn: &BatchNorm,
     act: Act,
     x: Tensor<4>,
     residual: Option<Tensor<4>>,
+    output: ImageLayout,
 ) -> Tensor<4> {
     let tracked = residual.as_ref().is_some_and(Tensor::is_tracked);
     let Some(spec) = inference_spec(conv, bn, &x).filter(|_| !tracked) else {
@@ -168,6 +174,7 @@ pub fn conv_bn_add_act(
         conv: spec,
         epsilon: bn.epsilon,
         clamp,
+        output,
     };
     let y = conv2d_bn_clamp(x, conv.weight.val(), stats, residual, fold);
     match act {
@@ -282,8 +289,14 @@ impl ConvBn {
         conv_bn_act(&self.conv, &self.bn, self.act, x)
     }
 
-    /// Runs the layer with `residual` added before its activation.
-    pub fn forward_add(&self, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
-        conv_bn_add_act(&self.conv, &self.bn, self.act, x, residual)
+    /// Runs the layer with `residual` added before its activation, the output laid out as
+    /// `output` (see [`conv_bn_add_act`]).
+    pub fn forward_add(
+        &self,
+        x: Tensor<4>,
+        residual: Option<Tensor<4>>,
+        output: ImageLayout,
+    ) -> Tensor<4> {
+        conv_bn_add_act(&self.conv, &self.bn, self.act, x, residual, output)
     }
 }

@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, conv_forward, hard_sigmoid, torch_conv};
+use super::layers::{Act, ConvBn, ImageLayout, conv_forward, hard_sigmoid, torch_conv};
 
 /// One inverted-residual block's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,7 +317,10 @@ impl InvertedResidual {
         if let Some(se) = &self.se {
             x = se.forward(x);
         }
-        self.project.forward_add(x, self.residual.then_some(input))
+        // The next block's expansion, a dense convolution, reads the output.
+        let residual = self.residual.then_some(input);
+        self.project
+            .forward_add(x, residual, ImageLayout::ChannelsLast)
     }
 
     /// Output channels.

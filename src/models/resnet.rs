@@ -7,7 +7,10 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, ConvBn, batch_norm, conv_bn_act, conv_bn_add_act, torch_conv};
+use super::layers::{Act, ConvBn, ImageLayout, batch_norm, conv_bn_add_act, torch_conv};
+
+/// How the layers' outputs are laid out where Graft's dense kernels run them.
+const LAST: ImageLayout = ImageLayout::ChannelsLast;
 use crate::ops::pool::{PoolSpec, max_pool2d};
 
 /// Which residual block and how many per stage.
@@ -106,20 +109,22 @@ impl ResBlock {
         }
     }
 
-    /// Runs the block.
+    /// Runs the block. Every layer's output is read by a dense convolution (or added to its
+    /// output), so each is laid out channels-last where Graft's kernels run it.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let layer = |conv, bn, act, x, residual| conv_bn_add_act(conv, bn, act, x, residual, LAST);
         let shortcut = match &self.downsample {
-            Some(d) => conv_bn_act(&d.conv, &d.bn, Act::Identity, input.clone()),
+            Some(d) => layer(&d.conv, &d.bn, Act::Identity, input.clone(), None),
             None => input.clone(),
         };
-        let x = conv_bn_act(&self.conv1, &self.bn1, Act::Relu, input);
+        let x = layer(&self.conv1, &self.bn1, Act::Relu, input, None);
         // The last convolution adds the shortcut before its ReLU.
         match self.conv3.as_ref().zip(self.bn3.as_ref()) {
             Some((conv3, bn3)) => {
-                let x = conv_bn_act(&self.conv2, &self.bn2, Act::Relu, x);
-                conv_bn_add_act(conv3, bn3, Act::Relu, x, Some(shortcut))
+                let x = layer(&self.conv2, &self.bn2, Act::Relu, x, None);
+                layer(conv3, bn3, Act::Relu, x, Some(shortcut))
             }
-            None => conv_bn_add_act(&self.conv2, &self.bn2, Act::Relu, x, Some(shortcut)),
+            None => layer(&self.conv2, &self.bn2, Act::Relu, x, Some(shortcut)),
         }
     }
 
@@ -235,7 +240,8 @@ impl ResNet {
         let blocks = self.blocks();
         for g in range {
             x = if g == 0 {
-                max_pool2d(self.stem.conv.forward(x), STEM_POOL)
+                let stem = self.stem.conv.forward_add(x, None, LAST);
+                max_pool2d(stem, STEM_POOL)
             } else {
                 blocks[g - 1].1.forward(x)
             };

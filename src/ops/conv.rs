@@ -294,6 +294,7 @@ pub(super) mod dense;
 pub(super) mod dense {
     use burn::backend::flex::FlexTensor;
 
+    use super::super::flex_values::ImageLayout;
     use super::{ConvSpec, Finish};
 
     pub fn available(_: usize, _: usize) -> bool {
@@ -314,6 +315,7 @@ pub(super) mod dense {
         _: [usize; 4],
         _: ConvSpec,
         _: Option<Finish>,
+        _: ImageLayout,
     ) -> Option<FlexTensor> {
         None
     }

@@ -1,13 +1,17 @@
 //! Dense convolutions through [`super::super::dense_kernels`]: each pass returns `None` where
 //! the CPU or the shapes do not suit the kernels.
 
+use std::borrow::Cow;
+
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Shape;
 
 use super::super::dense_kernels::{self as kernels, Dense, Epilogue};
-use super::super::flex_values::{contiguous_f32, flex_tensor, slice};
-use super::{ConvSpec, Finish};
+use super::super::flex_values::{
+    ImageLayout, channels_last_f32, channels_last_tensor, contiguous_f32, flex_tensor, slice,
+};
+use super::{Clamp, ConvSpec, Finish};
 
 pub fn available(in_channels: usize, out_channels: usize) -> bool {
     let whole = kernels::whole_registers;
@@ -52,9 +56,17 @@ fn output_grad(dy: &FlexTensor, d: &Dense) -> Option<Vec<f32>> {
     ))
 }
 
-/// The output of `x` convolved with `weight`.
+/// The output of `x` convolved with `weight`, channels-first.
 pub fn forward(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<FlexTensor> {
-    forward_taps(x, &taps(x, weight, spec)?, dims(weight)?, spec, None)
+    let taps = taps(x, weight, spec)?;
+    forward_taps(
+        x,
+        &taps,
+        dims(weight)?,
+        spec,
+        None,
+        ImageLayout::ChannelsFirst,
+    )
 }
 
 /// `weight` laid out for the kernels' forward pass, where they run it on inputs like `x`.
@@ -64,39 +76,98 @@ pub fn taps(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> Option<Vec<f
     Some(kernels::weight_taps_by_output(slice(&w), &d))
 }
 
+/// An image tensor's values as the kernels read them: without a copy where it is channels-last.
+enum Values<'a> {
+    Last(&'a [f32]),
+    First(FlexTensor),
+}
+
+impl<'a> Values<'a> {
+    fn of(t: &'a FlexTensor) -> Option<Self> {
+        match channels_last_f32(t) {
+            Some(values) => Some(Self::Last(values)),
+            None => contiguous_f32(t).map(Self::First),
+        }
+    }
+
+    fn layout(&self) -> ImageLayout {
+        match self {
+            Self::Last(_) => ImageLayout::ChannelsLast,
+            Self::First(_) => ImageLayout::ChannelsFirst,
+        }
+    }
+
+    fn slice(&self) -> &[f32] {
+        match self {
+            Self::Last(values) => values,
+            Self::First(t) => slice(t),
+        }
+    }
+}
+
+/// A residual's values laid out as `layout`: borrowed where it is laid out so already.
+fn residual_values<'a>(
+    r: &'a Values,
+    dims: [usize; 4],
+    layout: ImageLayout,
+    d: &Dense,
+) -> Cow<'a, [f32]> {
+    match (r.layout(), layout) {
+        (from, to) if from == to => Cow::Borrowed(r.slice()),
+        (_, ImageLayout::ChannelsLast) => Cow::Owned(kernels::to_channels_last(
+            d.isa,
+            r.slice(),
+            dims,
+            [0, 0],
+            d.out_hw,
+        )),
+        (_, ImageLayout::ChannelsFirst) => Cow::Owned(
+            kernels::to_channels_first(r.slice(), dims).expect("the CPU runs the kernels"),
+        ),
+    }
+}
+
 /// The output of `x` convolved with the weights of shape `weight_shape` laid out as [`taps`]
-/// gives them, through `finish` where given.
+/// gives them, through `finish` where given, laid out as `y_layout`. `x` may be laid out
+/// either way.
 pub fn forward_taps(
     x: &FlexTensor,
     taps: &[f32],
     weight_shape: [usize; 4],
     spec: ConvSpec,
     finish: Option<Finish>,
+    y_layout: ImageLayout,
 ) -> Option<FlexTensor> {
     let d = Dense::new(dims(x)?, weight_shape, spec.stride, spec.padding)?;
     if !d.supported(false) || taps.len() != weight_shape.iter().product::<usize>() {
         return None;
     }
     let shape = [d.batch, d.c_out, d.out_hw[0], d.out_hw[1]];
-    let xv = contiguous_f32(x)?;
-    let finish = match finish {
+    let xv = Values::of(x)?;
+    let (bias, residual, clamp) = match finish {
         Some(f) => {
             let residual = match f.residual {
-                Some(r) if dims(r)? == shape => Some(contiguous_f32(r)?),
+                Some(r) if dims(r)? == shape => Some(Values::of(r)?),
                 Some(_) => return None,
                 None => None,
             };
-            Some((contiguous_f32(f.bias)?, residual, f.clamp))
+            (Some(contiguous_f32(f.bias)?), residual, f.clamp)
         }
-        None => None,
+        None => (None, None, Clamp::NONE),
     };
-    let epilogue = finish.as_ref().map(|(bias, residual, clamp)| Epilogue {
+    let residual = residual
+        .as_ref()
+        .map(|r| residual_values(r, shape, y_layout, &d));
+    let epilogue = bias.as_ref().map(|bias| Epilogue {
         bias: slice(bias),
-        residual: residual.as_ref().map(slice),
-        clamp: *clamp,
+        residual: residual.as_deref(),
+        clamp,
     });
-    let y = kernels::forward(slice(&xv), taps, &d, epilogue);
-    Some(flex_tensor(y, Shape::from(shape)))
+    let y = kernels::forward(xv.slice(), xv.layout(), taps, &d, epilogue, y_layout);
+    Some(match y_layout {
+        ImageLayout::ChannelsLast => channels_last_tensor(y, shape),
+        ImageLayout::ChannelsFirst => flex_tensor(y, Shape::from(shape)),
+    })
 }
 
 /// The input gradient from the channels-last output gradient `dy`.

@@ -26,6 +26,7 @@ use std::arch::x86_64::{
 use rayon::prelude::*;
 
 use super::conv::Clamp;
+pub use super::flex_values::ImageLayout;
 
 /// Channels the kernels vectorise must be a multiple of this: one AVX-512 register, two AVX2 ones.
 const CHANNEL_MULTIPLE: usize = 16;
@@ -467,6 +468,27 @@ pub fn to_channels_last(
     out
 }
 
+/// Copies NHWC `x` (`[N, H, W, C]` for `dims` `[N, C, H, W]`) into NCHW, one image per task;
+/// `None` where the CPU has neither AVX-512 nor AVX2 with FMA.
+pub fn to_channels_first(x: &[f32], [batch, channels, h, w]: [usize; 4]) -> Option<Vec<f32>> {
+    let isa = detect()?;
+    let image = channels * h * w;
+    let mut out = vec![0.0f32; batch * image];
+    if image == 0 {
+        return Some(out);
+    }
+    out.par_chunks_mut(image)
+        .zip(x.par_chunks(image))
+        // SAFETY: `detect` checked the CPU; each chunk holds one image.
+        .for_each(|(out, x)| unsafe {
+            match isa {
+                Isa::Avx512 => avx512::image_to_channels_first(x, out, [channels, h, w], [0, 0], w),
+                Isa::Avx2 => avx2::image_to_channels_first(x, out, [channels, h, w], [0, 0], w),
+            }
+        });
+    Some(out)
+}
+
 /// Channels per side of a tile of a weight re-layout: a tile's reads and writes stay in the
 /// core's cache and fill whole cache lines.
 const CHANNEL_TILE: usize = 16;
@@ -547,16 +569,15 @@ pub fn weight_from_taps_by_output(w: &[f32], d: &Dense) -> Vec<f32> {
 pub struct Epilogue<'a> {
     /// One value per output channel.
     pub bias: &'a [f32],
-    /// Values added to the output, shaped as it is (NCHW, the whole batch).
+    /// Values added to the output, shaped and laid out as it is (the whole batch).
     pub residual: Option<&'a [f32]>,
     /// The range of the output (the activation's, for ReLU or ReLU6).
     pub clamp: Clamp,
 }
 
 impl Epilogue<'_> {
-    /// Applies it to the NCHW output of image `index`.
-    fn apply(&self, index: usize, image: &mut [f32]) {
-        let plane = image.len() / self.bias.len();
+    /// Applies it to the output of image `index`, laid out as `layout`.
+    fn apply(&self, index: usize, image: &mut [f32], layout: ImageLayout) {
         let (lo, hi) = (self.clamp.min, self.clamp.max);
         // Comparisons rather than `f32::max`, whose NaN rule keeps the compiler from using
         // vector instructions.
@@ -565,20 +586,42 @@ impl Epilogue<'_> {
             if v > hi { hi } else { v }
         };
         let len = image.len();
-        let planes = image.chunks_exact_mut(plane).zip(self.bias);
-        match self.residual {
-            None => {
-                for (values, &bias) in planes {
-                    for v in values {
-                        *v = clamp(*v + bias);
+        let residual = self.residual.map(|r| &r[index * len..][..len]);
+        match layout {
+            ImageLayout::ChannelsFirst => {
+                let plane = len / self.bias.len();
+                let planes = image.chunks_exact_mut(plane).zip(self.bias);
+                match residual {
+                    None => {
+                        for (values, &bias) in planes {
+                            values.iter_mut().for_each(|v| *v = clamp(*v + bias));
+                        }
+                    }
+                    Some(residual) => {
+                        for ((values, &bias), r) in planes.zip(residual.chunks_exact(plane)) {
+                            for (v, r) in values.iter_mut().zip(r) {
+                                *v = clamp(*v + bias + r);
+                            }
+                        }
                     }
                 }
             }
-            Some(residual) => {
-                let residual = &residual[index * len..][..len];
-                for ((values, &bias), residual) in planes.zip(residual.chunks_exact(plane)) {
-                    for (v, r) in values.iter_mut().zip(residual) {
-                        *v = clamp(*v + bias + r);
+            ImageLayout::ChannelsLast => {
+                let pixels = image.chunks_exact_mut(self.bias.len());
+                match residual {
+                    None => {
+                        for values in pixels {
+                            for (v, &bias) in values.iter_mut().zip(self.bias) {
+                                *v = clamp(*v + bias);
+                            }
+                        }
+                    }
+                    Some(residual) => {
+                        for (values, r) in pixels.zip(residual.chunks_exact(self.bias.len())) {
+                            for ((v, &bias), r) in values.iter_mut().zip(self.bias).zip(r) {
+                                *v = clamp(*v + bias + r);
+                            }
+                        }
                     }
                 }
             }
@@ -586,13 +629,22 @@ impl Epilogue<'_> {
     }
 }
 
-/// The forward pass: `x` NCHW, `w` `[kh][kw][i][o]`; returns NCHW `[N, O, out_h, out_w]`, each
-/// value through `epilogue` where there is one.
+/// The forward pass: `x` `[N, C, H, W]` laid out as `x_layout`, `w` `[kh][kw][i][o]`; returns
+/// `[N, O, out_h, out_w]` laid out as `y_layout`, each value through `epilogue` where there is
+/// one (its residual laid out as `y_layout` too).
 ///
-/// Each image goes channels-last, through the kernel and back to channels-first in one task, so
-/// its copies stay in the core's cache. With fewer images than threads (a single image to
-/// predict), each image's output pixels are shared out among the threads instead.
-pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> Vec<f32> {
+/// Each image goes channels-last, through the kernel and (for channels-first output) back in one
+/// task, so its copies stay in the core's cache. A channels-last image needs no copy where it
+/// has no padding. With fewer images than threads (a single image to predict), each image's
+/// output pixels are shared out among the threads instead.
+pub fn forward(
+    x: &[f32],
+    x_layout: ImageLayout,
+    w: &[f32],
+    d: &Dense,
+    epilogue: Option<Epilogue>,
+    y_layout: ImageLayout,
+) -> Vec<f32> {
     assert!(d.supported(false), "dense kernel on {d:?}");
     let pixels = d.pixels();
     let [h, width] = d.in_hw;
@@ -601,44 +653,51 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> V
     let split = d.batch < rayon::current_num_threads();
     let image =
         |padded: &mut Vec<f32>, out: &mut Vec<f32>, index: usize, y: &mut [f32], x: &[f32]| {
-            let [out_h, out_w] = d.out_hw;
-            let (input, output) = ([d.c_in, h, width], [d.c_out, out_h, out_w]);
-            // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
-            // Only the window of `padded` is written: the zero padding around it stays.
-            unsafe {
-                match d.isa {
-                    Isa::Avx512 => {
-                        avx512::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
-                    }
-                    Isa::Avx2 => {
-                        avx2::image_to_channels_last(x, padded, input, d.pad, d.padded_hw[1])
-                    }
-                }
-            }
+            let input = padded_image(x, x_layout, d, padded);
+            let into = match y_layout {
+                ImageLayout::ChannelsLast => &mut *y,
+                ImageLayout::ChannelsFirst => &mut out[..],
+            };
             if split {
                 let chunk = pixels_per_task(d);
-                out.par_chunks_mut(chunk * d.c_out)
+                into.par_chunks_mut(chunk * d.c_out)
                     .zip(bases.par_chunks(chunk))
-                    .for_each(|(out, bases)| forward_pixels(padded, w, out, bases, d));
+                    .for_each(|(into, bases)| forward_pixels(input, w, into, bases, d));
             } else {
-                forward_pixels(padded, w, out, &bases, d);
+                forward_pixels(input, w, into, &bases, d);
             }
-            // SAFETY: as above.
-            unsafe {
-                match d.isa {
-                    Isa::Avx512 => avx512::image_to_channels_first(out, y, output, [0, 0], out_w),
-                    Isa::Avx2 => avx2::image_to_channels_first(out, y, output, [0, 0], out_w),
+            if y_layout == ImageLayout::ChannelsFirst {
+                let [out_h, out_w] = d.out_hw;
+                // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
+                unsafe {
+                    match d.isa {
+                        Isa::Avx512 => avx512::image_to_channels_first(
+                            out,
+                            y,
+                            [d.c_out, out_h, out_w],
+                            [0, 0],
+                            out_w,
+                        ),
+                        Isa::Avx2 => avx2::image_to_channels_first(
+                            out,
+                            y,
+                            [d.c_out, out_h, out_w],
+                            [0, 0],
+                            out_w,
+                        ),
+                    }
                 }
             }
             if let Some(epilogue) = &epilogue {
-                epilogue.apply(index, y);
+                epilogue.apply(index, y, y_layout);
             }
         };
     let buffers = || {
-        (
-            vec![0.0f32; d.padded_image()],
-            vec![0.0f32; pixels * d.c_out],
-        )
+        let scratch = match y_layout {
+            ImageLayout::ChannelsFirst => pixels * d.c_out,
+            ImageLayout::ChannelsLast => 0,
+        };
+        (vec![0.0f32; d.padded_image()], vec![0.0f32; scratch])
     };
     let images = y
         .chunks_mut(d.c_out * pixels)
@@ -657,6 +716,53 @@ pub fn forward(x: &[f32], w: &[f32], d: &Dense, epilogue: Option<Epilogue>) -> V
             });
     }
     y
+}
+
+/// One image `x` laid out as `layout`, channels-last with its zero padding as the kernels read
+/// it: written into `padded` (whose padding stays zero), or `x` itself where it is
+/// channels-last and needs no padding.
+fn padded_image<'a>(
+    x: &'a [f32],
+    layout: ImageLayout,
+    d: &Dense,
+    padded: &'a mut [f32],
+) -> &'a [f32] {
+    let [h, w] = d.in_hw;
+    let [top, left] = d.pad;
+    match layout {
+        ImageLayout::ChannelsLast if d.pad == [0, 0] && d.padded_hw == d.in_hw => x,
+        ImageLayout::ChannelsLast => {
+            let (row, padded_row) = (w * d.c_in, d.row());
+            for (y, from) in x.chunks_exact(row).take(h).enumerate() {
+                let at = (y + top) * padded_row + left * d.c_in;
+                padded[at..at + row].copy_from_slice(from);
+            }
+            padded
+        }
+        ImageLayout::ChannelsFirst => {
+            // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
+            // Only the window of `padded` is written: the zero padding around it stays.
+            unsafe {
+                match d.isa {
+                    Isa::Avx512 => avx512::image_to_channels_last(
+                        x,
+                        padded,
+                        [d.c_in, h, w],
+                        d.pad,
+                        d.padded_hw[1],
+                    ),
+                    Isa::Avx2 => avx2::image_to_channels_last(
+                        x,
+                        padded,
+                        [d.c_in, h, w],
+                        d.pad,
+                        d.padded_hw[1],
+                    ),
+                }
+            }
+            padded
+        }
+    }
 }
 
 /// Output pixels each task of a split image computes: whole tiles, about two tasks per thread.
@@ -1045,6 +1151,9 @@ unsafe fn input_grad_image<T: Vector, const R: usize, const V: usize>(
 mod tests {
     use super::*;
 
+    const FIRST: ImageLayout = ImageLayout::ChannelsFirst;
+    const LAST: ImageLayout = ImageLayout::ChannelsLast;
+
     fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
         (0..n)
@@ -1136,8 +1245,24 @@ mod tests {
             let y_shape = [d.batch, d.c_out, oh, ow];
             let probe = values(y_shape.iter().product(), 3);
             let xp = to_channels_last(isa, &x, xs, d.pad, d.padded_hw);
-            let y = forward(&x, &weight_taps_by_output(&w, &d), &d, None);
+            let taps = weight_taps_by_output(&w, &d);
+            let y = forward(&x, FIRST, &taps, &d, None, FIRST);
             close(&y, &reference_forward(&x, &w, &d), &format!("output {d:?}"));
+            // Every pair of layouts gives the same values.
+            let last = |v: &[f32], [n, c, h, w]: [usize; 4]| {
+                to_channels_last(isa, v, [n, c, h, w], [0, 0], [h, w])
+            };
+            let (x_last, y_last) = (last(&x, xs), last(&y, y_shape));
+            let pairs = [
+                (&x, FIRST, LAST),
+                (&x_last, LAST, FIRST),
+                (&x_last, LAST, LAST),
+            ];
+            for (input, x_layout, y_layout) in pairs {
+                let expected = if y_layout == LAST { &y_last } else { &y };
+                let y = forward(input, x_layout, &taps, &d, None, y_layout);
+                assert_eq!(&y, expected, "{x_layout:?} to {y_layout:?} {d:?}");
+            }
             let bias: Vec<f32> = (0..d.c_out).map(|o| o as f32 * 0.1 - 1.0).collect();
             let residual = values(y.len(), 4);
             let epilogue = Epilogue {
@@ -1145,7 +1270,7 @@ mod tests {
                 residual: Some(&residual),
                 clamp: Clamp::RELU6,
             };
-            let fused = forward(&x, &weight_taps_by_output(&w, &d), &d, Some(epilogue));
+            let fused = forward(&x, FIRST, &taps, &d, Some(epilogue), FIRST);
             let plane = oh * ow;
             let expected: Vec<f32> = y
                 .iter()
@@ -1157,6 +1282,17 @@ mod tests {
                 &fused,
                 &expected,
                 &format!("output with bias, residual and clamp {d:?}"),
+            );
+            let residual_last = last(&residual, y_shape);
+            let epilogue_last = Epilogue {
+                residual: Some(&residual_last),
+                ..epilogue
+            };
+            let fused_last = forward(&x, FIRST, &taps, &d, Some(epilogue_last), LAST);
+            assert_eq!(
+                fused_last,
+                last(&fused, y_shape),
+                "channels-last epilogue {d:?}"
             );
 
             // Gradients of sum(y · probe) against numerical ones of the reference: the loss is

@@ -21,6 +21,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{Device, Shape, Tensor};
 
 use super::conv::{Clamp, ConvKind, ConvSpec, Finish, clamp_by_burn, dense, depthwise_forward};
+pub use super::flex_values::ImageLayout;
 use super::flex_values::{contiguous_f32, flex_tensor, slice};
 
 /// What [`conv2d_bn_clamp`] does besides its weights.
@@ -32,6 +33,11 @@ pub struct FoldSpec {
     pub epsilon: f64,
     /// The range the output is clamped to (the activation's, for ReLU or ReLU6).
     pub clamp: Clamp,
+    /// How Graft's dense kernels lay the output out where they run the convolution:
+    /// channels-last where another dense convolution reads it next (it reads it without a
+    /// copy), channels-first where a depthwise convolution or a pool over each plane does.
+    /// The values are the same either way.
+    pub output: ImageLayout,
 }
 
 /// A BatchNorm's inference parameters, one value per channel each.
@@ -160,9 +166,14 @@ fn flex_conv_bn(
         clamp: fold.clamp,
     };
     let fast = match &prepared.weights {
-        Weights::Taps(taps) => {
-            dense::forward_taps(&x, taps, prepared.shape, fold.conv, Some(finish))
-        }
+        Weights::Taps(taps) => dense::forward_taps(
+            &x,
+            taps,
+            prepared.shape,
+            fold.conv,
+            Some(finish),
+            fold.output,
+        ),
         Weights::Folded(w) if fold.conv.kind == ConvKind::Depthwise && residual.is_none() => {
             depthwise_forward(&x, w, Some(&prepared.bias), fold.conv, fold.clamp)
         }
@@ -180,6 +191,10 @@ fn flex_conv_bn(
         ),
     };
     let options = fold.conv.burn_options(prepared.shape[0]);
+    // A channels-last input (from a dense convolution before) goes channels-first by Graft's
+    // copy, which is faster than burn's.
+    let x = contiguous_f32(&x).unwrap_or(x);
+    let residual = residual.map(|r| contiguous_f32(&r).unwrap_or(r));
     let y = Flex::conv2d(x, weight, Some(prepared.bias.clone()), options);
     match (fold.clamp, residual) {
         (Clamp::RELU6, None) => <Flex as super::relu6::Relu6Backend>::relu6(y),
@@ -423,6 +438,7 @@ mod tests {
             },
             epsilon: 1e-3,
             clamp,
+            output: ImageLayout::ChannelsFirst,
         }
     }
 
@@ -446,6 +462,44 @@ mod tests {
                     let d = max_difference(y, expected.clone());
                     assert!(d < 1e-5, "{kind:?}, batch {batch}: {d}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn both_output_layouts_hold_the_same_values_and_chain() {
+        // Dense 32 → 32 twice, the second adding a residual: every pair of layouts gives the
+        // values burn gives, whichever layout the input and the residual come in.
+        let weight = random([32, 32, 3, 3], -0.3, 0.3);
+        let bn = stats(32);
+        let x = random([2, 32, 8, 6], -1.0, 1.0);
+        let first = spec(ConvKind::Dense, Clamp::RELU);
+        let expected_y = by_burn(x.clone(), weight.clone(), copy(&bn), first);
+        let unclamped = FoldSpec {
+            clamp: Clamp::NONE,
+            ..first
+        };
+        let expected_z = (by_burn(expected_y.clone(), weight.clone(), copy(&bn), unclamped)
+            + x.clone())
+        .clamp_min(0.0);
+        for a in [ImageLayout::ChannelsFirst, ImageLayout::ChannelsLast] {
+            for b in [ImageLayout::ChannelsFirst, ImageLayout::ChannelsLast] {
+                let y = conv2d_bn_clamp(
+                    x.clone(),
+                    weight.clone(),
+                    copy(&bn),
+                    None,
+                    FoldSpec { output: a, ..first },
+                );
+                assert!(
+                    max_difference(y.clone(), expected_y.clone()) < 1e-5,
+                    "{a:?}"
+                );
+                let residual = Some(x.clone());
+                let fold = FoldSpec { output: b, ..first };
+                let z = conv2d_bn_clamp(y, weight.clone(), copy(&bn), residual, fold);
+                let d = max_difference(z, expected_z.clone());
+                assert!(d < 1e-5, "{a:?} then {b:?}: {d}");
             }
         }
     }

@@ -13,7 +13,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::flex_values::{flex_tensor, slice};
+use super::flex_values::{channels_last_f32, channels_last_tensor, flex_tensor, slice};
 
 /// A square max pool (floor mode, dilation 1); padding counts as `-∞`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,10 @@ impl MaxPoolBackend for Flex {
         let dims: Option<[usize; 4]> = x.shape().as_slice().try_into().ok();
         match dims {
             Some([n, c, h, w]) if x.dtype() == DType::F32 && spec.kernel > spec.padding => {
+                if let Some(values) = channels_last_f32(&x) {
+                    let y = max_pool_channels_last(values, [n, c, h, w], spec);
+                    return channels_last_tensor(y, [n, c, spec.out(h), spec.out(w)]);
+                }
                 let x = x.to_contiguous();
                 let y = max_pool_planes(slice(&x), [n * c, h, w], spec);
                 flex_tensor(y, Shape::from([n, c, spec.out(h), spec.out(w)]))
@@ -116,6 +120,37 @@ fn max_pool_planes(x: &[f32], [planes, h, w]: [usize; 3], spec: PoolSpec) -> Vec
     y
 }
 
+/// Pools channels-last `x` (`[N, H, W, C]` in memory) into the same layout, one output row per
+/// task.
+fn max_pool_channels_last(x: &[f32], [n, c, h, w]: [usize; 4], spec: PoolSpec) -> Vec<f32> {
+    let (out_h, out_w) = (spec.out(h), spec.out(w));
+    let mut y = vec![0.0f32; n * out_h * out_w * c];
+    if y.is_empty() {
+        return y;
+    }
+    let max = |m: &mut f32, v: f32| *m = if v > *m { v } else { *m };
+    y.par_chunks_mut(out_w * c).enumerate().for_each_init(
+        || vec![0.0f32; w * c],
+        |rows_max, (index, y_row)| {
+            let (image, i) = (index / out_h, index % out_h);
+            let x = &x[image * h * w * c..][..h * w * c];
+            rows_max.fill(f32::NEG_INFINITY);
+            let rows = spec.window(i, h);
+            for row in x[rows.start * w * c..rows.end * w * c].chunks_exact(w * c) {
+                rows_max.iter_mut().zip(row).for_each(|(m, &v)| max(m, v));
+            }
+            for (j, out) in y_row.chunks_exact_mut(c).enumerate() {
+                out.fill(f32::NEG_INFINITY);
+                let cols = spec.window(j, w);
+                for pixel in rows_max[cols.start * c..cols.end * c].chunks_exact(c) {
+                    out.iter_mut().zip(pixel).for_each(|(m, &v)| max(m, v));
+                }
+            }
+        },
+    );
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +189,32 @@ mod tests {
                 "{shape:?} {spec:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_channels_last_input_pools_to_the_same_values() {
+        let spec = spec(3, 2, 1);
+        let shape = [2, 5, 9, 8];
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
+        let nchw = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let nhwc = x
+            .permute([0, 2, 3, 1])
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let pool = |x: FlexTensor| {
+            let y = <Flex as MaxPoolBackend>::graft_max_pool2d(x, spec);
+            let channels_last = channels_last_f32(&y).is_some();
+            let values = y.to_contiguous().into_data().try_to_vec::<f32>().unwrap();
+            (y.shape(), values, channels_last)
+        };
+        let (shape_last, values_last, stays_last) = pool(channels_last_tensor(nhwc, shape));
+        let (shape_first, values_first, _) = pool(flex_tensor(nchw, Shape::from(shape)));
+        assert!(
+            stays_last,
+            "a channels-last input pools to a channels-last output"
+        );
+        assert_eq!((shape_last, values_last), (shape_first, values_first));
     }
 
     #[test]
