@@ -181,6 +181,11 @@ impl ConvBnAct {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         conv_bn_act(&self.conv, &self.bn, Act::Relu6, x)
     }
+
+    /// Runs the layer, its output laid out as `output` where Graft's dense kernels run it.
+    pub fn forward_laid_out(&self, x: Tensor<4>, output: ImageLayout) -> Tensor<4> {
+        conv_bn_add_act(&self.conv, &self.bn, Act::Relu6, x, None, output)
+    }
 }
 
 /// An inverted-residual (MBConv) block without squeeze-excite.
@@ -228,7 +233,8 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = conv_bn_act(expand, bn, Act::Relu6, x);
+            // Read by the depthwise convolution, which runs channels-last on channels-last input.
+            x = conv_bn_add_act(expand, bn, Act::Relu6, x, None, ImageLayout::ChannelsLast);
         }
         x = conv_bn_act(&self.depthwise_conv, &self.bn1, Act::Relu6, x);
         let residual = self.residual.then_some(input);
@@ -292,7 +298,8 @@ impl LiteBackbone {
             x,
             range,
             self.blocks.len(),
-            |x| self.stem.forward(x),
+            // The first block's depthwise convolution reads it.
+            |x| self.stem.forward_laid_out(x, ImageLayout::ChannelsLast),
             |i, x| self.blocks[i].forward(x),
             |x| self.head_conv.forward(x),
         )

@@ -18,7 +18,10 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Shape, Tensor};
 
 use super::conv_kernels::{self, Geometry, conv_options};
-use super::flex_values::{contiguous_f32, flex_tensor, slice};
+use super::depthwise_last;
+use super::flex_values::{
+    channels_last_f32, channels_last_tensor, contiguous_f32, flex_tensor, slice,
+};
 
 /// Which weights a convolution has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,14 @@ impl Clamp {
     };
     /// ReLU6.
     pub const RELU6: Self = Self { min: 0.0, max: 6.0 };
+
+    /// `v` clamped to the range. Comparisons rather than `f32::clamp`, whose NaN rule keeps
+    /// the compiler from using vector instructions.
+    #[inline(always)]
+    pub fn apply(&self, v: f32) -> f32 {
+        let v = if v < self.min { self.min } else { v };
+        if v > self.max { self.max } else { v }
+    }
 }
 
 /// What an inference convolution does to its output after the weights: adds each channel's
@@ -239,11 +250,20 @@ pub(super) fn depthwise_forward(
         out_h: out(in_h, top + bottom)?,
         out_w: out(in_w, left + right)?,
     };
-    let (xv, w) = (contiguous_f32(x)?, contiguous_f32(weight)?);
+    let w = contiguous_f32(weight)?;
     let bias = match bias {
         Some(b) => slice(&contiguous_f32(b)?).to_vec(),
         None => vec![0.0; channels],
     };
+    // A channels-last input (a frozen expansion's output) gives a channels-last output, for the
+    // projection after it.
+    if let Some(values) = channels_last_f32(x) {
+        let taps = depthwise_last::taps_by_channel(slice(&w), channels, kernel);
+        if let Some(y) = depthwise_last::forward(values, &taps, &bias, clamp, &g) {
+            return Some(channels_last_tensor(y, [batch, channels, g.out_h, g.out_w]));
+        }
+    }
+    let xv = contiguous_f32(x)?;
     let y = conv_kernels::depthwise_forward(slice(&xv), slice(&w), &bias, clamp, &g);
     Some(flex_tensor(
         y,

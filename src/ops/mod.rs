@@ -7,6 +7,7 @@ pub mod conv;
 mod conv_kernels;
 #[cfg(target_arch = "x86_64")]
 mod dense_kernels;
+mod depthwise_last;
 mod flex_values;
 pub mod folded;
 pub mod pool;
