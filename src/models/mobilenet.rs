@@ -311,7 +311,7 @@ impl InvertedResidual {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let Some(expand) = &self.expand {
-            x = expand.forward(x);
+            x = expand.forward_add(x, None, for_depthwise(expand.act));
         }
         x = self.depthwise.forward(x);
         if let Some(se) = &self.se {
@@ -334,6 +334,16 @@ impl InvertedResidual {
             self.depthwise.conv.weight.dims()[2],
             self.depthwise.conv.stride[0],
         )
+    }
+}
+
+/// How a layer read by a depthwise convolution lays its output out: channels-last (the depthwise
+/// convolution then runs channels-last too) unless a Hardswish, which burn's operations apply,
+/// comes after it.
+fn for_depthwise(act: Act) -> ImageLayout {
+    match act {
+        Act::HardSwish => ImageLayout::ChannelsFirst,
+        Act::Identity | Act::Relu | Act::Relu6 => ImageLayout::ChannelsLast,
     }
 }
 
@@ -374,7 +384,7 @@ impl MobileNet {
             x,
             range,
             self.blocks.len(),
-            |x| self.stem.forward(x),
+            |x| self.stem.forward_add(x, None, for_depthwise(self.stem.act)),
             |i, x| self.blocks[i].forward(x),
             |x| self.last.forward(x),
         )
