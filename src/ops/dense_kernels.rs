@@ -187,11 +187,12 @@ macro_rules! entry_points {
             pub unsafe fn forward_image<const R: usize, const V: usize>(
                 x: &[f32],
                 w: &[f32],
-                y: &mut [f32],
+                y: *mut f32,
                 bases: &[usize],
+                channels: std::ops::Range<usize>,
                 d: &Dense,
             ) {
-                unsafe { super::forward_image::<$vector, R, V>(x, w, y, bases, d) }
+                unsafe { super::forward_image::<$vector, R, V>(x, w, y, bases, channels, d) }
             }
 
             #[target_feature(enable = $feature)]
@@ -658,7 +659,9 @@ pub fn forward(
                 ImageLayout::ChannelsLast => &mut *y,
                 ImageLayout::ChannelsFirst => &mut out[..],
             };
-            if split {
+            if split && split_by_channels(d) {
+                forward_by_channels(input, w, into, &bases, d);
+            } else if split {
                 let chunk = pixels_per_task(d);
                 into.par_chunks_mut(chunk * d.c_out)
                     .zip(bases.par_chunks(chunk))
@@ -779,17 +782,71 @@ fn pixels_per_task(d: &Dense) -> usize {
 /// The kernel over the output pixels whose top-left taps are at `bases` in the padded,
 /// channels-last image `padded`, into `out` (`[pixel][c_out]`, one row per base).
 fn forward_pixels(padded: &[f32], w: &[f32], out: &mut [f32], bases: &[usize], d: &Dense) {
-    // SAFETY: `Dense::new` checked the CPU; `out` holds a row for each of `bases`, whose taps lie
-    // inside `padded`. The tile sizes match `pixels_per_task`.
+    assert!(out.len() >= bases.len() * d.c_out, "a row per pixel");
+    // SAFETY: `out` holds a row for each of `bases`.
+    unsafe { forward_channels(padded, w, out.as_mut_ptr(), bases, 0..d.c_out, d) }
+}
+
+/// Output channels `channels` (whole register tiles) of the pixels at `bases`, into the rows
+/// of `[pixel][c_out]` at `out`.
+///
+/// # Safety
+/// `out` must hold `bases.len()` rows of `d.c_out` values that nothing else reads or writes at
+/// `channels` meanwhile.
+unsafe fn forward_channels(
+    padded: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    bases: &[usize],
+    channels: std::ops::Range<usize>,
+    d: &Dense,
+) {
+    assert!(padded.len() >= d.padded_image() && w.len() >= d.kernel[0] * d.taps() * d.c_out);
+    assert!(channels.end <= d.c_out && channels.start.is_multiple_of(tile_channels(d)));
+    // SAFETY: `Dense::new` checked the CPU; the taps of `bases` lie inside `padded`, and the
+    // caller passes the rows. The tile sizes match `pixels_per_task` and `tile_channels`.
     unsafe {
         match d.isa {
             Isa::Avx512 if two_avx512_registers(d.c_out) => {
-                avx512::forward_image::<14, 2>(padded, w, out, bases, d)
+                avx512::forward_image::<14, 2>(padded, w, out, bases, channels, d)
             }
-            Isa::Avx512 => avx512::forward_image::<12, 1>(padded, w, out, bases, d),
-            Isa::Avx2 => avx2::forward_image::<6, 2>(padded, w, out, bases, d),
+            Isa::Avx512 => avx512::forward_image::<12, 1>(padded, w, out, bases, channels, d),
+            Isa::Avx2 => avx2::forward_image::<6, 2>(padded, w, out, bases, channels, d),
         }
     }
+}
+
+/// Output channels of one register tile of the forward pass.
+fn tile_channels(d: &Dense) -> usize {
+    match d.isa {
+        Isa::Avx512 if two_avx512_registers(d.c_out) => 32,
+        Isa::Avx512 | Isa::Avx2 => 16,
+    }
+}
+
+/// One image's output shared out among the threads by output channels (all pixels each), into
+/// `out` (`[pixel][c_out]`): where the weights outweigh the image (the small maps of a
+/// network's last layers), each weight is then read once instead of once per task.
+fn forward_by_channels(padded: &[f32], w: &[f32], out: &mut [f32], bases: &[usize], d: &Dense) {
+    assert!(out.len() >= bases.len() * d.c_out, "a row per pixel");
+    let tile = tile_channels(d);
+    let tiles = d.c_out / tile;
+    let per_task = tiles.div_ceil(2 * rayon::current_num_threads()).max(1) * tile;
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..d.c_out)
+        .into_par_iter()
+        .step_by(per_task)
+        .for_each(|o0| {
+            let shared = &shared;
+            let channels = o0..(o0 + per_task).min(d.c_out);
+            // SAFETY: `out` holds every row; the tasks take disjoint channels.
+            unsafe { forward_channels(padded, w, shared.0, bases, channels, d) }
+        });
+}
+
+/// Whether a single image's forward pass shares out output channels rather than pixels.
+fn split_by_channels(d: &Dense) -> bool {
+    d.kernel[0] * d.taps() * d.c_out > d.padded_image()
 }
 
 /// Kernel rows per pass over the output: the partial sums stay in registers for about this many
@@ -899,24 +956,26 @@ unsafe fn store_tile<T: Vector, const R: usize, const V: usize>(
 unsafe fn forward_image<T: Vector, const R: usize, const V: usize>(
     x: &[f32],
     w: &[f32],
-    y: &mut [f32],
+    y: *mut f32,
     bases: &[usize],
+    channels: std::ops::Range<usize>,
     d: &Dense,
 ) {
     let (co, taps, row) = (d.c_out, d.taps(), d.row());
     let pixels = bases.len();
     let rows = rows_per_pass(d);
-    for o0 in (0..co).step_by(V * T::LANES) {
+    for o0 in channels.step_by(V * T::LANES) {
         for k0 in (0..d.kernel[0]).step_by(rows) {
             let k1 = (k0 + rows).min(d.kernel[0]);
             for p0 in (0..pixels).step_by(R) {
                 let valid = R.min(pixels - p0);
-                let out = y[p0 * co + o0..].as_mut_ptr();
+                let out = y.wrapping_add(p0 * co + o0);
                 // The tile's pixels; the last tile computes its last pixel again in place of
                 // missing ones.
                 let at: [*const f32; R] =
                     std::array::from_fn(|i| x.as_ptr().wrapping_add(bases[p0 + i.min(valid - 1)]));
-                // SAFETY: every index stays inside the padded image, the weights and `y`.
+                // SAFETY: every index stays inside the padded image, the weights and the rows of
+                // `y` the caller gives.
                 unsafe {
                     let mut acc = load_tile::<T, R, V>(out, co, valid, k0 > 0);
                     let a = at.map(|p| p.wrapping_add(k0 * row));
@@ -1233,6 +1292,9 @@ mod tests {
             ([2, 3, 11, 10], [16, 3, 7, 7], 2, [3, 3, 3, 3]),
             ([1, 48, 6, 7], [16, 48, 1, 1], 2, [0, 0, 0, 0]),
             ([1, 16, 5, 6], [32, 16, 3, 3], 2, [0, 0, 1, 1]),
+            // One image whose weights outweigh it: shared out by output channels.
+            ([1, 16, 2, 3], [64, 16, 1, 1], 1, [0, 0, 0, 0]),
+            ([1, 16, 2, 2], [48, 16, 3, 3], 1, [1, 1, 1, 1]),
         ];
         for (xs, ws, stride, padding) in cases {
             let d = Dense {
