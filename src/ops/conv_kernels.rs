@@ -217,7 +217,6 @@ fn widest_plane_fn() -> PlaneFn {
 #[inline(always)]
 fn depthwise_plane(p: &Plane, layout: &PhasePlane, y: &mut [f32], g: &Geometry) {
     let row = layout.row_len(g);
-    let (min, max) = (p.clamp.min, p.clamp.max);
     for (i, y_row) in y.chunks_exact_mut(g.out_w).enumerate() {
         let row_start = i * g.stride * row;
         for j0 in (0..g.out_w).step_by(LANES) {
@@ -230,11 +229,7 @@ fn depthwise_plane(p: &Plane, layout: &PhasePlane, y: &mut [f32], g: &Geometry) 
                 }
             }
             let n = LANES.min(g.out_w - j0);
-            // Comparisons rather than f32::max/min, so that the clamp vectorises.
-            let clamped = acc.map(|v| {
-                let v = if v > max { max } else { v };
-                if v < min { min } else { v }
-            });
+            let clamped = acc.map(|v| p.clamp.apply(v));
             y_row[j0..j0 + n].copy_from_slice(&clamped[..n]);
         }
     }

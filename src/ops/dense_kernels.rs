@@ -579,13 +579,7 @@ pub struct Epilogue<'a> {
 impl Epilogue<'_> {
     /// Applies it to the output of image `index`, laid out as `layout`.
     fn apply(&self, index: usize, image: &mut [f32], layout: ImageLayout) {
-        let (lo, hi) = (self.clamp.min, self.clamp.max);
-        // Comparisons rather than `f32::max`, whose NaN rule keeps the compiler from using
-        // vector instructions.
-        let clamp = |v: f32| {
-            let v = if v < lo { lo } else { v };
-            if v > hi { hi } else { v }
-        };
+        let clamp = |v: f32| self.clamp.apply(v);
         let len = image.len();
         let residual = self.residual.map(|r| &r[index * len..][..len]);
         match layout {
@@ -637,7 +631,8 @@ impl Epilogue<'_> {
 /// Each image goes channels-last, through the kernel and (for channels-first output) back in one
 /// task, so its copies stay in the core's cache. A channels-last image needs no copy where it
 /// has no padding. With fewer images than threads (a single image to predict), each image's
-/// output pixels are shared out among the threads instead.
+/// output pixels are shared out among the threads instead, or its output channels where the
+/// weights outweigh the image.
 pub fn forward(
     x: &[f32],
     x_layout: ImageLayout,
