@@ -695,7 +695,12 @@ pub fn forward(
             ImageLayout::ChannelsFirst => pixels * d.c_out,
             ImageLayout::ChannelsLast => 0,
         };
-        (vec![0.0f32; d.padded_image()], vec![0.0f32; scratch])
+        let padded = if reads_in_place(x_layout, d) {
+            0
+        } else {
+            d.padded_image()
+        };
+        (vec![0.0f32; padded], vec![0.0f32; scratch])
     };
     let images = y
         .chunks_mut(d.c_out * pixels)
@@ -716,6 +721,12 @@ pub fn forward(
     y
 }
 
+/// Whether the kernels read an image laid out as `layout` as it is: channels-last and needing
+/// no padding.
+fn reads_in_place(layout: ImageLayout, d: &Dense) -> bool {
+    layout == ImageLayout::ChannelsLast && d.pad == [0, 0] && d.padded_hw == d.in_hw
+}
+
 /// One image `x` laid out as `layout`, channels-last with its zero padding as the kernels read
 /// it: written into `padded` (whose padding stays zero), or `x` itself where it is
 /// channels-last and needs no padding.
@@ -728,7 +739,7 @@ fn padded_image<'a>(
     let [h, w] = d.in_hw;
     let [top, left] = d.pad;
     match layout {
-        ImageLayout::ChannelsLast if d.pad == [0, 0] && d.padded_hw == d.in_hw => x,
+        _ if reads_in_place(layout, d) => x,
         ImageLayout::ChannelsLast => {
             let (row, padded_row) = (w * d.c_in, d.row());
             for (y, from) in x.chunks_exact(row).take(h).enumerate() {
