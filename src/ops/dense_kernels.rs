@@ -443,6 +443,48 @@ unsafe fn image_to_channels_first<T: Vector>(
     }
 }
 
+/// [`image_to_channels_last`] compiled for `isa`.
+///
+/// # Safety
+/// The CPU must have `isa`.
+unsafe fn image_to_channels_last_on(
+    isa: Isa,
+    x: &[f32],
+    out: &mut [f32],
+    chw: [usize; 3],
+    corner: [usize; 2],
+    width: usize,
+) {
+    // SAFETY: the caller's `isa` is one the CPU has.
+    unsafe {
+        match isa {
+            Isa::Avx512 => avx512::image_to_channels_last(x, out, chw, corner, width),
+            Isa::Avx2 => avx2::image_to_channels_last(x, out, chw, corner, width),
+        }
+    }
+}
+
+/// [`image_to_channels_first`] compiled for `isa`.
+///
+/// # Safety
+/// The CPU must have `isa`.
+unsafe fn image_to_channels_first_on(
+    isa: Isa,
+    x: &[f32],
+    out: &mut [f32],
+    chw: [usize; 3],
+    corner: [usize; 2],
+    width: usize,
+) {
+    // SAFETY: the caller's `isa` is one the CPU has.
+    unsafe {
+        match isa {
+            Isa::Avx512 => avx512::image_to_channels_first(x, out, chw, corner, width),
+            Isa::Avx2 => avx2::image_to_channels_first(x, out, chw, corner, width),
+        }
+    }
+}
+
 /// Copies NCHW `x` (`[N, C, H, W]`) into NHWC `[N, height, width, C]` with its top-left corner at
 /// `(top, left)` and zeros around it, on `isa` (which the CPU must have: take [`Dense::isa`]).
 pub fn to_channels_last(
@@ -461,10 +503,7 @@ pub fn to_channels_last(
         .zip(x.par_chunks(channels * h * w))
         // SAFETY: the caller's `isa` is one the CPU has.
         .for_each(|(out, x)| unsafe {
-            match isa {
-                Isa::Avx512 => avx512::image_to_channels_last(x, out, [channels, h, w], pad, width),
-                Isa::Avx2 => avx2::image_to_channels_last(x, out, [channels, h, w], pad, width),
-            }
+            image_to_channels_last_on(isa, x, out, [channels, h, w], pad, width)
         });
     out
 }
@@ -482,10 +521,7 @@ pub fn to_channels_first(x: &[f32], [batch, channels, h, w]: [usize; 4]) -> Opti
         .zip(x.par_chunks(image))
         // SAFETY: `detect` checked the CPU; each chunk holds one image.
         .for_each(|(out, x)| unsafe {
-            match isa {
-                Isa::Avx512 => avx512::image_to_channels_first(x, out, [channels, h, w], [0, 0], w),
-                Isa::Avx2 => avx2::image_to_channels_first(x, out, [channels, h, w], [0, 0], w),
-            }
+            image_to_channels_first_on(isa, x, out, [channels, h, w], [0, 0], w)
         });
     Some(out)
 }
@@ -666,25 +702,9 @@ pub fn forward(
             }
             if y_layout == ImageLayout::ChannelsFirst {
                 let [out_h, out_w] = d.out_hw;
+                let output = [d.c_out, out_h, out_w];
                 // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
-                unsafe {
-                    match d.isa {
-                        Isa::Avx512 => avx512::image_to_channels_first(
-                            out,
-                            y,
-                            [d.c_out, out_h, out_w],
-                            [0, 0],
-                            out_w,
-                        ),
-                        Isa::Avx2 => avx2::image_to_channels_first(
-                            out,
-                            y,
-                            [d.c_out, out_h, out_w],
-                            [0, 0],
-                            out_w,
-                        ),
-                    }
-                }
+                unsafe { image_to_channels_first_on(d.isa, out, y, output, [0, 0], out_w) }
             }
             if let Some(epilogue) = &epilogue {
                 epilogue.apply(index, y, y_layout);
@@ -749,26 +769,10 @@ fn padded_image<'a>(
             padded
         }
         ImageLayout::ChannelsFirst => {
+            let (input, width) = ([d.c_in, h, w], d.padded_hw[1]);
             // SAFETY: `Dense::new` checked the CPU; the slices have the sizes `d` describes.
             // Only the window of `padded` is written: the zero padding around it stays.
-            unsafe {
-                match d.isa {
-                    Isa::Avx512 => avx512::image_to_channels_last(
-                        x,
-                        padded,
-                        [d.c_in, h, w],
-                        d.pad,
-                        d.padded_hw[1],
-                    ),
-                    Isa::Avx2 => avx2::image_to_channels_last(
-                        x,
-                        padded,
-                        [d.c_in, h, w],
-                        d.pad,
-                        d.padded_hw[1],
-                    ),
-                }
-            }
+            unsafe { image_to_channels_last_on(d.isa, x, padded, input, d.pad, width) }
             padded
         }
     }
