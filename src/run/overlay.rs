@@ -1,5 +1,6 @@
-//! Drawing a class map on its image: bilinear upsampling to the crop, the viridis colour map
-//! (perceptually uniform, readable in grey and by most colour-blind people), and blending.
+//! Drawing a class map on its image: smooth (cubic B-spline) upsampling to the crop, the
+//! viridis colour map (perceptually uniform, readable in grey and by most colour-blind people),
+//! and blending.
 
 use image::RgbImage;
 
@@ -33,30 +34,67 @@ pub fn viridis(t: f32) -> [u8; 3] {
     [0, 1, 2].map(|c| (a[c] + f * (b[c] - a[c])).round() as u8)
 }
 
-/// The grid resized to `width`×`height` (bilinear, cell centres aligned as in PyTorch's
-/// `align_corners=False`), row-major.
+/// The cells that a cubic B-spline at `pos` (in cell units, cell `i`'s centre at `i`) weighs,
+/// with their weights (non-negative; cells past the edge, which hold no evidence, are left
+/// out).
+fn spline_taps(pos: f32, cells: usize) -> Vec<(usize, f32)> {
+    let base = pos.floor();
+    let t = pos - base;
+    let weights = [
+        (1.0 - t).powi(3) / 6.0,
+        (4.0 - 6.0 * t * t + 3.0 * t.powi(3)) / 6.0,
+        (1.0 + 3.0 * t + 3.0 * t * t - 3.0 * t.powi(3)) / 6.0,
+        t.powi(3) / 6.0,
+    ];
+    (0..4)
+        .filter_map(|k| {
+            let cell = base as i64 - 1 + k as i64;
+            (0..cells as i64)
+                .contains(&cell)
+                .then_some((cell as usize, weights[k]))
+        })
+        .collect()
+}
+
+/// The grid resized to `width`×`height`, row-major, as a smooth surface: a cubic B-spline
+/// with the cells' values as its control points (cell centres aligned as in PyTorch's
+/// `align_corners=False`, nothing past the edges), scaled so that its peak is 1.
+///
+/// The cells are samples of heavily overlapping receptive fields, so a saturated 3×3 patch
+/// is one blob, not nine equal candidates; the spline peaks at the middle of such a patch,
+/// where bilinear interpolation would peak at whichever cell happens to be a hair higher.
 pub fn upsample(grid: &[Vec<f32>], width: u32, height: u32) -> Vec<f32> {
     let rows = grid.len();
     let cols = grid.first().map_or(0, Vec::len);
     if rows == 0 || cols == 0 {
         return vec![0.0; (width * height) as usize];
     }
-    let source = |out: u32, size: u32, cells: usize| -> (usize, usize, f32) {
-        let pos =
-            ((out as f32 + 0.5) * cells as f32 / size as f32 - 0.5).clamp(0.0, (cells - 1) as f32);
-        let lo = pos.floor() as usize;
-        let hi = (lo + 1).min(cells - 1);
-        (lo, hi, pos - lo as f32)
+    let taps = |size: u32, cells: usize| -> Vec<Vec<(usize, f32)>> {
+        (0..size)
+            .map(|out| spline_taps((out as f32 + 0.5) * cells as f32 / size as f32 - 0.5, cells))
+            .collect()
     };
+    let (row_taps, col_taps) = (taps(height, rows), taps(width, cols));
+    // Columns first (rows × width), then rows.
+    let across: Vec<Vec<f32>> = grid
+        .iter()
+        .map(|row| {
+            col_taps
+                .iter()
+                .map(|t| t.iter().map(|&(c, w)| w * row[c]).sum())
+                .collect()
+        })
+        .collect();
     let mut out = Vec::with_capacity((width * height) as usize);
-    for y in 0..height {
-        let (y0, y1, fy) = source(y, height, rows);
-        for x in 0..width {
-            let (x0, x1, fx) = source(x, width, cols);
-            let top = grid[y0][x0] + fx * (grid[y0][x1] - grid[y0][x0]);
-            let bottom = grid[y1][x0] + fx * (grid[y1][x1] - grid[y1][x0]);
-            out.push(top + fy * (bottom - top));
-        }
+    for t in &row_taps {
+        out.extend(
+            (0..width as usize).map(|x| t.iter().map(|&(r, w)| w * across[r][x]).sum::<f32>()),
+        );
+    }
+    let peak = out.iter().copied().fold(0f32, f32::max);
+    if peak > 0.0 && peak.is_finite() {
+        out.iter_mut()
+            .for_each(|v| *v = (*v / peak).clamp(0.0, 1.0));
     }
     out
 }
@@ -101,16 +139,47 @@ mod tests {
     }
 
     #[test]
-    fn upsampling_keeps_cell_values_at_cell_centres_and_blends_between() {
-        let grid = vec![vec![0.0, 1.0], vec![1.0, 0.0]];
-        let up = upsample(&grid, 4, 4);
-        // Pixel (0, 0) is at the first cell's centre or beyond it: the cell's own value.
-        assert_eq!(up[0], 0.0);
-        assert_eq!(up[3], 1.0);
-        assert_eq!(up[12], 1.0);
-        // Between the cells, halfway values.
-        assert!((up[1] - 0.25).abs() < 1e-6, "{}", up[1]);
+    fn the_spline_weights_are_a_partition_of_unity_inside_the_grid() {
+        for pos in [1.0, 1.25, 1.5, 1.99, 4.4] {
+            let taps = spline_taps(pos, 7);
+            let sum: f32 = taps.iter().map(|t| t.1).sum();
+            assert!((sum - 1.0).abs() < 1e-6, "{pos}: {sum}");
+            assert!(taps.iter().all(|t| t.1 >= 0.0));
+        }
+        // Near the edge the cells past it are left out, so the surface falls off there.
+        let edge = spline_taps(-0.4, 7);
+        assert!(edge.iter().all(|t| t.0 <= 1), "{edge:?}");
+        assert!(edge.iter().map(|t| t.1).sum::<f32>() < 0.9);
+    }
+
+    #[test]
+    fn upsampling_peaks_in_the_middle_of_a_flat_patch() {
+        // A 3×3 patch, one cell a hair higher at its corner: the surface peaks at the patch's
+        // middle cell, not at the corner.
+        let mut grid = vec![vec![0.0f32; 7]; 7];
+        for row in &mut grid[1..4] {
+            row[2..5].iter_mut().for_each(|v| *v = 0.97);
+        }
+        grid[1][2] = 1.0;
+        let up = upsample(&grid, 70, 70);
+        let at = up
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| (i / 70, i % 70))
+            .unwrap();
+        assert!(
+            (20..30).contains(&at.0) && (30..40).contains(&at.1),
+            "{at:?}"
+        );
         assert!(up.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!((up.iter().copied().fold(0f32, f32::max) - 1.0).abs() < 1e-6);
+        // An empty map stays empty.
+        assert!(
+            upsample(&vec![vec![0.0; 3]; 3], 9, 9)
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 
     #[test]
