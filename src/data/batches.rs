@@ -122,6 +122,7 @@ fn decode_on_workers(
             .chunks(per_thread)
             .map(|chunk| {
                 let worker = s.spawn(move || {
+                    crate::platform::priority::lower_this_thread();
                     chunk
                         .iter()
                         .map(|&i| samples[i].load().map(|image| (i, image)))
@@ -158,6 +159,7 @@ pub fn stream(
 ) -> Receiver<Result<Batch, SkippedFile>> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
+        crate::platform::priority::lower_this_thread();
         let seed = match &view {
             View::Train { seed, .. } => *seed,
             View::Eval => 0,

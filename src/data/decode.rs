@@ -178,12 +178,18 @@ pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
 /// [`decode_file`], resized so the shorter side is `shorter_side` (when given) before the EXIF
 /// rotation, so that a rotation never copies the full-size image.
 pub fn decode_file_at(path: &Path, shorter_side: Option<u32>) -> Result<RgbImage, DecodeError> {
+    Ok(read_file(path)?.finish(shorter_side))
+}
+
+/// Reads and decodes `path` up to (not including) resizing and the EXIF rotation: the file is
+/// checked whole, and [`Decoded::finish`] makes the same pixels as [`decode_file_at`].
+pub fn read_file(path: &Path) -> Result<Decoded, DecodeError> {
     let size = check_regular_file(path)?;
     let mut bytes = Vec::with_capacity(size as usize);
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_FILE_BYTES).read_to_end(&mut bytes))
         .map_err(|e| DecodeError::Io(e.to_string()))?;
-    decode_bytes_at(&bytes, shorter_side)
+    read_bytes(&bytes)
 }
 
 /// Decodes an in-memory image file; see [`decode_file`].
@@ -197,6 +203,40 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 /// a 16-bit image's 8-bit copy adds at most half of that again. Resizing and rotating work on
 /// copies no larger than the resized image.
 pub fn decode_bytes_at(bytes: &[u8], shorter_side: Option<u32>) -> Result<RgbImage, DecodeError> {
+    Ok(read_bytes(bytes)?.finish(shorter_side))
+}
+
+/// An image decoded to 8-bit RGB at its stored size, its EXIF rotation not yet applied.
+pub struct Decoded {
+    rgb: RgbImage,
+    orientation: Option<Orientation>,
+}
+
+impl Decoded {
+    /// Width and height as stored (before the rotation).
+    pub fn stored_dimensions(&self) -> (u32, u32) {
+        self.rgb.dimensions()
+    }
+
+    /// Resized so the shorter side is `shorter_side` (when given), then turned upright.
+    pub fn finish(self, shorter_side: Option<u32>) -> RgbImage {
+        let mut rgb = self.rgb;
+        if let Some(side) = shorter_side {
+            // The shorter side is the same before and after a rotation.
+            rgb = super::preprocess::resize_shorter_side(&rgb, side);
+        }
+        match self.orientation {
+            Some(o) if o != Orientation::NoTransforms => {
+                let mut image = DynamicImage::ImageRgb8(rgb);
+                image.apply_orientation(o);
+                image.into_rgb8()
+            }
+            _ => rgb,
+        }
+    }
+}
+
+fn read_bytes(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -212,19 +252,8 @@ pub fn decode_bytes_at(bytes: &[u8], shorter_side: Option<u32>) -> Result<RgbIma
     limits.max_alloc = Some(MAX_ALLOC);
     decoder.set_limits(limits)?;
     let orientation = decoder.orientation().ok();
-    let mut rgb = flatten_on_white(DynamicImage::from_decoder(decoder)?);
-    if let Some(side) = shorter_side {
-        // The shorter side is the same before and after a rotation.
-        rgb = super::preprocess::resize_shorter_side(&rgb, side);
-    }
-    match orientation {
-        Some(o) if o != Orientation::NoTransforms => {
-            let mut image = DynamicImage::ImageRgb8(rgb);
-            image.apply_orientation(o);
-            Ok(image.into_rgb8())
-        }
-        _ => Ok(rgb),
-    }
+    let rgb = flatten_on_white(DynamicImage::from_decoder(decoder)?);
+    Ok(Decoded { rgb, orientation })
 }
 
 /// Converts to 8-bit RGB, compositing any transparency onto white (8-bit RGBA in place).

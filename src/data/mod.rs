@@ -224,7 +224,7 @@ pub fn decode_into(
     progress: &(dyn Fn(usize, usize) + Sync),
     cancel: &AtomicBool,
 ) -> Result<Vec<Result<(), DecodeError>>, DataError> {
-    let decode = |i: usize| store.decode(i).map(|image| drop(store.offer(i, image)));
+    let decode = |i: usize| store.check_and_keep(i);
     parallel_map(store.len(), threads, progress, cancel, &decode)
 }
 

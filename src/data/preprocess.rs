@@ -55,19 +55,21 @@ fn box_shrink(image: &RgbImage, factor: u32) -> RgbImage {
     out
 }
 
+/// The size of a `w`×`h` image resized so its shorter side is `side`, aspect ratio kept.
+pub fn shorter_side_dimensions(w: u32, h: u32, side: u32) -> (u32, u32) {
+    let longer = |long: u32, short: u32| {
+        ((long as f64 * side as f64 / short.max(1) as f64).round() as u32).max(side)
+    };
+    if w <= h {
+        (side, longer(h, w))
+    } else {
+        (longer(w, h), side)
+    }
+}
+
 fn resize_exact_shorter(image: &RgbImage, side: u32) -> RgbImage {
     let (w, h) = image.dimensions();
-    let (nw, nh) = if w <= h {
-        (
-            side,
-            ((h as f64 * side as f64 / w as f64).round() as u32).max(side),
-        )
-    } else {
-        (
-            ((w as f64 * side as f64 / h as f64).round() as u32).max(side),
-            side,
-        )
-    };
+    let (nw, nh) = shorter_side_dimensions(w, h, side);
     if (nw, nh) == (w, h) {
         return image.clone();
     }

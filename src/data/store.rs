@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::decode::{DecodeError, decode_file_at};
+use super::decode::{DecodeError, decode_file_at, read_file};
+use super::preprocess::shorter_side_dimensions;
 
 /// The images of one data set, each decoded at one shorter side, some of them kept.
 #[derive(Debug)]
@@ -103,6 +104,27 @@ impl ImageStore {
     pub fn decode(&self, slot: usize) -> Result<RgbImage, DecodeError> {
         self.decodes.fetch_add(1, Ordering::Relaxed);
         decode_file_at(&self.paths[slot], self.resize_to)
+    }
+
+    /// Decodes image `slot` (which checks its file whole) and keeps it if it fits the budget.
+    /// An image that would not fit is dropped before it is resized: when a data set outgrows
+    /// the budget, checking the rest of it costs their decoding only.
+    pub fn check_and_keep(&self, slot: usize) -> Result<(), DecodeError> {
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        let decoded = read_file(&self.paths[slot])?;
+        let (w, h) = decoded.stored_dimensions();
+        let (w, h) = match self.resize_to {
+            Some(side) => shorter_side_dimensions(w, h, side),
+            None => (w, h),
+        };
+        let room = {
+            let kept = self.lock();
+            kept.bytes + w as usize * h as usize * 3 <= self.budget_bytes
+        };
+        if room {
+            self.offer(slot, decoded.finish(self.resize_to));
+        }
+        Ok(())
     }
 
     /// Keeps `image` as image `slot` if it fits the budget; returns it shared either way.
