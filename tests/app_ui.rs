@@ -634,3 +634,88 @@ fn reading_a_big_folder_shows_progress_and_can_be_cancelled() {
         other => panic!("unexpected folder state {other:?}"),
     }
 }
+
+/// The window over a big folder of one's own (`GRAFT_BIG_FOLDER`, for example 100 000 images
+/// from `bench/make_big_folder.py`) with the default recipe: the worst frame while it reads the
+/// folder, then while it trains for `GRAFT_BIG_SECONDS` (default 180) before Stop. Reported,
+/// not asserted: a benchmark, run by hand with `--ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark over the folder GRAFT_BIG_FOLDER names"]
+fn frame_times_over_a_big_folder_of_ones_own() {
+    let Some(data) = std::env::var_os("GRAFT_BIG_FOLDER").map(std::path::PathBuf::from) else {
+        panic!("set GRAFT_BIG_FOLDER to a folder of class folders");
+    };
+    let seconds: u64 = std::env::var("GRAFT_BIG_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    let runs = TempDir::new("ui-big-runs");
+    let mut state = AppState::default();
+    state.project.config.data = data;
+    state.project.config.runs_dir = Some(runs.path().to_path_buf());
+    state.preferences.hint_dismissed = true;
+    let mut h = harness(GraftApp::new(state));
+
+    let start = Instant::now();
+    let frames = step_until(
+        &mut h,
+        Duration::from_secs(600),
+        "folder and layers",
+        |app| {
+            matches!(app.state.live.folder, FolderState::Ready(_))
+                && app.state.live.layers.is_some()
+        },
+    );
+    let files = match &h.state().state.live.folder {
+        FolderState::Ready(report) => report.total(),
+        _ => unreachable!(),
+    };
+    report_frames(
+        &h,
+        &format!(
+            "reading {files} files ({:.1} s)",
+            start.elapsed().as_secs_f64()
+        ),
+        &frames,
+    );
+
+    h.state_mut().state.live.frame_times.restart();
+    h.get_by_label("▶ Start").click();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let frames = step_until(
+        &mut h,
+        Duration::from_secs(seconds + 60),
+        "the time to pass",
+        |_| Instant::now() >= until,
+    );
+    let seen = h
+        .state()
+        .state
+        .project
+        .runs
+        .first()
+        .map_or(0, |r| r.batch_loss.len());
+    report_frames(
+        &h,
+        &format!("training {seconds} s ({seen} batch losses shown)"),
+        &frames,
+    );
+    h.get_by_label("⏹ Stop").click();
+    step_until(&mut h, Duration::from_secs(600), "the run to stop", |app| {
+        !app.state.is_training()
+    });
+}
+
+/// Prints the harness's median and worst step and the app's own worst frame since the restart.
+fn report_frames(h: &egui_kittest::Harness<'static, GraftApp>, what: &str, frames: &[Duration]) {
+    let mut sorted: Vec<f64> = frames.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    sorted.sort_by(f64::total_cmp);
+    let (app_worst, app_frames) = h.state().state.live.frame_times.worst_since_restart();
+    eprintln!(
+        "{what}: {} harness steps, median {:.1} ms, worst {:.1} ms; app UI work worst {:.2} ms over {app_frames} frames",
+        sorted.len(),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+        sorted.last().copied().unwrap_or(0.0),
+        app_worst * 1e3
+    );
+}

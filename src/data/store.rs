@@ -230,6 +230,27 @@ mod tests {
     }
 
     #[test]
+    fn checking_keeps_what_fits_resized_and_still_reads_the_rest_whole() {
+        let (dir, mut paths) = folder_of(4, 8, "check");
+        let broken = dir.join("broken.png");
+        std::fs::write(&broken, b"\x89PNG\r\n\x1a\n not really").unwrap();
+        paths.push(broken);
+        // Room for two images at shorter side 16.
+        let store = ImageStore::new(paths.clone(), Some(16), 2 * 16 * 16 * 3);
+        let checked: Vec<bool> = (0..5)
+            .map(|slot| store.check_and_keep(slot).is_ok())
+            .collect();
+        assert_eq!(checked, [true, true, true, true, false]);
+        let stats = store.stats();
+        assert_eq!((stats.kept_images, stats.decodes), (2, 5));
+        for slot in 0..4 {
+            let served = store.get(slot).unwrap();
+            assert_eq!(*served, decode_file_at(&paths[slot], Some(16)).unwrap());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_file_gone_since_it_was_kept_is_still_served_and_one_gone_otherwise_is_an_error() {
         let (dir, paths) = folder_of(2, 4, "gone");
         let store = ImageStore::new(paths.clone(), None, 4 * 4 * 3);
