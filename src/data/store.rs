@@ -243,9 +243,9 @@ mod tests {
         assert_eq!(checked, [true, true, true, true, false]);
         let stats = store.stats();
         assert_eq!((stats.kept_images, stats.decodes), (2, 5));
-        for slot in 0..4 {
+        for (slot, path) in paths.iter().enumerate().take(4) {
             let served = store.get(slot).unwrap();
-            assert_eq!(*served, decode_file_at(&paths[slot], Some(16)).unwrap());
+            assert_eq!(*served, decode_file_at(path, Some(16)).unwrap());
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
