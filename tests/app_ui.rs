@@ -114,15 +114,12 @@ fn start_shows_live_curve_points_and_stop_ends_the_run() {
     );
 
     // The UI thread never waits on training: frame times while events stream.
-    let mut sorted: Vec<f64> = frames.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let worst = sorted[sorted.len() - 1];
+    let (median, worst) = median_and_worst_ms(&frames);
     let (app_mean, app_max) = h.state().frame_time_stats();
     eprintln!(
         "frames while training: {} frames, harness step median {median:.1} ms, worst {worst:.1} ms; \
          app UI work mean {:.2} ms, max {:.2} ms",
-        sorted.len(),
+        frames.len(),
         app_mean * 1e3,
         app_max * 1e3
     );
@@ -708,14 +705,19 @@ fn frame_times_over_a_big_folder_of_ones_own() {
 
 /// Prints the harness's median and worst step and the app's own worst frame since the restart.
 fn report_frames(h: &egui_kittest::Harness<'static, GraftApp>, what: &str, frames: &[Duration]) {
-    let mut sorted: Vec<f64> = frames.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    sorted.sort_by(f64::total_cmp);
+    let (median, worst) = median_and_worst_ms(frames);
     let (app_worst, app_frames) = h.state().state.live.frame_times.worst_since_restart();
     eprintln!(
-        "{what}: {} harness steps, median {:.1} ms, worst {:.1} ms; app UI work worst {:.2} ms over {app_frames} frames",
-        sorted.len(),
-        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
-        sorted.last().copied().unwrap_or(0.0),
+        "{what}: {} harness steps, median {median:.1} ms, worst {worst:.1} ms; app UI work worst {:.2} ms over {app_frames} frames",
+        frames.len(),
         app_worst * 1e3
     );
+}
+
+/// The median and the worst of harness steps, in milliseconds (0 for none).
+fn median_and_worst_ms(frames: &[Duration]) -> (f64, f64) {
+    let mut sorted: Vec<f64> = frames.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    (median, sorted.last().copied().unwrap_or(0.0))
 }
